@@ -1,0 +1,125 @@
+"""The command line: `promptc check | compile | render | ...`. Exit codes: 0 clean, 1 diagnostics or
+failing tests, 2 usage or internal error. A mistake in a user's program never shows a traceback."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Callable
+
+from promptc import __version__
+from promptc.diagnostics import Diagnostic, render_all, summary, to_json, use_color
+
+EXIT_OK, EXIT_DIAGNOSTICS, EXIT_USAGE = 0, 1, 2
+
+
+class UsageError(Exception):
+    """A mistake in how promptc was called (not in the program): exit 2 with a one-line message."""
+
+
+def _emit_diagnostics(diags: list[Diagnostic], fmt: str, stream=None) -> None:
+    stream = stream or sys.stderr
+    if fmt == "json":
+        return
+    if diags:
+        print(render_all(diags, color=use_color(stream)), file=stream)
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from promptc.compiler import compile_file
+
+    all_diags: list[Diagnostic] = []
+    failed = False
+    for path in args.files:
+        result = compile_file(path)
+        all_diags.extend(result.diagnostics)
+        failed |= not result.ok
+        if args.format == "text":
+            _emit_diagnostics(result.diagnostics, "text")
+            if result.ok:
+                tail = f" ({summary(result.diagnostics)})" if result.diagnostics else ""
+                print(f"{path}: ok{tail}", file=sys.stderr if args.quiet else sys.stdout)
+    if args.format == "json":
+        print(to_json(all_diags))
+    elif failed:
+        print(f"promptc: {summary(all_diags)}", file=sys.stderr)
+    return EXIT_DIAGNOSTICS if failed else EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="promptc",
+        description="Compile declarative .prompt programs to text prompts or PEFT-tuned artifacts, "
+                    "and test both with the same suite.",
+    )
+    p.add_argument("--version", action="version", version=f"promptc {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    c = sub.add_parser("check", help="parse and check programs; report every mistake",
+                       description="Parse and check .prompt files. Exit 0 when clean (warnings allowed), "
+                                   "1 when any file has errors.")
+    c.add_argument("files", nargs="+", metavar="FILE", help=".prompt files to check")
+    c.add_argument("--format", choices=("text", "json"), default="text", help="diagnostic format")
+    c.add_argument("-q", "--quiet", action="store_true", help="print nothing for clean files")
+    c.set_defaults(func=cmd_check)
+
+    from promptc import commands
+
+    commands.register(sub)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # argparse exits 2 on usage errors and 0 for --help/--version
+        return int(e.code or 0)
+    if not getattr(args, "func", None):
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except UsageError as e:
+        print(f"promptc: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("promptc: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return EXIT_OK
+    except Exception as e:  # an internal error: say so plainly, keep the traceback for bug reports
+        from promptc.diagnostics import PromptcError
+
+        if isinstance(e, PromptcError):
+            fmt = getattr(args, "format", "text")
+            if fmt == "json":
+                print(to_json(e.diagnostics))
+            else:
+                _emit_diagnostics(e.diagnostics, "text")
+            return EXIT_DIAGNOSTICS
+        import traceback
+
+        print(f"promptc: internal error: {type(e).__name__}: {e}", file=sys.stderr)
+        if _debug():
+            traceback.print_exc()
+        else:
+            print("promptc: this is a bug in promptc; rerun with PROMPTC_DEBUG=1 for the traceback",
+                  file=sys.stderr)
+        return EXIT_USAGE
+
+
+def _debug() -> bool:
+    import os
+
+    return bool(os.environ.get("PROMPTC_DEBUG"))
+
+
+def _json_dump(obj) -> str:
+    return json.dumps(obj, indent=2, ensure_ascii=False)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,219 @@
+"""Diagnostics: codes, the collector, and the rustc/mypy-style renderer shared by every stage."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import dataclass, field
+from typing import Literal
+
+from promptc.source import Span
+
+Severity = Literal["error", "warning", "note"]
+
+# Code ranges: E1xx syntax and files, E2xx names, E3xx types and schema, E4xx tests and targets,
+# W for warnings. docs/language.md lists every code with an example.
+CODES: dict[str, str] = {
+    "E101": "file is not valid UTF-8",
+    "E102": "syntax error",
+    "E103": "unexpected character",
+    "E104": "unterminated string",
+    "E105": "template syntax error",
+    "E106": "invalid regular expression",
+    "E107": "malformed examples file",
+    "E108": "file not found",
+    "E109": "invalid string escape",
+    "E201": "undeclared template variable",
+    "E202": "unknown type",
+    "E203": "unknown task",
+    "E204": "unknown field",
+    "E205": "unknown function",
+    "E206": "duplicate name",
+    "E207": "unknown enum member",
+    "E208": "unknown target option",
+    "E209": "unknown tune method",
+    "E210": "unsafe template access",
+    "E211": "unknown name",
+    "E212": "unknown generator",
+    "E213": "given path does not exist",
+    "E214": "duplicate key",
+    "E215": "unknown field constraint",
+    "E216": "unknown target kind",
+    "E217": "unknown property setting",
+    "E301": "type mismatch",
+    "E302": "value does not match schema",
+    "E303": "value violates field constraint",
+    "E304": "example violates task constraint",
+    "E305": "contradictory bounds",
+    "E306": "constraint does not apply to type",
+    "E307": "invalid option value",
+    "E308": "recursive type",
+    "E309": "task has no prompt",
+    "E310": "wrong number of arguments",
+    "E311": "option does not apply to method",
+    "E312": "duplicate task item",
+    "E401": "test input does not match schema",
+    "E402": "invalid property setting",
+    "E403": "invalid generator argument",
+    "W201": "input never used in the prompt",
+    "W401": "test input duplicates an example",
+    "W402": "regular expression flag ignored",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Diagnostic:
+    """One finding, located at a span, with an optional hint. Immutable and sortable."""
+
+    severity: Severity
+    code: str
+    message: str
+    span: Span | None
+    hint: str | None = None
+    notes: tuple[str, ...] = ()
+
+    @property
+    def is_error(self) -> bool:
+        return self.severity == "error"
+
+    def sort_key(self) -> tuple:
+        s = self.span
+        return (s.path, s.start, s.end) if s else ("", 0, 0)
+
+    def to_json(self) -> dict:
+        s = self.span
+        return {
+            "severity": self.severity,
+            "code": self.code,
+            "message": self.message,
+            "file": s.path if s else None,
+            "line": s.line if s else None,
+            "column": s.col if s else None,
+            "end_line": s.end_line if s else None,
+            "end_column": s.end_col if s else None,
+            "hint": self.hint,
+            "notes": list(self.notes),
+        }
+
+
+@dataclass
+class Diagnostics:
+    """A collector: stages add to it and keep going, so a run reports every mistake at once."""
+
+    items: list[Diagnostic] = field(default_factory=list)
+
+    def error(self, code: str, message: str, span: Span | None, hint: str | None = None,
+              notes: tuple[str, ...] = ()) -> None:
+        self.items.append(Diagnostic("error", code, message, span, hint, notes))
+
+    def warning(self, code: str, message: str, span: Span | None, hint: str | None = None,
+                notes: tuple[str, ...] = ()) -> None:
+        self.items.append(Diagnostic("warning", code, message, span, hint, notes))
+
+    def extend(self, other: list[Diagnostic] | Diagnostics) -> None:
+        self.items.extend(other.items if isinstance(other, Diagnostics) else other)
+
+    @property
+    def has_errors(self) -> bool:
+        return any(d.is_error for d in self.items)
+
+    def sorted(self) -> list[Diagnostic]:
+        seen: set[tuple] = set()
+        out = []
+        for d in sorted(self.items, key=Diagnostic.sort_key):
+            key = (d.code, d.message, d.sort_key())
+            if key not in seen:
+                seen.add(key)
+                out.append(d)
+        return out
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+
+class PromptcError(Exception):
+    """Raised by the API when a program (or an input to it) has errors; carries the diagnostics."""
+
+    def __init__(self, diagnostics: list[Diagnostic] | Diagnostics, message: str | None = None):
+        items = diagnostics.sorted() if isinstance(diagnostics, Diagnostics) else list(diagnostics)
+        self.diagnostics = items
+        text = message or "\n".join(render(d, color=False) for d in items if d.is_error)
+        super().__init__(text or "promptc error")
+
+
+_COLORS = {"error": "\x1b[1;31m", "warning": "\x1b[1;33m", "note": "\x1b[1;36m"}
+_BOLD, _BLUE, _GREEN, _RESET = "\x1b[1m", "\x1b[1;34m", "\x1b[1;32m", "\x1b[0m"
+
+
+def use_color(stream=None) -> bool:
+    """Colour only on a TTY, and never when NO_COLOR is set (https://no-color.org)."""
+    if os.environ.get("NO_COLOR"):
+        return False
+    if os.environ.get("FORCE_COLOR"):
+        return True
+    stream = stream or sys.stderr
+    return hasattr(stream, "isatty") and stream.isatty()
+
+
+def render(d: Diagnostic, color: bool = False) -> str:
+    """Render one diagnostic as `file:line:col: severity: message [CODE]`, the line, and a caret."""
+
+    def c(code: str, text: str) -> str:
+        return f"{code}{text}{_RESET}" if color else text
+
+    s = d.span
+    loc = f"{s.path}:{s.line}:{s.col}: " if s else "promptc: "
+    out = [f"{c(_BOLD, loc)}{c(_COLORS[d.severity], d.severity)}: {d.message} [{d.code}]"]
+    if s is not None:
+        text = s.source.line_text(s.line)
+        if text or s.line <= s.source.line_count:
+            gutter = str(s.line)
+            pad = " " * len(gutter)
+            expanded = text.replace("\t", " ")
+            width = (s.end_col - s.col) if s.end_line == s.line else len(text) - s.col + 1
+            width = max(1, min(width, max(1, len(expanded) - s.col + 1)))
+            marker = "^" + "~" * (width - 1)
+            out.append(f"{c(_BLUE, gutter + ' |')} {expanded}")
+            out.append(f"{c(_BLUE, pad + ' |')} {' ' * (s.col - 1)}{c(_COLORS[d.severity], marker)}")
+    for note in d.notes:
+        out.append(f"  note: {note}")
+    if d.hint:
+        out.append(f"  {c(_GREEN, 'hint')}: {d.hint}")
+    return "\n".join(out)
+
+
+def render_all(diags: list[Diagnostic], color: bool = False) -> str:
+    return "\n".join(render(d, color) for d in diags)
+
+
+def to_json(diags: list[Diagnostic]) -> str:
+    return json.dumps([d.to_json() for d in diags], indent=2, ensure_ascii=False)
+
+
+def summary(diags: list[Diagnostic]) -> str:
+    errors = sum(d.is_error for d in diags)
+    warnings = sum(d.severity == "warning" for d in diags)
+    parts = []
+    if errors:
+        parts.append(f"{errors} error{'s' if errors != 1 else ''}")
+    if warnings:
+        parts.append(f"{warnings} warning{'s' if warnings != 1 else ''}")
+    return ", ".join(parts)
+
+
+def closest(name: str, candidates) -> str | None:
+    """The nearest candidate by edit distance, for 'did you mean' hints (None if nothing is close)."""
+    import difflib
+
+    cands = list(candidates)
+    if not cands:
+        return None
+    lowered = {c.lower(): c for c in cands}
+    if name.lower() in lowered:
+        return lowered[name.lower()]
+    m = difflib.get_close_matches(name, cands, n=1, cutoff=0.6)
+    if m:
+        return m[0]
+    m = difflib.get_close_matches(name.lower(), list(lowered), n=1, cutoff=0.6)
+    return lowered[m[0]] if m else None

@@ -1,0 +1,248 @@
+"""Lower stage output: the target-neutral IR. Names resolved, defaults filled, no spans, no syntax.
+
+Types here are the semantic types shared by the checker, schemas, strategies, targets and the runner.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Union
+
+# ------------------------------------------------------------------ types
+
+
+@dataclass(frozen=True, slots=True)
+class StrT:
+    min_len: int | None = None
+    max_len: int | None = None
+    pattern: str | None = None
+
+    def __str__(self) -> str:
+        return "str"
+
+
+@dataclass(frozen=True, slots=True)
+class IntT:
+    ge: int | float | None = None
+    le: int | float | None = None
+
+    def __str__(self) -> str:
+        return "int"
+
+
+@dataclass(frozen=True, slots=True)
+class FloatT:
+    ge: int | float | None = None
+    le: int | float | None = None
+
+    def __str__(self) -> str:
+        return "float"
+
+
+@dataclass(frozen=True, slots=True)
+class BoolT:
+    def __str__(self) -> str:
+        return "bool"
+
+
+@dataclass(frozen=True, slots=True)
+class EnumT:
+    name: str
+    members: tuple[str, ...]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+@dataclass(frozen=True, slots=True)
+class RecordT:
+    name: str
+    fields: tuple[tuple[str, Type], ...]
+
+    def field(self, name: str) -> Type | None:
+        for k, t in self.fields:
+            if k == name:
+                return t
+        return None
+
+    @property
+    def field_names(self) -> tuple[str, ...]:
+        return tuple(k for k, _ in self.fields)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+@dataclass(frozen=True, slots=True)
+class ListT:
+    item: Type
+    min_len: int | None = None
+    max_len: int | None = None
+
+    def __str__(self) -> str:
+        return f"list[{self.item}]"
+
+
+@dataclass(frozen=True, slots=True)
+class OptionalT:
+    inner: Type
+
+    def __str__(self) -> str:
+        return f"{self.inner}?"
+
+
+# Types that only expressions have.
+@dataclass(frozen=True, slots=True)
+class NullT:
+    def __str__(self) -> str:
+        return "null"
+
+
+@dataclass(frozen=True, slots=True)
+class RegexT:
+    def __str__(self) -> str:
+        return "regex"
+
+
+@dataclass(frozen=True, slots=True)
+class AnyT:
+    """The type of something already reported as an error; it unifies with everything."""
+
+    def __str__(self) -> str:
+        return "any"
+
+
+Type = Union[StrT, IntT, FloatT, BoolT, EnumT, RecordT, ListT, OptionalT, NullT, RegexT, AnyT]
+
+
+def strip_optional(t: Type) -> Type:
+    while isinstance(t, OptionalT):
+        t = t.inner
+    return t
+
+
+def is_numeric(t: Type) -> bool:
+    return isinstance(strip_optional(t), (IntT, FloatT))
+
+
+# ------------------------------------------------------------------ program
+@dataclass(frozen=True, slots=True)
+class Param:
+    name: str
+    type: Type
+
+
+@dataclass(frozen=True, slots=True)
+class Example:
+    """A training / few-shot example: input dict and output JSON value, with its origin `file:line`."""
+
+    input: dict[str, Any] = field(hash=False)
+    output: Any = field(hash=False)
+    origin: str = ""
+    name: str | None = None
+    provenance: dict[str, Any] | None = field(default=None, hash=False, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Constraint:
+    name: str
+    description: str | None
+    expr: Any  # expr.Node
+    source: str  # the expression as written, for reports
+    origin: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Variant:
+    """A named alternative for the system text or the prompt template (`prompt variant "v" ...`)."""
+
+    name: str | None
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Task:
+    name: str
+    params: tuple[Param, ...]
+    output: Type
+    system: tuple[Variant, ...]  # first is the default; empty when no system text
+    prompt: tuple[Variant, ...]  # first is the default
+    examples: tuple[Example, ...]
+    constraints: tuple[Constraint, ...]
+    hash: str = ""
+
+    @property
+    def input_type(self) -> RecordT:
+        return RecordT(f"{self.name}.input", tuple((p.name, p.type) for p in self.params))
+
+    @property
+    def system_text(self) -> str | None:
+        return self.system[0].text if self.system else None
+
+    @property
+    def prompt_text(self) -> str:
+        return self.prompt[0].text
+
+
+@dataclass(frozen=True, slots=True)
+class Case:
+    name: str
+    input: dict[str, Any] = field(hash=False)
+    expects: tuple[tuple[Any, str], ...] = ()  # (expr.Node, source text)
+    origin: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Given:
+    path: tuple[str | int, ...]
+    generator: str
+    args: tuple[Any, ...]
+    kwargs: tuple[tuple[str, Any], ...]
+    source: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Property:
+    name: str
+    givens: tuple[Given, ...]
+    checks: tuple[tuple[Any, str], ...]
+    max_examples: int | None = None
+    origin: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class TestSuite:
+    task: str
+    cases: tuple[Case, ...]
+    properties: tuple[Property, ...]
+
+    __test__ = False
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    kind: str  # "text" | "tune"
+    name: str
+    task: str
+    options: dict[str, Any] = field(hash=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Program:
+    name: str
+    version: str
+    path: str
+    tasks: dict[str, Task] = field(hash=False)
+    tests: tuple[TestSuite, ...] = ()
+    targets: dict[str, Target] = field(default_factory=dict, hash=False)
+    types: dict[str, Type] = field(default_factory=dict, hash=False)
+    hash: str = ""
+
+    def tests_for(self, task: str) -> TestSuite:
+        cases: list[Case] = []
+        props: list[Property] = []
+        for t in self.tests:
+            if t.task == task:
+                cases.extend(t.cases)
+                props.extend(t.properties)
+        return TestSuite(task, tuple(cases), tuple(props))

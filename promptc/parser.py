@@ -1,0 +1,448 @@
+"""Parse stage: .prompt source text -> ast.Program, via the Lark LALR grammar in grammar/promptc.lark.
+
+Syntax errors become located diagnostics that name what was expected in words.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from importlib import resources
+from pathlib import Path as FsPath
+
+from lark import Lark, Token, Transformer, Tree, v_args
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
+
+from promptc import ast
+from promptc.diagnostics import Diagnostic, Diagnostics, PromptcError
+from promptc.source import SourceFile, Span
+
+
+def grammar_text() -> str:
+    """The grammar source: from the checkout when run from source, else from the installed package."""
+    local = FsPath(__file__).resolve().parent.parent / "grammar" / "promptc.lark"
+    if local.is_file():
+        return local.read_text(encoding="utf-8")
+    return resources.files("promptc.grammar").joinpath("promptc.lark").read_text(encoding="utf-8")
+
+
+@functools.lru_cache(maxsize=1)
+def _lark() -> Lark:
+    return Lark(grammar_text(), parser="lalr", lexer="contextual", propagate_positions=True,
+                maybe_placeholders=True)
+
+
+# Terminal names -> words for "expected ..." messages.
+_WORDS = {
+    "NAME": "a name",
+    "STRING": "a string",
+    "LONG_STRING": 'a """triple-quoted""" string',
+    "SIGNED_INT": "a number",
+    "INT": "an integer",
+    "SIGNED_FLOAT": "a number",
+    "REGEX": "a /regex/",
+    "CMP_OP": "a comparison (== != < <= > >=)",
+    "$END": "end of file",
+}
+
+
+def _describe(terminals: set[str] | frozenset[str]) -> list[str]:
+    defs = {t.name: t for t in _lark().terminals}
+    words: set[str] = set()
+    for name in terminals:
+        if name in _WORDS:
+            words.add(_WORDS[name])
+        elif name in defs and defs[name].pattern.type == "str":
+            words.add(f"'{defs[name].pattern.value}'")
+        else:
+            words.add(name.lower())
+    # Quoted tokens first, then descriptions; stable order for golden files.
+    return sorted(words, key=lambda w: (not w.startswith("'"), w))
+
+
+def _join(words: list[str]) -> str:
+    if len(words) <= 1:
+        return "".join(words)
+    if len(words) > 8:
+        words = words[:8] + ["..."]
+    return ", ".join(words[:-1]) + " or " + words[-1]
+
+
+def _token_desc(tok: Token) -> str:
+    if tok.type == "$END":
+        return "end of file"
+    if tok.type in ("STRING", "LONG_STRING"):
+        return "a string"
+    value = str(tok)
+    if len(value) > 20:
+        value = value[:20] + "..."
+    return f"'{value}'"
+
+
+_HINTS = [
+    # (expected contains, token value, hint)
+    ({"'->'"}, None, "a task declares its output type: `task name(input: Type) -> Output { ... }`"),
+    ({"':'"}, None, "fields and parameters are written `name: Type`"),
+    ({"'for'"}, None, "targets are written `target text NAME for TASK { key = value }`"),
+]
+
+
+def _syntax_diagnostic(src: SourceFile, err: UnexpectedInput) -> Diagnostic:
+    diags = Diagnostics()
+    if isinstance(err, UnexpectedCharacters):
+        pos = err.pos_in_stream
+        ch = src.text[pos] if pos < len(src.text) else ""
+        if ch == '"':
+            triple = src.text.startswith('"""', pos)
+            diags.error("E104", "unterminated string", src.span(pos, pos + (3 if triple else 1)),
+                        hint='close it with """' if triple else
+                        'strings end on the same line; use """...""" for text over several lines')
+        elif ch == "/":
+            diags.error("E102", "unexpected '/'", src.span(pos, pos + 1),
+                        hint="a regex is written /pattern/flags on one line and is only allowed as a value")
+        else:
+            expected = _describe(err.allowed or set())
+            shown = repr(ch)[1:-1] if ch.isprintable() else f"\\u{ord(ch):04x}"
+            diags.error("E103", f"unexpected character '{shown}'", src.span(pos, pos + 1),
+                        hint=f"expected {_join(expected)}" if expected else None)
+        return diags.items[0]
+    if isinstance(err, UnexpectedToken):
+        tok = err.token
+        expected = _describe(err.expected)
+        if tok.type == "$END":
+            pos = len(src.text.rstrip()) or 0
+            span = src.span(max(0, pos - 1), pos) if pos else src.span(0, 0)
+            msg = "unexpected end of file"
+        else:
+            span = src.span(tok.start_pos, tok.end_pos)
+            msg = f"unexpected {_token_desc(tok)}"
+        hint = None
+        for want, _, text in _HINTS:
+            if want & set(expected):
+                hint = text
+                break
+        return Diagnostic("error", "E102", f"{msg}; expected {_join(expected)}", span, hint)
+    if isinstance(err, UnexpectedEOF):
+        pos = len(src.text)
+        return Diagnostic("error", "E102", "unexpected end of file", src.span(max(0, pos - 1), pos))
+    return Diagnostic("error", "E102", "syntax error", src.span(0, 0))
+
+
+# ------------------------------------------------------------------ strings
+_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", '"': '"', "\\": "\\", "0": "\0", "/": "/"}
+_ESCAPE_RE = re.compile(r"\\(u[0-9a-fA-F]{4}|.)")
+
+
+class _ParseIssue(Exception):
+    def __init__(self, diag: Diagnostic):
+        super().__init__(diag.message)
+        self.diag = diag
+
+
+def _unescape(raw: str, span: Span) -> str:
+    def repl(m: re.Match) -> str:
+        e = m.group(1)
+        if e in _ESCAPES:
+            return _ESCAPES[e]
+        if e.startswith("u") and len(e) == 5:
+            return chr(int(e[1:], 16))
+        start = span.start + 1 + m.start()
+        raise _ParseIssue(Diagnostic("error", "E109", f"invalid escape '\\{e}' in string",
+                                     span.sub(start, start + 2),
+                                     hint=r'valid escapes: \n \t \r \" \\ \uXXXX'))
+
+    return _ESCAPE_RE.sub(repl, raw)
+
+
+def dedent_block(raw: str, first_line: int, first_col: int) -> tuple[str, tuple[tuple[int, int], ...]]:
+    """Dedent the body of a triple-quoted string, recording where each kept line starts.
+
+    A first line holding only whitespace and a last line holding only whitespace are dropped;
+    then the indentation common to the non-blank lines is removed.
+    """
+    lines = raw.split("\n")
+    origins = [(first_line + i, (first_col if i == 0 else 1)) for i in range(len(lines))]
+    if len(lines) > 1 and not lines[0].strip():
+        lines, origins = lines[1:], origins[1:]
+    if len(lines) > 1 and not lines[-1].strip():
+        lines, origins = lines[:-1], origins[:-1]
+    indents = [len(ln) - len(ln.lstrip(" \t")) for ln in lines if ln.strip()]
+    # The first line may start right after the quotes and carries no indentation of its own.
+    if origins and origins[0][1] != 1 and indents and lines[0].strip():
+        indents = indents[1:] or [0]
+    cut = min(indents) if indents else 0
+    out, outs = [], []
+    for ln, (line, col) in zip(lines, origins):
+        if col == 1 and ln[:cut].strip() == "":
+            out.append(ln[cut:])
+            outs.append((line, col + min(cut, len(ln))))
+        else:
+            out.append(ln)
+            outs.append((line, col))
+    return "\n".join(out), tuple(outs)
+
+
+# ------------------------------------------------------------------ the transformer
+@v_args(meta=True)
+class _ToAst(Transformer):
+    def __init__(self, src: SourceFile):
+        super().__init__()
+        self.src = src
+
+    def _span(self, meta) -> Span:
+        if getattr(meta, "empty", True):
+            return self.src.span(0, 0)
+        return self.src.span(meta.start_pos, meta.end_pos)
+
+    def _tok_span(self, tok: Token) -> Span:
+        return self.src.span(tok.start_pos, tok.end_pos)
+
+    def _ident(self, tok: Token) -> ast.Ident:
+        return ast.Ident(str(tok), self._tok_span(tok))
+
+    def _string(self, tok: Token) -> ast.Literal:
+        span = self._tok_span(tok)
+        if tok.type == "LONG_STRING":
+            line, col = span.line, span.col + 3
+            value, origins = dedent_block(str(tok)[3:-3], line, col)
+            return ast.Literal(value, span, origins, long=True)
+        return ast.Literal(_unescape(str(tok)[1:-1], span), span)
+
+    # --- program
+    def start(self, meta, children):
+        header = children[0] if children and isinstance(children[0], tuple) else None
+        decls = tuple(c for c in children if not isinstance(c, tuple) and c is not None)
+        name, version = header if header else (None, None)
+        return ast.Program(name, version, decls, self._span(meta))
+
+    def header(self, meta, children):
+        return (self._ident(children[0]), self._string(children[1]))
+
+    # --- types
+    def enum_decl(self, meta, children):
+        name, *members = children
+        return ast.EnumDecl(self._ident(name), tuple(self._ident(m) for m in members if m is not None),
+                            self._span(meta))
+
+    def type_decl(self, meta, children):
+        name, *fields = children
+        return ast.TypeDecl(self._ident(name), tuple(fields), self._span(meta))
+
+    def field(self, meta, children):
+        return ast.Field(self._ident(children[0]), children[1], self._span(meta))
+
+    def type_use(self, meta, children):
+        texpr, constraints = children[0], children[1] if len(children) > 1 else None
+        return ast.TypeUse(texpr, tuple(constraints or ()), self._span(meta))
+
+    def named_type(self, meta, children):
+        return ast.NamedType(self._ident(children[0]), self._span(meta))
+
+    def list_type(self, meta, children):
+        return ast.ListType(children[0], self._span(meta))
+
+    def optional_type(self, meta, children):
+        return ast.OptionalType(children[0], self._span(meta))
+
+    def field_constraints(self, meta, children):
+        return tuple(c for c in children if c is not None)
+
+    def field_constraint(self, meta, children):
+        return ast.FieldConstraint(self._ident(children[0]), children[1], self._span(meta))
+
+    # --- tasks
+    def task_decl(self, meta, children):
+        name = children[0]
+        i = 1
+        params = []
+        while i < len(children) and (children[i] is None or isinstance(children[i], ast.Param)):
+            if children[i] is not None:
+                params.append(children[i])
+            i += 1
+        returns = children[i]
+        items = tuple(children[i + 1:])
+        return ast.TaskDecl(self._ident(name), tuple(params), returns, items, self._span(meta))
+
+    def param(self, meta, children):
+        return ast.Param(self._ident(children[0]), children[1], self._span(meta))
+
+    def _text_item(self, kind, meta, children):
+        variant, text = children
+        lit = self._string(text) if isinstance(text, Token) else text
+        return ast.TextItem(kind, lit, variant, self._span(meta))
+
+    def system_item(self, meta, children):
+        return self._text_item("system", meta, children)
+
+    def prompt_item(self, meta, children):
+        return self._text_item("prompt", meta, children)
+
+    def variant(self, meta, children):
+        return self._string(children[0]).value
+
+    def example_item(self, meta, children):
+        name, record, output = children
+        return ast.Example(self._string(name).value if name is not None else None, record, output,
+                           self._span(meta))
+
+    def examples_item(self, meta, children):
+        return ast.ExamplesFile(self._string(children[0]), self._span(meta))
+
+    def constraint_item(self, meta, children):
+        name, desc, expr = children
+        return ast.ConstraintDecl(self._ident(name), self._string(desc).value if desc is not None else None,
+                                  expr, self._span(meta))
+
+    # --- tests
+    def test_decl(self, meta, children):
+        task, *items = children
+        return ast.TestDecl(self._ident(task), tuple(items), self._span(meta))
+
+    def case_item(self, meta, children):
+        name, record, *expects = children
+        return ast.Case(self._string(name).value, record, tuple(expects), self._span(meta))
+
+    def expect_item(self, meta, children):
+        return children[0]
+
+    def property_item(self, meta, children):
+        name, *parts = children
+        return ast.Property(
+            self._string(name).value,
+            tuple(p for p in parts if isinstance(p, ast.Given)),
+            tuple(p[1] for p in parts if isinstance(p, tuple)),
+            tuple(p for p in parts if isinstance(p, ast.Setting)),
+            self._span(meta),
+        )
+
+    def given_item(self, meta, children):
+        return ast.Given(children[0], children[1], self._span(meta))
+
+    def check_item(self, meta, children):
+        return ("check", children[0])
+
+    def setting_item(self, meta, children):
+        return ast.Setting(self._ident(children[0]), children[1], self._span(meta))
+
+    # --- targets
+    def target_decl(self, meta, children):
+        kind, name, task, *options = children
+        return ast.TargetDecl(self._ident(kind), self._ident(name), self._ident(task),
+                              tuple(o for o in options if o is not None), self._span(meta))
+
+    def option(self, meta, children):
+        return ast.Option(self._ident(children[0]), children[1], self._span(meta))
+
+    # --- values
+    def enum_ref(self, meta, children):
+        return ast.EnumRef(str(children[0]), self._span(meta))
+
+    def record(self, meta, children):
+        return ast.RecordLit(tuple(c for c in children if c is not None), self._span(meta))
+
+    def record_field(self, meta, children):
+        key, value = children
+        if key.type == "STRING":
+            k = ast.Ident(self._string(key).value, self._tok_span(key))
+        else:
+            k = self._ident(key)
+        return ast.RecordField(k, value, self._span(meta))
+
+    def list_lit(self, meta, children):
+        return ast.ListLit(tuple(c for c in children if c is not None), self._span(meta))
+
+    list_expr = list_lit
+
+    def literal(self, meta, children):
+        tok: Token = children[0]
+        span = self._tok_span(tok)
+        t = tok.type
+        if t in ("STRING", "LONG_STRING"):
+            return self._string(tok)
+        if t == "SIGNED_INT":
+            return ast.Literal(int(tok), span)
+        if t == "SIGNED_FLOAT":
+            return ast.Literal(float(tok), span)
+        if t == "TRUE":
+            return ast.Literal(True, span)
+        if t == "FALSE":
+            return ast.Literal(False, span)
+        if t == "NULL":
+            return ast.Literal(None, span)
+        if t == "REGEX":
+            text = str(tok)
+            end = text.rfind("/")
+            pattern = text[1:end].replace("\\/", "/")
+            return ast.Regex(pattern, text[end + 1:], span)
+        raise AssertionError(t)  # pragma: no cover - grammar and transformer disagree
+
+    # --- expressions
+    def path(self, meta, children):
+        root, *rest = children
+        parts, spans = [], []
+        for tok in rest:
+            parts.append(int(tok) if tok.type == "INT" else str(tok))
+            spans.append(self._tok_span(tok))
+        return ast.Path(self._ident(root), tuple(parts), self._span(meta), tuple(spans))
+
+    def call(self, meta, children):
+        name, *args = children
+        return ast.Call(self._ident(name), tuple(a for a in args if a is not None), self._span(meta))
+
+    def kwarg(self, meta, children):
+        return ast.KwArg(self._ident(children[0]), children[1], self._span(meta))
+
+    def compare(self, meta, children):
+        left, op, right = children
+        return ast.BinOp(str(op), left, right, self._span(meta), self._tok_span(op))
+
+    def _binop(self, op, meta, children):
+        left, right = children
+        span = self._span(meta)
+        return ast.BinOp(op, left, right, span, span)
+
+    def in_(self, meta, children):
+        return self._binop("in", meta, children)
+
+    def not_in(self, meta, children):
+        return self._binop("not in", meta, children)
+
+    def contains(self, meta, children):
+        return self._binop("contains", meta, children)
+
+    def matches(self, meta, children):
+        return self._binop("matches", meta, children)
+
+    def and_(self, meta, children):
+        return ast.BoolOp("and", children[0], children[1], self._span(meta))
+
+    def or_(self, meta, children):
+        return ast.BoolOp("or", children[0], children[1], self._span(meta))
+
+    def not_(self, meta, children):
+        return ast.Not(children[0], self._span(meta))
+
+    def when(self, meta, children):
+        return ast.When(children[0], children[1], self._span(meta))
+
+
+def parse_source(src: SourceFile) -> tuple[ast.Program | None, list[Diagnostic]]:
+    """Parse one source file. Returns the program, or None and the syntax diagnostics."""
+    try:
+        tree: Tree = _lark().parse(src.text)
+    except UnexpectedInput as e:
+        return None, [_syntax_diagnostic(src, e)]
+    try:
+        return _ToAst(src).transform(tree), []
+    except VisitError as e:
+        if isinstance(e.orig_exc, _ParseIssue):
+            return None, [e.orig_exc.diag]
+        raise
+
+
+def parse(text: str, path: str = "<string>") -> ast.Program:
+    """Parse program text; raise PromptcError with located diagnostics on a syntax error."""
+    program, diags = parse_source(SourceFile(path, text))
+    if program is None:
+        raise PromptcError(diags)
+    return program

@@ -1,0 +1,231 @@
+"""Schemas: validate JSON values against IR types, emit JSON Schema, build pydantic models and
+hypothesis strategies. Field constraints feed all of them, so the three never disagree."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from promptc import ir
+
+
+@dataclass(frozen=True, slots=True)
+class Violation:
+    """Why a value does not fit its type. `kind` is "schema" (shape) or "constraint" (a bound)."""
+
+    path: tuple[str | int, ...]
+    message: str
+    kind: str = "schema"
+    hint: str | None = None
+
+    def where(self, root: str = "") -> str:
+        out = root
+        for p in self.path:
+            out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else p)
+        return out or "value"
+
+    def __str__(self) -> str:
+        return f"{self.where()}: {self.message}"
+
+
+def type_name_of(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int):
+        return "int"
+    if isinstance(value, float):
+        return "float"
+    if isinstance(value, str):
+        return "str"
+    if isinstance(value, list):
+        return "list"
+    if isinstance(value, dict):
+        return "record"
+    return type(value).__name__
+
+
+_RE_CACHE: dict[str, re.Pattern] = {}
+
+
+def compiled(pattern: str) -> re.Pattern:
+    r = _RE_CACHE.get(pattern)
+    if r is None:
+        r = _RE_CACHE[pattern] = re.compile(pattern)
+    return r
+
+
+def validate(t: ir.Type, value: Any, path: tuple[str | int, ...] = ()) -> list[Violation]:
+    """Every way `value` (a JSON value; enums as member-name strings) fails to fit `t`."""
+    out: list[Violation] = []
+    _validate(t, value, path, out)
+    return out
+
+
+def _bounds_len(t, n: int, what: str, path, out: list[Violation]) -> None:
+    if t.min_len is not None and n < t.min_len:
+        out.append(Violation(path, f"{what} {n} is under min_len={t.min_len}", "constraint"))
+    if t.max_len is not None and n > t.max_len:
+        out.append(Violation(path, f"{what} {n} is over max_len={t.max_len}", "constraint"))
+
+
+def _validate(t: ir.Type, v: Any, path, out: list[Violation]) -> None:
+    if isinstance(t, ir.OptionalT):
+        if v is not None:
+            _validate(t.inner, v, path, out)
+        return
+    if isinstance(t, ir.AnyT):
+        return
+    if v is None:
+        out.append(Violation(path, f"expected {t}, got null"))
+        return
+    if isinstance(t, ir.StrT):
+        if not isinstance(v, str):
+            out.append(Violation(path, f"expected str, got {type_name_of(v)}"))
+            return
+        _bounds_len(t, len(v), "length", path, out)
+        if t.pattern is not None and not compiled(t.pattern).fullmatch(v):
+            out.append(Violation(path, f"does not match pattern /{t.pattern}/", "constraint"))
+    elif isinstance(t, ir.BoolT):
+        if not isinstance(v, bool):
+            out.append(Violation(path, f"expected bool, got {type_name_of(v)}"))
+    elif isinstance(t, (ir.IntT, ir.FloatT)):
+        ok = isinstance(v, int) and not isinstance(v, bool)
+        if isinstance(t, ir.FloatT):
+            ok = ok or isinstance(v, float)
+        elif isinstance(v, float) and v.is_integer():
+            ok = True
+        if not ok:
+            out.append(Violation(path, f"expected {t}, got {type_name_of(v)}"))
+            return
+        if t.ge is not None and v < t.ge:
+            out.append(Violation(path, f"{v} is under ge={t.ge}", "constraint"))
+        if t.le is not None and v > t.le:
+            out.append(Violation(path, f"{v} is over le={t.le}", "constraint"))
+    elif isinstance(t, ir.EnumT):
+        if not isinstance(v, str):
+            out.append(Violation(path, f"expected a member of {t.name}, got {type_name_of(v)}"))
+        elif v not in t.members:
+            from promptc.diagnostics import closest
+
+            near = closest(v, t.members)
+            out.append(Violation(path, f"'{v}' is not a member of {t.name} ({', '.join(t.members)})",
+                                 hint=f"did you mean '{near}'?" if near else None))
+    elif isinstance(t, ir.ListT):
+        if not isinstance(v, list):
+            out.append(Violation(path, f"expected {t}, got {type_name_of(v)}"))
+            return
+        _bounds_len(t, len(v), "item count", path, out)
+        for i, item in enumerate(v):
+            _validate(t.item, item, (*path, i), out)
+    elif isinstance(t, ir.RecordT):
+        if not isinstance(v, dict):
+            out.append(Violation(path, f"expected {t.name} (a record), got {type_name_of(v)}"))
+            return
+        for k, ft in t.fields:
+            if k not in v:
+                if not isinstance(ft, ir.OptionalT):
+                    out.append(Violation((*path, k), f"missing field '{k}' of {t.name}"))
+            else:
+                _validate(ft, v[k], (*path, k), out)
+        for k in v:
+            if t.field(k) is None:
+                from promptc.diagnostics import closest
+
+                near = closest(k, t.field_names)
+                out.append(Violation((*path, k), f"unknown field '{k}' in {t.name}",
+                                     hint=f"did you mean '{near}'?" if near else None))
+
+
+# ------------------------------------------------------------------ JSON Schema
+def json_schema(t: ir.Type, *, strict: bool = True) -> dict[str, Any]:
+    """The JSON Schema of a type. Records forbid extra keys; named types go into `$defs`."""
+    defs: dict[str, Any] = {}
+    root = _js(t, defs, strict)
+    if defs:
+        root = {**root, "$defs": defs} if "$ref" not in root else {"$ref": root["$ref"], "$defs": defs}
+    return root
+
+
+def _js(t: ir.Type, defs: dict, strict: bool) -> dict[str, Any]:
+    if isinstance(t, ir.OptionalT):
+        return {"anyOf": [_js(t.inner, defs, strict), {"type": "null"}]}
+    if isinstance(t, ir.StrT):
+        s: dict[str, Any] = {"type": "string"}
+        if t.min_len is not None:
+            s["minLength"] = t.min_len
+        if t.max_len is not None:
+            s["maxLength"] = t.max_len
+        if t.pattern is not None:
+            s["pattern"] = f"^(?:{t.pattern})$"
+        return s
+    if isinstance(t, (ir.IntT, ir.FloatT)):
+        s = {"type": "integer" if isinstance(t, ir.IntT) else "number"}
+        if t.ge is not None:
+            s["minimum"] = t.ge
+        if t.le is not None:
+            s["maximum"] = t.le
+        return s
+    if isinstance(t, ir.BoolT):
+        return {"type": "boolean"}
+    if isinstance(t, ir.EnumT):
+        defs.setdefault(t.name, {"type": "string", "enum": list(t.members)})
+        return {"$ref": f"#/$defs/{t.name}"}
+    if isinstance(t, ir.ListT):
+        s = {"type": "array", "items": _js(t.item, defs, strict)}
+        if t.min_len is not None:
+            s["minItems"] = t.min_len
+        if t.max_len is not None:
+            s["maxItems"] = t.max_len
+        return s
+    if isinstance(t, ir.RecordT):
+        if t.name not in defs:
+            defs[t.name] = {}  # reserve the name first: records may nest
+            body = {
+                "type": "object",
+                "properties": {k: _js(ft, defs, strict) for k, ft in t.fields},
+                "required": [k for k, ft in t.fields if not isinstance(ft, ir.OptionalT) or strict],
+                "additionalProperties": False,
+            }
+            defs[t.name] = body
+        return {"$ref": f"#/$defs/{t.name}"}
+    return {}
+
+
+def inline_refs(schema: dict[str, Any]) -> dict[str, Any]:
+    """A copy of a schema with every `$ref` into `$defs` replaced by its definition."""
+    defs = schema.get("$defs", {})
+
+    def walk(node):
+        if isinstance(node, dict):
+            if "$ref" in node and node["$ref"].startswith("#/$defs/"):
+                return walk(defs[node["$ref"][len("#/$defs/"):]])
+            return {k: walk(v) for k, v in node.items() if k != "$defs"}
+        if isinstance(node, list):
+            return [walk(x) for x in node]
+        return node
+
+    return walk(schema)
+
+
+def example_value(t: ir.Type) -> Any:
+    """A short illustrative value of a type, for output-format instructions."""
+    if isinstance(t, ir.OptionalT):
+        return example_value(t.inner)
+    if isinstance(t, ir.StrT):
+        return "..."
+    if isinstance(t, ir.IntT):
+        return t.ge if t.ge is not None else 0
+    if isinstance(t, ir.FloatT):
+        return float(t.ge) if t.ge is not None else 0.0
+    if isinstance(t, ir.BoolT):
+        return True
+    if isinstance(t, ir.EnumT):
+        return t.members[0] if t.members else ""
+    if isinstance(t, ir.ListT):
+        return [example_value(t.item)]
+    if isinstance(t, ir.RecordT):
+        return {k: example_value(ft) for k, ft in t.fields}
+    return None
