@@ -356,6 +356,7 @@ class ProgramChecker:
         ct = CheckedTask(task, tuple(params), out_t, {**env, "output": out_t})
 
         # system and prompt texts (with optional variants)
+        template_mark = len(self.d.items)
         for kind in ("system", "prompt"):
             items = task.texts(kind)
             vseen: dict[str, Span] = {}
@@ -370,7 +371,7 @@ class ProgramChecker:
         if not task.texts("prompt"):
             self.d.error("E309", f"task '{task.name.name}' has no prompt", task.name.span,
                          hint='add a template: prompt """ ... {{ input }} ... """')
-        else:
+        elif not any(d.is_error for d in self.d.items[template_mark:]):
             used = set()
             for i in (*task.texts("prompt"), *task.texts("system")):
                 used |= _template_names(i.text.value)
@@ -787,8 +788,10 @@ class _TemplateWalker:
                 base = ir.strip_optional(it)
                 item_t = base.item if isinstance(base, ir.ListT) else None
             inner = dict(scope)
-            for n in node.target.find_all(nodes.Name):
-                inner[n.name] = item_t if isinstance(node.target, nodes.Name) else None
+            if isinstance(node.target, nodes.Name):
+                inner[node.target.name] = item_t
+            for n in node.target.find_all(nodes.Name):  # tuple unpacking: element types unknown
+                inner[n.name] = None
             inner["loop"] = None
             for child in (*node.body, *node.else_):
                 self.visit(child, inner, bound)

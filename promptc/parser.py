@@ -100,6 +100,9 @@ def _syntax_diagnostic(src: SourceFile, err: UnexpectedInput) -> Diagnostic:
         elif ch == "/":
             diags.error("E102", "unexpected '/'", src.span(pos, pos + 1),
                         hint="a regex is written /pattern/flags on one line and is only allowed as a value")
+        elif ch == ";":
+            diags.error("E103", "unexpected character ';'", src.span(pos, pos + 1),
+                        hint="promptc has no ';': separate fields and items with newlines or commas")
         else:
             expected = _describe(err.allowed or set())
             shown = repr(ch)[1:-1] if ch.isprintable() else f"\\u{ord(ch):04x}"
