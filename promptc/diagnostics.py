@@ -53,7 +53,6 @@ CODES: dict[str, str] = {
     "E310": "wrong number of arguments",
     "E311": "option does not apply to method",
     "E312": "duplicate task item",
-    "E401": "test input does not match schema",
     "E402": "invalid property setting",
     "E403": "invalid generator argument",
     "W201": "input never used in the prompt",

@@ -1,0 +1,91 @@
+"""The CLI contract: exit codes, --version, --help, colour rules, JSON output, no tracebacks."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from promptc import __version__
+from promptc.cli import main
+
+from .conftest import PROGRAMS, ROOT
+
+ERRORS = ROOT / "tests" / "cases" / "errors"
+
+
+def run(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    import os
+
+    e = {**os.environ, **(env or {})}
+    return subprocess.run([sys.executable, "-m", "promptc", *args], capture_output=True, text=True, env=e,
+                          cwd=ROOT, timeout=120)
+
+
+def test_version():
+    r = run("--version")
+    assert r.returncode == 0 and r.stdout.strip() == f"promptc {__version__}"
+
+
+def test_help_on_every_command(capsys):
+    from promptc.cli import build_parser
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    assert "check" in sub.choices
+    for name in sub.choices:
+        with pytest.raises(SystemExit) as ei:
+            parser.parse_args([name, "--help"])
+        assert ei.value.code == 0
+        assert "usage: promptc " + name in capsys.readouterr().out
+
+
+def test_exit_codes(tmp_path: Path):
+    assert run("check", *map(str, PROGRAMS.glob("*.prompt"))).returncode == 0
+    assert run("check", str(ERRORS / "unknown_type.prompt")).returncode == 1
+    assert run("check").returncode == 2  # usage
+    assert run("frobnicate").returncode == 2
+    assert run().returncode == 2
+
+
+@pytest.mark.parametrize("target", ["missing.prompt", "."])
+def test_unreadable_files_are_diagnostics_not_tracebacks(target):
+    r = run("check", target)
+    assert r.returncode == 1
+    assert "Traceback" not in r.stderr and "error" in r.stderr
+
+
+def test_warnings_alone_exit_zero():
+    r = run("check", str(ERRORS / "test_duplicates_example.prompt"))
+    assert r.returncode == 0 and "warning" in r.stderr
+
+
+def test_no_color_and_force_color():
+    bad = str(ERRORS / "unknown_type.prompt")
+    plain = run("check", bad, env={"NO_COLOR": "1", "FORCE_COLOR": ""})
+    assert "\x1b[" not in plain.stderr
+    colored = run("check", bad, env={"NO_COLOR": "", "FORCE_COLOR": "1"})
+    assert "\x1b[1;31merror" in colored.stderr
+    both = run("check", bad, env={"NO_COLOR": "1", "FORCE_COLOR": "1"})
+    assert "\x1b[" not in both.stderr  # NO_COLOR wins
+
+
+def test_json_format(capsys):
+    code = main(["check", "--format", "json", str(ERRORS / "template_typo.prompt"), str(PROGRAMS / "route.prompt")])
+    assert code == 1
+    diags = json.loads(capsys.readouterr().out)
+    (d,) = diags
+    assert d["code"] == "E201" and d["line"] == 5 and d["column"] == 15 and d["hint"] == "did you mean 'ticket'?"
+    assert set(d) >= {"severity", "code", "message", "file", "line", "column", "end_line", "end_column", "hint"}
+
+
+def test_check_is_fast_to_start():
+    """`promptc check` must not import torch, transformers or peft."""
+    code = ("import sys, promptc.cli; promptc.cli.main(['check', '-q', %r]); "
+            "print(sorted(m for m in ('torch', 'transformers', 'peft', 'hypothesis') if m in sys.modules))")
+    r = subprocess.run([sys.executable, "-c", code % str(PROGRAMS / "triage.prompt")], capture_output=True,
+                       text=True, cwd=ROOT, timeout=120)
+    assert r.stdout.strip().splitlines()[-1] == "[]", r.stdout + r.stderr
