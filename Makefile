@@ -33,6 +33,7 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/frontend.py
+	$(BIN)/python bench/render.py
 
 clean:
 	rm -rf $(VENV) .promptc build *.egg-info

@@ -681,8 +681,24 @@ class ProgramChecker:
                 self.d.error("E203", f"unknown task '{tg.task.name}'", tg.task.span,
                              hint=f"did you mean '{near}'?" if near else None)
             opts = self._options(kind, tg.options)
+            if opts is not None and kind == "text" and tg.task.name in self.out.tasks:
+                self._check_variants(tg, opts)
             if opts is not None and not dup:
                 self.out.targets[tg.name.name] = ir.Target(kind, tg.name.name, tg.task.name, opts)
+
+    def _check_variants(self, tg: ast.TargetDecl, opts: dict[str, Any]) -> None:
+        task = self.out.tasks[tg.task.name].decl
+        for kind in ("system", "prompt"):
+            want = opts.get(f"{kind}_variant")
+            if want is None:
+                continue
+            names = [i.variant for i in task.texts(kind) if i.variant is not None]
+            if want not in names:
+                opt = next(o for o in tg.options if o.key.name == f"{kind}_variant")
+                near = closest(want, names)
+                self.d.error("E307", f"task '{task.name.name}' has no {kind} variant '{want}'", opt.value.span,
+                             hint=f"did you mean '{near}'?" if near else
+                             (f"variants: {', '.join(names)}" if names else f'declare one: {kind} variant "{want}" "..."'))
 
     def _options(self, kind: str, options: tuple[ast.Option, ...]) -> dict[str, Any] | None:
         specs = OPTIONS[kind]

@@ -139,6 +139,80 @@ def _validate(t: ir.Type, v: Any, path, out: list[Violation]) -> None:
                                      hint=f"did you mean '{near}'?" if near else None))
 
 
+def is_valid_fn(t: ir.Type):
+    """A fast yes/no validator for `t`: generated once as one flat Python function (no call per
+    field), so validating every render stays cheap. `validate` explains a failure."""
+    ns: dict[str, Any] = {}
+    lines = ["def check(v0):"]
+    counter = [0]
+
+    def const(value: Any) -> str:
+        name = f"_c{len(ns)}"
+        ns[name] = value
+        return name
+
+    def var() -> str:
+        counter[0] += 1
+        return f"v{counter[0]}"
+
+    def gen(t: ir.Type, v: str, ind: str) -> None:
+        if isinstance(t, ir.OptionalT):
+            lines.append(f"{ind}if {v} is not None:")
+            gen(t.inner, v, ind + " ")
+            lines.append(f"{ind} pass")
+        elif isinstance(t, ir.AnyT):
+            return
+        elif isinstance(t, ir.StrT):
+            lines.append(f"{ind}if not isinstance({v}, str): return False")
+            if t.min_len is not None:
+                lines.append(f"{ind}if len({v}) < {t.min_len}: return False")
+            if t.max_len is not None:
+                lines.append(f"{ind}if len({v}) > {t.max_len}: return False")
+            if t.pattern is not None:
+                lines.append(f"{ind}if {const(compiled(t.pattern).fullmatch)}({v}) is None: return False")
+        elif isinstance(t, ir.BoolT):
+            lines.append(f"{ind}if not isinstance({v}, bool): return False")
+        elif isinstance(t, ir.IntT):
+            lines.append(f"{ind}if isinstance({v}, bool) or not (isinstance({v}, int) or "
+                         f"(isinstance({v}, float) and {v}.is_integer())): return False")
+        elif isinstance(t, ir.FloatT):
+            lines.append(f"{ind}if isinstance({v}, bool) or not isinstance({v}, (int, float)): return False")
+        elif isinstance(t, ir.EnumT):
+            lines.append(f"{ind}if not isinstance({v}, str) or {v} not in {const(frozenset(t.members))}: "
+                         "return False")
+        elif isinstance(t, ir.ListT):
+            lines.append(f"{ind}if not isinstance({v}, list): return False")
+            if t.min_len is not None:
+                lines.append(f"{ind}if len({v}) < {t.min_len}: return False")
+            if t.max_len is not None:
+                lines.append(f"{ind}if len({v}) > {t.max_len}: return False")
+            item = var()
+            lines.append(f"{ind}for {item} in {v}:")
+            gen(t.item, item, ind + " ")
+            lines.append(f"{ind} pass")
+        elif isinstance(t, ir.RecordT):
+            names = const(frozenset(t.field_names))
+            lines.append(f"{ind}if not isinstance({v}, dict) or not {names}.issuperset({v}): return False")
+            for k, ft in t.fields:
+                fv = var()
+                if isinstance(ft, ir.OptionalT):
+                    lines.append(f"{ind}{fv} = {v}.get({k!r})")
+                else:
+                    lines.append(f"{ind}if {k!r} not in {v}: return False")
+                    lines.append(f"{ind}{fv} = {v}[{k!r}]")
+                gen(ft, fv, ind)
+        if isinstance(t, (ir.IntT, ir.FloatT)):
+            if t.ge is not None:
+                lines.append(f"{ind}if {v} < {t.ge!r}: return False")
+            if t.le is not None:
+                lines.append(f"{ind}if {v} > {t.le!r}: return False")
+
+    gen(t, "v0", " ")
+    lines.append(" return True")
+    exec(compile("\n".join(lines), f"<promptc validator for {t}>", "exec"), ns)  # noqa: S102 - our own code
+    return ns["check"]
+
+
 # ------------------------------------------------------------------ JSON Schema
 def json_schema(t: ir.Type, *, strict: bool = True) -> dict[str, Any]:
     """The JSON Schema of a type. Records forbid extra keys; named types go into `$defs`."""
@@ -229,3 +303,70 @@ def example_value(t: ir.Type) -> Any:
     if isinstance(t, ir.RecordT):
         return {k: example_value(ft) for k, ft in t.fields}
     return None
+
+
+# ------------------------------------------------------------------ hypothesis strategies
+DEFAULT_MAX_TEXT = 200  # strings without max_len are drawn up to this many characters
+DEFAULT_MAX_ITEMS = 5
+
+
+def strategy(t: ir.Type, overrides: dict[tuple, Any] | None = None, _path: tuple = ()):
+    """A hypothesis strategy for valid values of `t`. Field constraints shape it; `overrides` maps a
+    path (a tuple of field names) to a strategy that replaces the one for that path."""
+    from hypothesis import strategies as st
+
+    if overrides and _path in overrides:
+        return overrides[_path]
+    if isinstance(t, ir.OptionalT):
+        inner = strategy(t.inner, overrides, _path)
+        if overrides and any(p[: len(_path)] == _path and len(p) > len(_path) for p in overrides):
+            return inner  # an override below this path asks for a value, not null
+        return st.one_of(st.none(), inner)
+    if isinstance(t, ir.StrT):
+        lo = t.min_len or 0
+        hi = t.max_len if t.max_len is not None else max(lo, DEFAULT_MAX_TEXT)
+        if t.pattern is not None:
+            return st.from_regex(t.pattern, fullmatch=True).filter(lambda s: lo <= len(s) <= hi)
+        return st.text(min_size=lo, max_size=min(hi, max(lo, DEFAULT_MAX_TEXT)))
+    if isinstance(t, ir.IntT):
+        import math
+
+        lo = math.ceil(t.ge) if t.ge is not None else None
+        hi = math.floor(t.le) if t.le is not None else None
+        return st.integers(min_value=lo, max_value=hi)
+    if isinstance(t, ir.FloatT):
+        return st.floats(min_value=t.ge, max_value=t.le, allow_nan=False, allow_infinity=False)
+    if isinstance(t, ir.BoolT):
+        return st.booleans()
+    if isinstance(t, ir.EnumT):
+        return st.sampled_from(t.members)
+    if isinstance(t, ir.ListT):
+        lo = t.min_len or 0
+        hi = t.max_len if t.max_len is not None else max(lo, DEFAULT_MAX_ITEMS)
+        return st.lists(strategy(t.item, overrides, (*_path, "[]")), min_size=lo, max_size=hi)
+    if isinstance(t, ir.RecordT):
+        return st.fixed_dictionaries({k: strategy(ft, overrides, (*_path, k)) for k, ft in t.fields})
+    return st.nothing()
+
+
+def generator_strategy(name: str, args: tuple, kwargs: dict[str, Any]):
+    """The strategy of a `given` generator, e.g. text(max_len=60) or one_of(a, b)."""
+    from hypothesis import strategies as st
+
+    if name == "text":
+        lo = kwargs.get("min_len", 0)
+        hi = kwargs.get("max_len", max(lo, DEFAULT_MAX_TEXT))
+        if "alphabet" in kwargs:
+            return st.text(alphabet=kwargs["alphabet"], min_size=lo, max_size=hi)
+        return st.text(min_size=lo, max_size=hi)
+    if name == "regex":
+        return st.from_regex(args[0], fullmatch=True)
+    if name == "one_of":
+        return st.sampled_from(list(args))
+    if name == "ints":
+        return st.integers(min_value=int(args[0]), max_value=int(args[1]))
+    if name == "floats":
+        return st.floats(min_value=args[0], max_value=args[1], allow_nan=False, allow_infinity=False)
+    if name == "bools":
+        return st.booleans()
+    raise ValueError(name)

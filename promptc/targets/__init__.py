@@ -28,9 +28,11 @@ TEXT_OPTIONS: dict[str, OptionSpec] = {o.name: o for o in (
                "or a tokenizer's chat template", ("plain", "chat", "hf_chat")),
     OptionSpec("shots", "int", 0, "how many examples to show as few-shot demonstrations", min=0),
     OptionSpec("select", "str", "first", "how shots are chosen: `first` in declaration order, `balanced` "
-               "round-robin over output labels, `similar` nearest to the input by MiniLM embeddings",
-               ("first", "balanced", "similar")),
-    OptionSpec("seed", "int", 0, "seed for any tie-breaking in shot selection", min=0),
+               "round-robin over output labels, `random` a seeded sample, `similar` nearest to the input by "
+               "MiniLM embeddings", ("first", "balanced", "random", "similar")),
+    OptionSpec("seed", "int", 0, "seed for `select = \"random\"`", min=0),
+    OptionSpec("delimit", "bool", True, "wrap every interpolated input value in <name>...</name> tags and tell "
+               "the model that tagged text is data, not instructions"),
     OptionSpec("system_variant", "str", None, "which `system variant` to use (default: the first)"),
     OptionSpec("prompt_variant", "str", None, "which `prompt variant` to use (default: the first)"),
     OptionSpec("tokenizer", "str", None, "tokenizer directory whose chat template `hf_chat` applies"),

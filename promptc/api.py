@@ -1,0 +1,111 @@
+"""The Python API: `promptc.load(path)` -> Program, whose tasks render, check and (with a backend) run.
+
+    >>> import promptc
+    >>> prog = promptc.load("programs/triage.prompt")
+    >>> text = prog.task("triage").render({"ticket": {"subject": "Hi", "body": "..."}}, format="plain")
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from promptc import ir
+from promptc.compiler import FrontEndResult, compile_file, compile_text
+from promptc.diagnostics import PromptcError
+
+
+class Task:
+    """One task of a loaded program."""
+
+    def __init__(self, program: Program, task: ir.Task):
+        self.program = program
+        self.ir = task
+        self._prompts: dict[tuple, Any] = {}
+
+    @property
+    def name(self) -> str:
+        return self.ir.name
+
+    def text_target(self, target: str | None = None, **overrides: Any):
+        """The compiled TextPrompt for a `target text` of this task (or a default one)."""
+        from promptc.targets import with_defaults
+        from promptc.targets.text import compile_text_target
+
+        key = (target, tuple(sorted(overrides.items()))) if overrides else target
+        tp = self._prompts.get(key)
+        if tp is None:
+            if target is None:
+                opts = with_defaults("text", {})
+            else:
+                t = self.program.target(target)
+                if t.kind != "text":
+                    raise PromptcError([], f"target '{target}' is a {t.kind} target, not a text target")
+                if t.task != self.name:
+                    raise PromptcError([], f"target '{target}' is for task '{t.task}', not '{self.name}'")
+                opts = dict(t.options)
+            opts.update(overrides)
+            tp = self._prompts[key] = compile_text_target(self.program.ir, self.name, opts)
+        return tp
+
+    def render(self, inputs: dict[str, Any], target: str | None = None, format: str | None = None,
+               tokenizer: str | None = None) -> str | list[dict[str, str]]:
+        """Render the prompt for `inputs`: a string for plain and hf_chat, a message list for chat."""
+        return self.text_target(target).render(inputs, format, tokenizer=tokenizer)
+
+
+class Program:
+    """A checked, lowered program. Build one with `promptc.load` or `promptc.loads`."""
+
+    def __init__(self, result: FrontEndResult):
+        if result.program is None:
+            raise PromptcError(result.diagnostics)
+        self.ir: ir.Program = result.program
+        self.diagnostics = result.diagnostics
+        self.tasks: dict[str, Task] = {n: Task(self, t) for n, t in self.ir.tasks.items()}
+
+    @property
+    def path(self) -> str:
+        return self.ir.path
+
+    def task(self, name: str | None = None) -> Task:
+        if name is None:
+            if len(self.tasks) == 1:
+                return next(iter(self.tasks.values()))
+            raise PromptcError([], f"the program has {len(self.tasks)} tasks; name one of: {', '.join(self.tasks)}")
+        if name not in self.tasks:
+            from promptc.diagnostics import closest
+
+            near = closest(name, self.tasks)
+            raise PromptcError([], f"no task '{name}'" + (f"; did you mean '{near}'?" if near else
+                                                           f" (tasks: {', '.join(self.tasks)})"))
+        return self.tasks[name]
+
+    def target(self, name: str) -> ir.Target:
+        if name not in self.ir.targets:
+            from promptc.diagnostics import closest
+
+            near = closest(name, self.ir.targets)
+            raise PromptcError([], f"no target '{name}'" + (f"; did you mean '{near}'?" if near else
+                                                             f" (targets: {', '.join(self.ir.targets) or 'none'})"))
+        return self.ir.targets[name]
+
+    def compile(self, target: str, out: str | Path | None = None) -> Path:
+        """Write a text target's artifact directory atomically; return its path."""
+        from promptc.targets.text_artifact import write_text_artifact
+
+        t = self.target(target)
+        if t.kind != "text":
+            raise PromptcError([], f"target '{target}' is a tune target: build it with `promptc tune`")
+        dest = Path(out) if out is not None else Path("out") / target
+        return write_text_artifact(self, t, dest)
+
+
+def load(path: str | Path) -> Program:
+    """Load and check a .prompt file; raise PromptcError (with diagnostics) if it has errors."""
+    return Program(compile_file(path))
+
+
+def loads(text: str, path: str = "<string>") -> Program:
+    """Load a program from a string (examples files resolve relative to the current directory)."""
+    return Program(compile_text(text, path))
