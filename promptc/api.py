@@ -53,6 +53,39 @@ class Task:
         """Render the prompt for `inputs`: a string for plain and hf_chat, a message list for chat."""
         return self.text_target(target).render(inputs, format, tokenizer=tokenizer)
 
+    def run(self, inputs: dict[str, Any] | list[dict[str, Any]], target: str | None = None,
+            model: Any = "tiny-causal", *, cache: bool = True, **decoding: Any):
+        """Run the task on a model (a spec such as "hf:DIR" or a backend object). Returns a
+        `promptc.runner.Result` (or a list of them for a list of inputs): `.ok`, `.output`, `.error`."""
+        from promptc.backends import Decoding, load_backend
+        from promptc.runner import open_cache, run_requests, text_requests
+
+        many = isinstance(inputs, list)
+        batch = inputs if many else [inputs]
+        prompt = self.text_target(target)
+        backend = load_backend(model) if isinstance(model, str) else model
+        dec = Decoding(**{"max_new_tokens": prompt.options.get("max_new_tokens", 256), **decoding})
+        results = run_requests(backend, text_requests(prompt, batch), batch, dec, open_cache(cache))
+        return results if many else results[0]
+
+    def check(self, inputs: dict[str, Any], output: Any) -> list[str]:
+        """The task constraints (and output-schema rules) that `output` violates for `inputs`, each
+        with an explanation such as "constraint 'short' failed: len(output.reply) = 512". Empty when
+        the output is fine."""
+        from promptc.expr import evaluate, explain
+        from promptc.schema import validate
+
+        problems = [f"schema: {v.where('output')}: {v.message}" for v in validate(self.ir.output, output)]
+        if problems:
+            return problems
+        env = {**inputs, "output": output}
+        for c in self.ir.constraints:
+            if not evaluate(c.expr, env):
+                why = "; ".join(explain(c.expr, env))
+                desc = f" ({c.description})" if c.description else ""
+                problems.append(f"constraint '{c.name}'{desc} failed: {c.source}" + (f" -- {why}" if why else ""))
+        return problems
+
 
 class Program:
     """A checked, lowered program. Build one with `promptc.load` or `promptc.loads`."""

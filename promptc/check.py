@@ -78,6 +78,7 @@ class ProgramChecker:
         self.records: dict[str, ast.TypeDecl] = {}
         self.resolved: dict[str, ir.Type] = {}
         self._resolving: list[str] = []
+        self.pattern_spans: dict[str, Span] = {}
 
     # ---------------------------------------------------------------- driver
     def run(self) -> Checked:
@@ -211,9 +212,11 @@ class ProgramChecker:
                             self.d.warning("W402", "flags on a field pattern are ignored", v.span,
                                            hint="patterns must match the whole value; use (?i) inline for case")
                         vals[key] = v.pattern
+                        self.pattern_spans.setdefault(v.pattern, v.span)
                 elif isinstance(v, ast.Literal) and isinstance(v.value, str):
                     if check_regex(ast.Regex(v.value, "", v.span), self.d):
                         vals[key] = v.value
+                        self.pattern_spans.setdefault(v.value, v.span)
                 else:
                     self.d.error("E307", "pattern takes a /regex/", v.span)
             elif key in ("min_len", "max_len"):
@@ -352,6 +355,7 @@ class ProgramChecker:
             if not self._dup(pseen, prm.name, "parameter"):
                 params.append(ir.Param(prm.name.name, t))
         out_t = self.type_use(task.returns)
+        self._warn_unenforceable(out_t, set())
         env: dict[str, ir.Type] = {p.name: p.type for p in params}
         ct = CheckedTask(task, tuple(params), out_t, {**env, "output": out_t})
 
@@ -405,6 +409,25 @@ class ProgramChecker:
         for ef in task.example_files:
             self._examples_file(ct, ef, in_t)
         return ct
+
+    def _warn_unenforceable(self, t: ir.Type, seen: set[str]) -> None:
+        """W301: an output pattern that constrained decoding cannot enforce (it is still validated)."""
+        from promptc.schema import engine_unsupported
+
+        t = ir.strip_optional(t)
+        if isinstance(t, ir.StrT) and t.pattern is not None and t.pattern not in seen:
+            seen.add(t.pattern)
+            what = engine_unsupported(t.pattern)
+            if what:
+                self.d.warning("W301", f"constrained decoding cannot enforce {what} in this pattern",
+                               self.pattern_spans.get(t.pattern),
+                               hint="outputs are still validated against it after generation; "
+                                    "rewrite the pattern without it to have it enforced while decoding")
+        elif isinstance(t, ir.ListT):
+            self._warn_unenforceable(t.item, seen)
+        elif isinstance(t, ir.RecordT):
+            for _, ft in t.fields:
+                self._warn_unenforceable(ft, seen)
 
     def _example_constraints(self, ct: CheckedTask, ce: CheckedExample, span: Span | None) -> None:
         env = {**ce.example.input, "output": ce.example.output}

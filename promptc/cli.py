@@ -95,10 +95,13 @@ def main(argv: list[str] | None = None) -> int:
 
         if isinstance(e, PromptcError):
             fmt = getattr(args, "format", "text")
-            if fmt == "json":
+            if not e.diagnostics:
+                print(f"promptc: error: {e}", file=sys.stderr)
+            elif fmt == "json":
                 print(to_json(e.diagnostics))
             else:
                 _emit_diagnostics(e.diagnostics, "text")
+                print(f"promptc: {summary(e.diagnostics)}", file=sys.stderr)
             return EXIT_DIAGNOSTICS
         import traceback
 

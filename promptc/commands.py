@@ -80,6 +80,130 @@ def cmd_render(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def read_inputs(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """--input JSON|@file, or --inputs FILE.jsonl (one object per line; '-' reads stdin)."""
+    if args.input is not None:
+        value = parse_json_arg(args.input, "--input")
+        items = [value]
+    else:
+        path = args.inputs
+        try:
+            text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
+        except OSError as e:
+            raise UsageError(f"cannot read --inputs {path}: {e.strerror}") from None
+        items = []
+        for n, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                items.append(json.loads(line))
+            except json.JSONDecodeError as e:
+                raise UsageError(f"{path}:{n}:{e.colno}: invalid JSON: {e.msg}") from None
+    for i, item in enumerate(items):
+        if not isinstance(item, dict):
+            raise UsageError(f"input {i + 1} is not a JSON object with one entry per task input")
+        if set(item) == {"input"} or ("input" in item and "output" in item):
+            items[i] = item["input"]  # accept examples-format lines
+    return items
+
+
+def decoding_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("decoding")
+    g.add_argument("--max-new-tokens", type=int, metavar="N", help="generation budget (default: the target's)")
+    g.add_argument("--temperature", type=float, default=0.0, help="0 is greedy (the default)")
+    g.add_argument("--top-p", type=float, default=1.0)
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--unconstrained", action="store_true", help="hf: turn schema-constrained decoding off")
+    g.add_argument("--structured", action="store_true",
+                   help="openai: send response_format with the output JSON Schema (record outputs)")
+    g.add_argument("--no-cache", action="store_true", help="neither read nor write the generation cache")
+    g.add_argument("--batch-size", type=int, default=16, metavar="N", help="hf: generation batch size")
+
+
+def make_decoding(args: argparse.Namespace, default_max: int):
+    from promptc.backends import Decoding
+
+    return Decoding(max_new_tokens=args.max_new_tokens or default_max, temperature=args.temperature,
+                    top_p=args.top_p, seed=args.seed, constrained=not args.unconstrained,
+                    structured=args.structured)
+
+
+def make_backend(spec: str, args: argparse.Namespace):
+    from promptc.backends import load_backend
+
+    opts = {"batch_size": args.batch_size} if spec.startswith("hf:") or spec == "tiny-causal" else {}
+    return load_backend(spec, **opts)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from promptc.runner import open_cache, run_requests, text_requests
+    from promptc.targets.text import InputError
+
+    prog = load_program(args.file)
+    task = prog.task(args.task)
+    inputs = read_inputs(args)
+    if args.artifact:
+        from promptc.runtime import load_artifact
+
+        art = load_artifact(args.artifact, prog, task.name)
+        backend, requests, default_max = art.backend(args), art.requests(inputs), art.max_new_tokens
+    else:
+        if args.model is None:
+            raise UsageError("--model is required with --target (or give --artifact)")
+        if args.target:
+            _text_target(prog, args.target)
+        prompt = task.text_target(args.target)
+        try:
+            requests = text_requests(prompt, inputs)
+        except InputError as e:
+            print(f"promptc: error: {e}", file=sys.stderr)
+            return EXIT_DIAGNOSTICS
+        backend, default_max = make_backend(args.model, args), prompt.options.get("max_new_tokens", 256)
+    results = run_requests(backend, requests, inputs, make_decoding(args, default_max),
+                           open_cache(not args.no_cache))
+    failed = 0
+    for n, r in enumerate(results, 1):
+        if args.details:
+            g = r.generation
+            print(json.dumps({"output": r.output, "ok": r.ok, "error": r.error, "raw": r.parsed.raw,
+                              "prompt_tokens": g.prompt_tokens, "completion_tokens": g.completion_tokens,
+                              "seconds": round(g.seconds, 4), "cached": g.cached}, ensure_ascii=False))
+        else:
+            print(json.dumps(r.output, ensure_ascii=False))
+        if not r.ok:
+            failed += 1
+            print(f"promptc: input {n}: {r.error}", file=sys.stderr)
+    return EXIT_DIAGNOSTICS if failed else EXIT_OK
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from promptc.backends.server import make_server
+
+    backend = make_backend(args.model, args)
+    server = make_server(backend, args.host, args.port)
+    host, port = server.server_address[:2]
+    print(f"serving {args.model} at http://{host}:{port}/v1 (Chat Completions); Ctrl-C stops", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return EXIT_OK
+
+
+def cmd_cache(args: argparse.Namespace) -> int:
+    from promptc.backends.cache import Cache
+
+    cache = Cache(Path(args.dir) / "cache.db" if args.dir else None)
+    if args.action == "clear":
+        n = cache.clear()
+        print(f"removed {n} cached generation{'s' if n != 1 else ''} from {cache.path}")
+    else:
+        print(f"{cache.path}: {cache.count()} cached generations")
+    return EXIT_OK
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     c = sub.add_parser("compile", help="compile a text target to a portable prompt artifact",
                        description="Write a text target's artifact directory atomically: prompt.jinja "
@@ -99,3 +223,36 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="override the target's format")
     r.add_argument("--tokenizer", metavar="DIR", help="tokenizer directory for --format hf_chat")
     r.set_defaults(func=cmd_render)
+
+    run = sub.add_parser("run", help="run a task on a model; print one JSON output per input",
+                         description="Run a task's text target (or an artifact) on a model. Prints one JSON "
+                                     "output per input line, in input order; an output that fails to parse "
+                                     "prints null and an error on stderr (exit 1).")
+    run.add_argument("file", metavar="FILE")
+    run.add_argument("--task", metavar="NAME", help="the task (default: the program's only task)")
+    src = run.add_mutually_exclusive_group()
+    src.add_argument("--target", metavar="NAME", help="a text target (default: plain options)")
+    src.add_argument("--artifact", metavar="DIR", help="a compiled text or tuned artifact directory")
+    run.add_argument("--model", metavar="SPEC", help="hf:<dir or hub id>, openai:<model>[@<base_url>] or "
+                                                    "tiny-causal")
+    ins = run.add_mutually_exclusive_group(required=True)
+    ins.add_argument("--input", metavar="JSON|@FILE", help="one input object")
+    ins.add_argument("--inputs", metavar="FILE.jsonl", help="one input object per line ('-' for stdin)")
+    run.add_argument("--details", action="store_true", help="print {output, ok, error, raw, usage} per line")
+    decoding_args(run)
+    run.set_defaults(func=cmd_run)
+
+    sv = sub.add_parser("serve", help="serve a local model over the OpenAI Chat Completions API",
+                        description="An OpenAI-compatible server for a local model (response_format "
+                                    "json_schema becomes constrained decoding).")
+    sv.add_argument("--model", required=True, metavar="SPEC", help="hf:<dir or hub id> or tiny-causal")
+    sv.add_argument("--host", default="127.0.0.1")
+    sv.add_argument("--port", type=int, default=8000)
+    sv.add_argument("--batch-size", type=int, default=1, help=argparse.SUPPRESS)
+    sv.set_defaults(func=cmd_serve)
+
+    ca = sub.add_parser("cache", help="inspect or clear the generation cache",
+                        description="The generation cache lives in .promptc/cache.db (or $PROMPTC_CACHE_DIR).")
+    ca.add_argument("action", choices=("info", "clear"))
+    ca.add_argument("--dir", metavar="DIR", help="cache directory (default: .promptc or $PROMPTC_CACHE_DIR)")
+    ca.set_defaults(func=cmd_cache)

@@ -56,6 +56,7 @@ CODES: dict[str, str] = {
     "E402": "invalid property setting",
     "E403": "invalid generator argument",
     "W201": "input never used in the prompt",
+    "W301": "pattern cannot be enforced by constrained decoding",
     "W401": "test input duplicates an example",
     "W402": "regular expression flag ignored",
 }

@@ -370,3 +370,21 @@ def generator_strategy(name: str, args: tuple, kwargs: dict[str, Any]):
     if name == "bools":
         return st.booleans()
     raise ValueError(name)
+
+
+_UNSUPPORTED = [
+    (re.compile(r"\(\?<?[=!]"), "look-around"),
+    (re.compile(r"\\[1-9]|\(\?P="), "back-references"),
+    (re.compile(r"\(\?\("), "conditional groups"),
+    (re.compile(r"\(\?>"), "atomic groups"),
+    (re.compile(r"[*+?}][+]"), "possessive quantifiers"),
+    (re.compile(r"\\Z"), "\\Z (use $)"),
+]
+
+
+def engine_unsupported(pattern: str) -> str | None:
+    """The regex feature that constrained decoding (llguidance, Rust regex syntax) cannot enforce."""
+    for rx, what in _UNSUPPORTED:
+        if rx.search(pattern):
+            return what
+    return None

@@ -1,0 +1,94 @@
+"""The backend protocol: a batch of rendered requests in, outputs plus usage out.
+
+Every model call in promptc goes through `generate`, which consults the generation cache first.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
+
+from promptc import ir
+
+
+@dataclass(frozen=True)
+class Decoding:
+    """Decoding parameters. Greedy (temperature 0) unless a temperature is given."""
+
+    max_new_tokens: int = 256
+    temperature: float = 0.0
+    top_p: float = 1.0
+    seed: int = 0
+    constrained: bool = True  # hf: schema-constrained decoding
+    structured: bool = False  # openai: send response_format with the output JSON Schema
+
+    def key(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Request:
+    """One rendered prompt: chat messages, the same prompt as plain text, and the output type."""
+
+    messages: list[dict[str, str]] = field(hash=False)
+    prompt: str
+    output: ir.Type
+
+
+@dataclass
+class Generation:
+    text: str
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    seconds: float = 0.0
+    cached: bool = False
+    error: str | None = None  # a failed call (after retries); the text is then empty
+
+
+class Backend(Protocol):
+    spec: str
+
+    def identity(self) -> str:
+        """What the cache keys on: the model and where it lives, never a credential."""
+
+    def request_key(self, request: Request, decoding: Decoding) -> Any:
+        """The part of a request that determines its output (e.g. the final prompt string)."""
+
+    def generate(self, requests: list[Request], decoding: Decoding, sample: int = 0) -> list[Generation]:
+        ...
+
+
+def generate(backend: Backend, requests: list[Request], decoding: Decoding, cache=None,
+             sample: int = 0) -> list[Generation]:
+    """Generate for every request, in order, reading and filling the cache. Failed calls are not cached."""
+    from promptc.backends.cache import cache_key
+
+    if not requests:
+        return []
+    ident = backend.identity()
+    dkey = decoding.key()
+    keys = [cache_key(ident, backend.request_key(r, decoding), dkey, sample) for r in requests]
+    hits = cache.get_many(keys) if cache is not None else {}
+    out: list[Generation | None] = [None] * len(requests)
+    todo = []
+    for i, k in enumerate(keys):
+        if k in hits:
+            text, pt, ct, sec = hits[k]
+            out[i] = Generation(text, pt, ct, sec, cached=True)
+        else:
+            todo.append(i)
+    if todo:
+        t0 = time.perf_counter()
+        fresh = backend.generate([requests[i] for i in todo], decoding, sample)
+        elapsed = time.perf_counter() - t0
+        new_items = []
+        for i, g in zip(todo, fresh):
+            if not g.seconds:
+                g.seconds = elapsed / len(todo)
+            out[i] = g
+            if g.error is None:
+                new_items.append((keys[i], g.text, g.prompt_tokens, g.completion_tokens, g.seconds))
+        if cache is not None:
+            cache.put_many(new_items)
+    return [g for g in out if g is not None]

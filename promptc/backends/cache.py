@@ -1,0 +1,98 @@
+"""The generation cache: SQLite in WAL mode, safe for several processes at once.
+
+The key covers the rendered request, the model identity, the decoding parameters (including the
+constraint grammar) and a sample index, so repeated samples stay distinct. API keys never enter it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+DEFAULT_DIR = ".promptc"
+
+
+def default_path() -> Path:
+    return Path(os.environ.get("PROMPTC_CACHE_DIR", DEFAULT_DIR)) / "cache.db"
+
+
+def cache_key(identity: str, request: Any, decoding: dict[str, Any], sample: int) -> str:
+    payload = json.dumps({"model": identity, "request": request, "decoding": decoding, "sample": sample},
+                         sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+class Cache:
+    """get_many / put_many over one table; each process opens its own connection."""
+
+    def __init__(self, path: str | Path | None = None):
+        self.path = Path(path) if path is not None else default_path()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(str(self.path), timeout=60, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA busy_timeout = 60000")
+        self._retry(lambda: self._db.execute("PRAGMA journal_mode = WAL"))
+        self._db.execute("PRAGMA synchronous = NORMAL")
+        self._retry(lambda: self._db.execute(
+            "CREATE TABLE IF NOT EXISTS generations (key TEXT PRIMARY KEY, text TEXT NOT NULL, "
+            "prompt_tokens INTEGER, completion_tokens INTEGER, seconds REAL, created REAL)"))
+
+    @staticmethod
+    def _retry(fn, attempts: int = 20):
+        for i in range(attempts):
+            try:
+                return fn()
+            except sqlite3.OperationalError as e:  # "database is locked" while another process sets up
+                if "locked" not in str(e) or i == attempts - 1:
+                    raise
+                time.sleep(0.05 * (i + 1))
+
+    def get_many(self, keys: list[str]) -> dict[str, tuple[str, int, int, float]]:
+        out: dict[str, tuple[str, int, int, float]] = {}
+        with self._lock:
+            for i in range(0, len(keys), 500):
+                chunk = keys[i:i + 500]
+                q = "SELECT key, text, prompt_tokens, completion_tokens, seconds FROM generations WHERE key IN (%s)"
+                rows = self._retry(lambda chunk=chunk, q=q: self._db.execute(
+                    q % ",".join("?" * len(chunk)), chunk).fetchall())
+                for k, text, pt, ct, sec in rows:
+                    out[k] = (text, pt or 0, ct or 0, sec or 0.0)
+        return out
+
+    def put_many(self, items: list[tuple[str, str, int, int, float]]) -> None:
+        if not items:
+            return
+        now = time.time()
+        with self._lock:
+            def write():
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    self._db.executemany(
+                        "INSERT OR REPLACE INTO generations VALUES (?, ?, ?, ?, ?, ?)",
+                        [(k, t, pt, ct, s, now) for k, t, pt, ct, s in items])
+                    self._db.execute("COMMIT")
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
+            self._retry(write)
+
+    def clear(self) -> int:
+        with self._lock:
+            n = self._db.execute("SELECT COUNT(*) FROM generations").fetchone()[0]
+            self._retry(lambda: self._db.execute("DELETE FROM generations"))
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            return n
+
+    def count(self) -> int:
+        with self._lock:
+            return self._db.execute("SELECT COUNT(*) FROM generations").fetchone()[0]
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()

@@ -1,0 +1,297 @@
+"""`hf:` backend: local transformers causal LMs with batched, left-padded generation and
+schema-constrained decoding through llguidance.
+
+Why llguidance: it builds a token-level mask from a JSON Schema or regex in microseconds per step on
+the CPU, accepts any fast tokenizer (including byte-level ones built offline), and is maintained as the
+engine behind guidance and several inference servers. bench/decode.py measures its overhead.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+from promptc import ir
+from promptc.backends.base import Decoding, Generation, Request
+from promptc.diagnostics import PromptcError
+from promptc.schema import engine_unsupported, inline_refs, json_schema
+
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf")
+
+
+def _strip_unsupported(schema: Any) -> Any:
+    """Drop patterns the engine cannot enforce (the checker warned about them, W301); outputs are
+    still validated after generation, so nothing is silently accepted."""
+    if isinstance(schema, dict):
+        out = {k: _strip_unsupported(v) for k, v in schema.items()}
+        pat = out.get("pattern")
+        if isinstance(pat, str) and engine_unsupported(pat[4:-2] if pat.startswith("^(?:") else pat):
+            out.pop("pattern")
+        return out
+    if isinstance(schema, list):
+        return [_strip_unsupported(x) for x in schema]
+    return schema
+
+
+def grammar_for(t: ir.Type) -> str | None:
+    """The llguidance grammar for an output type, or None when any text is acceptable.
+
+    `str` and enum outputs are raw text (a regex grammar); everything else is JSON (a JSON Schema
+    grammar without flexible whitespace, so a weak model cannot stall in whitespace)."""
+    from llguidance import LLMatcher
+
+    base = ir.strip_optional(t)
+    optional = isinstance(t, ir.OptionalT)
+    if isinstance(base, ir.StrT):
+        if base.pattern is not None and not engine_unsupported(base.pattern):
+            rx = base.pattern
+        elif base.min_len is not None or base.max_len is not None:
+            lo = base.min_len or 0
+            rx = f"(?s:.{{{lo},{base.max_len if base.max_len is not None else ''}}})"
+        else:
+            return None
+        return LLMatcher.grammar_from_regex(f"(?:null|{rx})" if optional else rx)
+    if isinstance(base, ir.EnumT):
+        rx = "|".join(re.escape(m) for m in base.members)
+        return LLMatcher.grammar_from_regex(f"(?:null|{rx})" if optional else f"(?:{rx})")
+    schema = _strip_unsupported(inline_refs(json_schema(t)))
+    schema["x-guidance"] = {"whitespace_flexible": False}
+    return LLMatcher.grammar_from_json_schema(schema)
+
+
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja",
+                   "chat_template.json", "vocab.txt", "vocab.json", "merges.txt", "tokenizer.model")
+
+
+def model_identity(path: Path) -> str:
+    """A hash of a local model directory: its config and tokenizer files' contents, and its weight
+    files' names and sizes (hashing gigabytes of weights on every run would cost more than it saves)."""
+    h = hashlib.sha256()
+    for name in ("config.json", *TOKENIZER_FILES):
+        f = path / name
+        if f.is_file():
+            h.update(name.encode() + b"\0" + f.read_bytes())
+    for p in sorted(path.rglob("*")):
+        if p.is_file() and p.suffix in WEIGHT_SUFFIXES:
+            h.update(f"{p.relative_to(path)}:{p.stat().st_size}\n".encode())
+    return h.hexdigest()
+
+
+def _identity(spec: str) -> str:
+    name = spec[3:] if spec.startswith("hf:") else spec
+    if name == "tiny-causal":
+        from promptc.backends.tiny import TINY_VERSION
+
+        return f"builtin:tiny-causal:v{TINY_VERSION}"
+    path = Path(name).expanduser()
+    if path.is_dir():
+        return f"dir:{model_identity(path)}"
+    return f"hub:{name}"
+
+
+class _Guide:
+    """A logits processor that applies one llguidance matcher per batch row."""
+
+    def __init__(self, matchers: list[Any], lltok, eos_id: int):
+        from llguidance.torch import allocate_token_bitmask
+
+        self.matchers = matchers
+        self.vocab = lltok.vocab_size
+        self.eos = eos_id
+        self.mask = allocate_token_bitmask(len(matchers), self.vocab)
+        self.started = False
+        self.done = [m is None for m in matchers]
+
+    def __call__(self, input_ids, scores):
+        import torch
+        from llguidance.torch import apply_token_bitmask_inplace, fill_next_token_bitmask
+
+        if self.started:
+            last = input_ids[:, -1].tolist()
+            for i, m in enumerate(self.matchers):
+                if m is None or self.done[i]:
+                    continue
+                if last[i] == self.eos or not m.consume_token(last[i]):
+                    self.done[i] = True
+        self.started = True
+        forced = []
+        self.mask.fill_(-1)
+        for i, m in enumerate(self.matchers):
+            if m is None:
+                continue
+            if self.done[i] or m.is_stopped():
+                forced.append(i)
+            else:
+                fill_next_token_bitmask(m, self.mask, i)
+        head = scores[:, : self.vocab]
+        apply_token_bitmask_inplace(head, self.mask.to(head.device))
+        if scores.shape[1] > self.vocab:
+            rows = [i for i, m in enumerate(self.matchers) if m is not None]
+            scores[rows, self.vocab:] = -torch.inf
+        for i in forced:
+            scores[i, :] = -torch.inf
+            scores[i, self.eos] = 0.0
+        return scores
+
+
+class HFBackend:
+    """A transformers causal LM: `hf:<local dir or hub id>`, or the built-in `tiny-causal`.
+
+    The model loads on the first cache miss, so a fully cached run never imports torch."""
+
+    def __init__(self, spec: str, *, model=None, tokenizer=None, identity: str | None = None,
+                 batch_size: int = 16, use_cache: bool = True):
+        self.spec = spec
+        self.batch_size = batch_size
+        self.use_cache = use_cache
+        self._model, self._tokenizer = model, tokenizer
+        self._identity = identity or (spec if model is not None else _identity(spec))
+        self._lltok = None
+
+    def _load(self) -> None:
+        if self._model is None:
+            self._model, self._tokenizer, _ = _load(self.spec)
+        tok = self._tokenizer
+        if tok.pad_token_id is None:
+            tok.pad_token = tok.eos_token
+        tok.padding_side = "left"
+
+    @property
+    def model(self):
+        if self._model is None or self._tokenizer.padding_side != "left":
+            self._load()
+        return self._model
+
+    @property
+    def tokenizer(self):
+        if self._tokenizer is None or self._tokenizer.padding_side != "left":
+            self._load()
+        return self._tokenizer
+
+    # --- identity and requests
+    def identity(self) -> str:
+        return self._identity
+
+    def prompt_text(self, request: Request) -> str:
+        if getattr(self.tokenizer, "chat_template", None):
+            return self.tokenizer.apply_chat_template(request.messages, tokenize=False, add_generation_prompt=True)
+        return request.prompt
+
+    def request_key(self, request: Request, decoding: Decoding) -> Any:
+        # The identity covers the tokenizer files, so messages + plain prompt determine the final text
+        # without loading the tokenizer (a warm run never loads the model).
+        grammar = json.dumps(json_schema(request.output), sort_keys=True) if decoding.constrained else None
+        return {"messages": request.messages, "prompt": request.prompt, "grammar": grammar}
+
+    def _ll(self):
+        if self._lltok is None:
+            import llguidance.hf
+
+            self._lltok = llguidance.hf.from_tokenizer(self.tokenizer)
+        return self._lltok
+
+    def context_size(self) -> int:
+        cfg = self.model.config
+        for name in ("max_position_embeddings", "n_positions", "max_sequence_length"):
+            v = getattr(cfg, name, None)
+            if isinstance(v, int) and v > 0:
+                return v
+        return 1 << 30
+
+    # --- generation
+    def generate(self, requests: list[Request], decoding: Decoding, sample: int = 0) -> list[Generation]:
+        texts = [self.prompt_text(r) for r in requests]
+        grammars = [grammar_for(r.output) if decoding.constrained else None for r in requests]
+        templated = bool(getattr(self.tokenizer, "chat_template", None))
+        return self.generate_text(texts, grammars, decoding, sample, templated=templated)
+
+    def generate_text(self, texts: list[str], grammars: list[str | None], decoding: Decoding, sample: int = 0,
+                      templated: bool = False) -> list[Generation]:
+        """Generate from final prompt strings, each with an optional llguidance grammar."""
+        enc = [self.tokenizer(t, add_special_tokens=not templated)["input_ids"] for t in texts]
+        out: list[Generation | None] = [None] * len(texts)
+        limit = self.context_size() - decoding.max_new_tokens
+        ok = []
+        for i, ids in enumerate(enc):
+            if len(ids) > limit:
+                out[i] = Generation("", len(ids), 0, 0.0, error=(
+                    f"the prompt is {len(ids)} tokens; with max_new_tokens={decoding.max_new_tokens} the "
+                    f"model's context of {self.context_size()} allows {max(limit, 0)}"))
+            else:
+                ok.append(i)
+        # longest first: batches of similar length waste less padding
+        order = sorted(ok, key=lambda i: (-len(enc[i]), i))
+        for b in range(0, len(order), self.batch_size):
+            idx = order[b:b + self.batch_size]
+            for i, g in zip(idx, self._batch([enc[i] for i in idx], [grammars[i] for i in idx], decoding, sample)):
+                out[i] = g
+        return [g for g in out if g is not None]
+
+    def _batch(self, ids: list[list[int]], grammars: list[str | None], decoding: Decoding,
+               sample: int) -> list[Generation]:
+        import torch
+        from transformers import GenerationConfig, LogitsProcessorList
+
+        tok = self.tokenizer
+        pad = tok.pad_token_id
+        eos = tok.eos_token_id
+        width = max(len(x) for x in ids)
+        input_ids = torch.tensor([[pad] * (width - len(x)) + x for x in ids], dtype=torch.long)
+        attn = torch.tensor([[0] * (width - len(x)) + [1] * len(x) for x in ids], dtype=torch.long)
+        processors = LogitsProcessorList()
+        if any(g is not None for g in grammars):
+            from llguidance import LLMatcher
+
+            ll = self._ll()
+            matchers = [LLMatcher(ll, g) if g is not None else None for g in grammars]
+            for m in matchers:
+                if m is not None and m.is_error():
+                    raise PromptcError([], f"constrained decoding cannot use this schema: {m.get_error()}")
+            processors.append(_Guide(matchers, ll, eos))
+        sampling = decoding.temperature > 0
+        cfg = GenerationConfig(max_new_tokens=decoding.max_new_tokens, do_sample=sampling,
+                               temperature=decoding.temperature if sampling else None,
+                               top_p=decoding.top_p if sampling else None, top_k=None,
+                               pad_token_id=pad, eos_token_id=eos, use_cache=self.use_cache)
+        t0 = time.perf_counter()
+        with torch.no_grad(), torch.random.fork_rng(devices=[]):
+            torch.manual_seed(decoding.seed * 1_000_003 + sample)
+            out = self.model.generate(input_ids=input_ids, attention_mask=attn, generation_config=cfg,
+                                      logits_processor=processors)
+        elapsed = time.perf_counter() - t0
+        gens = []
+        for row, prompt in zip(out[:, width:].tolist(), ids):
+            n = row.index(eos) if eos in row else len(row)
+            text = tok.decode(row[:n], skip_special_tokens=True)
+            gens.append(Generation(text, len(prompt), n + (1 if n < len(row) else 0), elapsed / len(ids)))
+        return gens
+
+
+def _load(spec: str):
+    """(model, tokenizer, identity) for `tiny-causal`, `hf:tiny-causal`, `hf:<dir>` or `hf:<hub id>`."""
+    name = spec[3:] if spec.startswith("hf:") else spec
+    if name == "tiny-causal":
+        from promptc.backends.tiny import cached_tiny
+
+        model, tok = cached_tiny()
+        return model, tok, _identity(spec)
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = Path(name).expanduser()
+    try:
+        if path.is_dir():
+            model = AutoModelForCausalLM.from_pretrained(str(path))
+            tok = AutoTokenizer.from_pretrained(str(path))
+            ident = _identity(spec)
+        else:
+            model = AutoModelForCausalLM.from_pretrained(name)
+            tok = AutoTokenizer.from_pretrained(name)
+            ident = _identity(spec)
+    except OSError as e:
+        raise PromptcError([], f"cannot load model '{name}': {e}".split("\n")[0]) from None
+    model.eval()
+    return model, tok, ident

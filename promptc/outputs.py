@@ -1,0 +1,170 @@
+"""Output parsing: every model output, from any backend, becomes a value of the task's output type or
+a precise error naming the field. A parse failure is a result, never an exception."""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from promptc import ir
+
+
+@dataclass(frozen=True, slots=True)
+class Parsed:
+    ok: bool
+    value: Any = None
+    error: str | None = None
+    raw: str = ""
+
+
+_FENCE = re.compile(r"```(?:json|JSON)?\s*\n?(.*?)```", re.S)
+
+
+def extract_json(text: str) -> Any:
+    """The JSON value in `text`: the whole text, a ```json fence, or the first balanced {...} / [...]
+    (prose before or after is ignored). Raises ValueError when there is none."""
+    s = text.strip()
+    try:
+        return json.loads(s)
+    except json.JSONDecodeError:
+        pass
+    for m in _FENCE.finditer(text):
+        try:
+            return json.loads(m.group(1).strip())
+        except json.JSONDecodeError:
+            continue
+    decoder = json.JSONDecoder()
+    for i, ch in enumerate(text):
+        if ch in "{[":
+            try:
+                value, _ = decoder.raw_decode(text, i)
+                return value
+            except json.JSONDecodeError:
+                continue
+    raise ValueError("no JSON value found in the output")
+
+
+@functools.lru_cache(maxsize=64)
+def _adapter(t: ir.Type):
+    from pydantic import TypeAdapter
+
+    return TypeAdapter(pydantic_type(t))
+
+
+def pydantic_type(t: ir.Type, _models: dict | None = None) -> Any:
+    """The pydantic type of an IR type: records become models that forbid extra fields; field
+    constraints become pydantic constraints (patterns match the whole string, Python `re` syntax)."""
+    from typing import Annotated, Literal, Optional
+
+    from pydantic import ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr, create_model
+
+    models = {} if _models is None else _models
+    if isinstance(t, ir.OptionalT):
+        return Optional[pydantic_type(t.inner, models)]  # noqa: UP045 - built at run time
+    if isinstance(t, ir.StrT):
+        kw: dict[str, Any] = {}
+        if t.min_len is not None:
+            kw["min_length"] = t.min_len
+        if t.max_len is not None:
+            kw["max_length"] = t.max_len
+        if t.pattern is not None:
+            kw["pattern"] = f"^(?:{t.pattern})$"
+        return Annotated[StrictStr, Field(**kw)] if kw else StrictStr
+    if isinstance(t, ir.IntT):
+        return Annotated[StrictInt, Field(ge=t.ge, le=t.le)]
+    if isinstance(t, ir.FloatT):
+        return Annotated[StrictFloat | StrictInt, Field(ge=t.ge, le=t.le)]
+    if isinstance(t, ir.BoolT):
+        return StrictBool
+    if isinstance(t, ir.EnumT):
+        return Literal[tuple(t.members)]  # type: ignore[valid-type]
+    if isinstance(t, ir.ListT):
+        return Annotated[list[pydantic_type(t.item, models)], Field(min_length=t.min_len, max_length=t.max_len)]
+    if isinstance(t, ir.RecordT):
+        if t.name not in models:
+            fields = {}
+            for k, ft in t.fields:
+                pt = pydantic_type(ft, models)
+                fields[k] = (pt, None) if isinstance(ft, ir.OptionalT) else (pt, ...)
+            models[t.name] = create_model(
+                _model_name(t.name), __config__=ConfigDict(extra="forbid", regex_engine="python-re"), **fields)
+        return models[t.name]
+    return Any
+
+
+def _model_name(name: str) -> str:
+    return re.sub(r"\W", "_", name) or "Record"
+
+
+def _loc(loc: tuple) -> str:
+    out = "output"
+    for p in loc:
+        if isinstance(p, int):
+            out += f"[{p}]"
+        elif isinstance(p, str) and not p.startswith(("function-", "constrained-", "literal[")) \
+                and p not in ("int", "float", "str", "bool"):
+            out += f".{p}"
+    return out
+
+
+def parse_output(t: ir.Type, text: str) -> Parsed:
+    """Parse raw model text into the output type. `str` and enum outputs are read as raw text
+    (an enum is matched case-insensitively after stripping quotes and punctuation); everything else
+    is JSON, extracted from fences and prose, then validated with pydantic."""
+    from pydantic import ValidationError
+
+    base = ir.strip_optional(t)
+    raw = text
+    stripped = text.strip()
+    if isinstance(t, ir.OptionalT) and stripped.lower() in ("null", "none", ""):
+        return Parsed(True, None, raw=raw)
+    if isinstance(base, ir.StrT):
+        value: Any = stripped
+    elif isinstance(base, ir.EnumT):
+        value = _enum_member(base, stripped)
+        if value is None:
+            return Parsed(False, error=f"output: {stripped[:60]!r} is not one of {', '.join(base.members)}",
+                          raw=raw)
+    else:
+        try:
+            value = extract_json(text)
+        except ValueError as e:
+            return Parsed(False, error=f"output: {e}", raw=raw)
+    try:
+        validated = _adapter(t).validate_python(value)
+    except ValidationError as e:
+        first = e.errors()[0]
+        more = f" (and {e.error_count() - 1} more)" if e.error_count() > 1 else ""
+        return Parsed(False, error=f"{_loc(first['loc'])}: {first['msg']}{more}", raw=raw)
+    return Parsed(True, _plain(validated), raw=raw)
+
+
+def _enum_member(t: ir.EnumT, text: str) -> str | None:
+    cand = text
+    try:
+        j = json.loads(text)
+        if isinstance(j, str):
+            cand = j
+    except json.JSONDecodeError:
+        pass
+    cand = cand.strip().strip("`'\".,;:!").strip()
+    lowered = {m.lower(): m for m in t.members}
+    if cand.lower() in lowered:
+        return lowered[cand.lower()]
+    first = re.match(r"[A-Za-z_][A-Za-z0-9_]*", cand)
+    if first and first.group(0).lower() in lowered:
+        return lowered[first.group(0).lower()]
+    return None
+
+
+def _plain(v: Any) -> Any:
+    if hasattr(v, "model_dump"):
+        return {k: _plain(x) for k, x in v.model_dump(mode="python").items()}
+    if isinstance(v, list):
+        return [_plain(x) for x in v]
+    if isinstance(v, dict):
+        return {k: _plain(x) for k, x in v.items()}
+    return v
