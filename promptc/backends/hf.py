@@ -94,9 +94,15 @@ def _identity(spec: str) -> str:
 
 
 class _Guide:
-    """A logits processor that applies one llguidance matcher per batch row."""
+    """A logits processor that applies one llguidance matcher per batch row.
+
+    Masks for all rows are computed in parallel by llguidance's executor; they are applied with a few
+    tensor ops rather than llguidance's TorchScript kernel, whose compilation on each new batch shape
+    cost more than the whole decode in bench/decode.py."""
 
     def __init__(self, matchers: list[Any], lltok, eos_id: int):
+        import llguidance
+        import torch
         from llguidance.torch import allocate_token_bitmask
 
         self.matchers = matchers
@@ -105,10 +111,12 @@ class _Guide:
         self.mask = allocate_token_bitmask(len(matchers), self.vocab)
         self.started = False
         self.done = [m is None for m in matchers]
+        self.executor = llguidance.LLExecutor() if len(matchers) > 1 else None
+        self.shifts = torch.arange(32, dtype=torch.int32)
 
     def __call__(self, input_ids, scores):
         import torch
-        from llguidance.torch import apply_token_bitmask_inplace, fill_next_token_bitmask
+        from llguidance.torch import fill_next_token_bitmask, fill_next_token_bitmask_par
 
         if self.started:
             last = input_ids[:, -1].tolist()
@@ -118,23 +126,25 @@ class _Guide:
                 if last[i] == self.eos or not m.consume_token(last[i]):
                     self.done[i] = True
         self.started = True
-        forced = []
         self.mask.fill_(-1)
-        for i, m in enumerate(self.matchers):
-            if m is None:
-                continue
-            if self.done[i] or m.is_stopped():
-                forced.append(i)
-            else:
+        live = [(m, i) for i, m in enumerate(self.matchers)
+                if m is not None and not self.done[i] and not m.is_stopped()]
+        if self.executor is not None and len(live) > 1:
+            fill_next_token_bitmask_par(self.executor, live, self.mask)
+        else:
+            for m, i in live:
                 fill_next_token_bitmask(m, self.mask, i)
-        head = scores[:, : self.vocab]
-        apply_token_bitmask_inplace(head, self.mask.to(head.device))
-        if scores.shape[1] > self.vocab:
-            rows = [i for i, m in enumerate(self.matchers) if m is not None]
+        allowed = ((self.mask.unsqueeze(-1) >> self.shifts) & 1).reshape(len(self.matchers), -1)
+        allowed = allowed[:, : min(self.vocab, scores.shape[1])].bool().to(scores.device)
+        head = scores[:, : allowed.shape[1]]
+        head.masked_fill_(~allowed, -torch.inf)
+        rows = [i for i, m in enumerate(self.matchers) if m is not None]
+        if scores.shape[1] > self.vocab and rows:
             scores[rows, self.vocab:] = -torch.inf
-        for i in forced:
-            scores[i, :] = -torch.inf
-            scores[i, self.eos] = 0.0
+        for i, m in enumerate(self.matchers):
+            if m is not None and (self.done[i] or m.is_stopped()):
+                scores[i, :] = -torch.inf
+                scores[i, self.eos] = 0.0
         return scores
 
 
