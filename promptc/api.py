@@ -68,6 +68,25 @@ class Task:
         results = run_requests(backend, text_requests(prompt, batch), batch, dec, open_cache(cache))
         return results if many else results[0]
 
+    def inputs(self, **given: Any):
+        """A hypothesis strategy for valid inputs of this task; field constraints shape it. Keyword
+        arguments override whole inputs with strategies: `task.inputs(ticket=st.just({...}))`."""
+        from promptc.schema import strategy
+
+        return strategy(self.ir.input_type, {(k,): v for k, v in given.items()})
+
+    def test(self, target: str | None = None, model: Any = "tiny-causal", *, artifact: str | None = None,
+             cache: bool = True, **options: Any):
+        """Run this task's declared tests (like `promptc test`); returns a testing.runner.Report."""
+        from promptc.runner import open_cache
+        from promptc.runtime import artifact_subject, text_subject
+        from promptc.testing.runner import run_suite
+
+        suite_opts = {k: options.pop(k) for k in ("repeat", "min_pass", "max_examples", "pattern") if k in options}
+        subject = artifact_subject(artifact, self.program, self.name, model if isinstance(model, str) else None,
+                                   **options) if artifact else text_subject(self, target, model, **options)
+        return run_suite(self, subject, cache=open_cache(cache), **suite_opts)
+
     def check(self, inputs: dict[str, Any], output: Any) -> list[str]:
         """The task constraints (and output-schema rules) that `output` violates for `inputs`, each
         with an explanation such as "constraint 'short' failed: len(output.reply) = 512". Empty when

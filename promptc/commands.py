@@ -107,6 +107,15 @@ def read_inputs(args: argparse.Namespace) -> list[dict[str, Any]]:
     return items
 
 
+def _suite_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--repeat", type=int, default=1, metavar="N", help="samples per input (use with --temperature)")
+    p.add_argument("--min-pass", type=float, default=1.0, metavar="RATE",
+                   help="a test passes when this share of its samples pass (default 1.0)")
+    p.add_argument("--max-examples", type=int, metavar="N",
+                   help="inputs per property (default: the property's max_examples, else 25)")
+    p.add_argument("-k", metavar="PATTERN", help="run only tests whose name contains PATTERN (or matches a glob)")
+
+
 def decoding_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("decoding")
     g.add_argument("--max-new-tokens", type=int, metavar="N", help="generation budget (default: the target's)")
@@ -120,14 +129,6 @@ def decoding_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--batch-size", type=int, default=16, metavar="N", help="hf: generation batch size")
 
 
-def make_decoding(args: argparse.Namespace, default_max: int):
-    from promptc.backends import Decoding
-
-    return Decoding(max_new_tokens=args.max_new_tokens or default_max, temperature=args.temperature,
-                    top_p=args.top_p, seed=args.seed, constrained=not args.unconstrained,
-                    structured=args.structured)
-
-
 def make_backend(spec: str, args: argparse.Namespace):
     from promptc.backends import load_backend
 
@@ -135,32 +136,39 @@ def make_backend(spec: str, args: argparse.Namespace):
     return load_backend(spec, **opts)
 
 
+def decoding_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    return {"max_new_tokens": args.max_new_tokens, "temperature": args.temperature, "top_p": args.top_p,
+            "seed": args.seed, "constrained": not args.unconstrained, "structured": args.structured}
+
+
+def make_subject(args: argparse.Namespace, prog, task):
+    """The subject of `run` and `test`: --target on --model, or --artifact (with --model if text)."""
+    from promptc.runtime import artifact_subject, text_subject
+
+    if args.artifact:
+        return artifact_subject(args.artifact, prog, task.name, args.model, batch_size=args.batch_size,
+                                **decoding_overrides(args))
+    if args.model is None:
+        raise UsageError("--model is required with --target (or give --artifact)")
+    if args.target:
+        _text_target(prog, args.target)
+    return text_subject(task, args.target, args.model, batch_size=args.batch_size, **decoding_overrides(args))
+
+
 def cmd_run(args: argparse.Namespace) -> int:
-    from promptc.runner import open_cache, run_requests, text_requests
+    from promptc.runner import open_cache, run_requests
     from promptc.targets.text import InputError
 
     prog = load_program(args.file)
     task = prog.task(args.task)
     inputs = read_inputs(args)
-    if args.artifact:
-        from promptc.runtime import load_artifact
-
-        art = load_artifact(args.artifact, prog, task.name)
-        backend, requests, default_max = art.backend(args), art.requests(inputs), art.max_new_tokens
-    else:
-        if args.model is None:
-            raise UsageError("--model is required with --target (or give --artifact)")
-        if args.target:
-            _text_target(prog, args.target)
-        prompt = task.text_target(args.target)
-        try:
-            requests = text_requests(prompt, inputs)
-        except InputError as e:
-            print(f"promptc: error: {e}", file=sys.stderr)
-            return EXIT_DIAGNOSTICS
-        backend, default_max = make_backend(args.model, args), prompt.options.get("max_new_tokens", 256)
-    results = run_requests(backend, requests, inputs, make_decoding(args, default_max),
-                           open_cache(not args.no_cache))
+    subject = make_subject(args, prog, task)
+    try:
+        requests = subject.requests(inputs)
+    except InputError as e:
+        print(f"promptc: error: {e}", file=sys.stderr)
+        return EXIT_DIAGNOSTICS
+    results = run_requests(subject.backend, requests, inputs, subject.decoding, open_cache(not args.no_cache))
     failed = 0
     for n, r in enumerate(results, 1):
         if args.details:
@@ -174,6 +182,96 @@ def cmd_run(args: argparse.Namespace) -> int:
             failed += 1
             print(f"promptc: input {n}: {r.error}", file=sys.stderr)
     return EXIT_DIAGNOSTICS if failed else EXIT_OK
+
+
+def _progress(quiet: bool):
+    """A progress callback: a rich status line on a TTY, plain lines otherwise (stderr either way)."""
+    if quiet:
+        return None, lambda: None
+    if sys.stderr.isatty():
+        from rich.console import Console
+
+        status = Console(stderr=True).status("running tests")
+        status.start()
+        return (lambda msg: status.update(msg)), status.stop
+    return (lambda msg: print(f"promptc: {msg}", file=sys.stderr, flush=True)), (lambda: None)
+
+
+def run_tests(args: argparse.Namespace, prog, task, subject):
+    from promptc.runner import open_cache
+    from promptc.testing.runner import run_suite
+
+    if not 0 <= args.min_pass <= 1:
+        raise UsageError("--min-pass is a rate between 0 and 1")
+    if args.repeat < 1:
+        raise UsageError("--repeat must be at least 1")
+    update, stop = _progress(args.format != "text" or getattr(args, "quiet", False))
+    try:
+        return run_suite(task, subject, repeat=args.repeat, min_pass=args.min_pass, max_examples=args.max_examples,
+                         pattern=args.k, cache=open_cache(not args.no_cache), progress=update)
+    finally:
+        stop()
+
+
+def cmd_test(args: argparse.Namespace) -> int:
+    from promptc.diagnostics import use_color
+    from promptc.testing import report as fmt
+
+    prog = load_program(args.file, args.format)
+    tasks = [prog.task(args.task)] if args.task else [prog.task(t) for t in prog.tasks
+                                                      if prog.ir.tests_for(t).cases or prog.ir.tests_for(t).properties]
+    if args.artifact and not args.task:
+        tasks = [prog.task(_artifact_task(args.artifact))]
+    if args.target and not args.task:
+        tasks = [prog.task(prog.target(args.target).task)]
+    if not tasks:
+        raise UsageError(f"{args.file} declares no tests")
+    reports = []
+    for task in tasks:
+        subject = make_subject(args, prog, task)
+        reports.append(run_tests(args, prog, task, subject))
+    if args.save_failures:
+        from promptc.testing.failures import save_failures
+
+        n = save_failures(reports, args.save_failures, subject.describe())
+        print(f"promptc: wrote {n} failing example{'s' if n != 1 else ''} to {args.save_failures}", file=sys.stderr)
+    for rep in reports:
+        if args.format == "json":
+            text = fmt.to_json(rep)
+        elif args.format == "junit":
+            text = fmt.to_junit(rep)
+        else:
+            text = fmt.to_text(rep, color=use_color(sys.stdout))
+        if args.output:
+            Path(args.output).write_text(text + "\n", encoding="utf-8")
+        else:
+            print(text)
+    return EXIT_OK if all(r.ok for r in reports) else EXIT_DIAGNOSTICS
+
+
+def _artifact_task(directory: str) -> str:
+    from promptc.artifacts import read_manifest
+
+    return read_manifest(directory)["task"]["name"]
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from promptc.testing.compare import compare
+
+    prog = load_program(args.file)
+    task = prog.task(args.task)
+    subjects = []
+    for spec in args.subjects:
+        sub_args = argparse.Namespace(**vars(args))
+        if Path(spec).is_dir():
+            sub_args.artifact, sub_args.target = spec, None
+        else:
+            sub_args.artifact, sub_args.target = None, spec
+        subjects.append(make_subject(sub_args, prog, task))
+    reports = [run_tests(args, prog, task, s) for s in subjects]
+    out = compare(reports, args.format)
+    print(out)
+    return EXIT_OK if all(r.ok for r in reports) else EXIT_DIAGNOSTICS
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -241,6 +339,37 @@ def register(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--details", action="store_true", help="print {output, ok, error, raw, usage} per line")
     decoding_args(run)
     run.set_defaults(func=cmd_run)
+
+    te = sub.add_parser("test", help="run the program's tests on a target or an artifact",
+                        description="Run the declared cases and properties, judging every output with the "
+                                    "expectations, the task constraints and the output schema. Exit 0 when "
+                                    "all pass, 1 when any fails, 2 on a usage error.")
+    te.add_argument("file", metavar="FILE")
+    te.add_argument("--task", metavar="NAME", help="the task (default: every task with tests)")
+    tsrc = te.add_mutually_exclusive_group()
+    tsrc.add_argument("--target", metavar="NAME", help="a text target (with --model)")
+    tsrc.add_argument("--artifact", metavar="DIR", help="a compiled text or tuned artifact")
+    te.add_argument("--model", metavar="SPEC", help="hf:<dir or hub id>, openai:<model>[@<base_url>] or tiny-causal")
+    _suite_args(te)
+    te.add_argument("--format", choices=("text", "json", "junit"), default="text")
+    te.add_argument("-o", "--output", metavar="FILE", help="write the report to FILE")
+    te.add_argument("--save-failures", metavar="FILE.jsonl",
+                    help="write failing cases and shrunk counterexamples in the examples format")
+    decoding_args(te)
+    te.set_defaults(func=cmd_test)
+
+    cp = sub.add_parser("compare", help="run one suite on several targets or artifacts, side by side",
+                        description="Each SUBJECT is a text target name (run on --model) or an artifact "
+                                    "directory. Prints the pass rate per test, prompt tokens and latency per "
+                                    "request, and trainable parameters.")
+    cp.add_argument("file", metavar="FILE")
+    cp.add_argument("subjects", nargs="+", metavar="SUBJECT")
+    cp.add_argument("--task", metavar="NAME")
+    cp.add_argument("--model", metavar="SPEC", help="the model for text targets")
+    _suite_args(cp)
+    cp.add_argument("--format", choices=("text", "json"), default="text")
+    decoding_args(cp)
+    cp.set_defaults(func=cmd_compare)
 
     sv = sub.add_parser("serve", help="serve a local model over the OpenAI Chat Completions API",
                         description="An OpenAI-compatible server for a local model (response_format "

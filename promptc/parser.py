@@ -26,10 +26,31 @@ def grammar_text() -> str:
     return resources.files("promptc.grammar").joinpath("promptc.lark").read_text(encoding="utf-8")
 
 
+def _cache_file(text: str) -> str | bool:
+    """Where Lark keeps its built parse tables: a private per-user directory (Lark's own default is
+    the shared temp directory, where another user could plant the file). False disables caching."""
+    import hashlib
+    import os
+
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    d = os.path.join(base, "promptc")
+    try:
+        os.makedirs(d, mode=0o700, exist_ok=True)
+        if os.stat(d).st_uid != os.getuid() or not os.access(d, os.W_OK):
+            return False
+    except OSError:
+        return False
+    import lark
+
+    digest = hashlib.sha256(f"{lark.__version__}\0{text}".encode()).hexdigest()[:20]
+    return os.path.join(d, f"grammar-{digest}.lark-cache")
+
+
 @functools.lru_cache(maxsize=1)
 def _lark() -> Lark:
-    return Lark(grammar_text(), parser="lalr", lexer="contextual", propagate_positions=True,
-                maybe_placeholders=True)
+    text = grammar_text()
+    return Lark(text, parser="lalr", lexer="contextual", propagate_positions=True, maybe_placeholders=True,
+                cache=_cache_file(text))
 
 
 # Terminal names -> words for "expected ..." messages.

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,12 +42,6 @@ class TextArtifact:
                                self.task.ir.output))
         return out
 
-    def backend(self, args: argparse.Namespace):
-        if not getattr(args, "model", None):
-            raise PromptcError([], "a text artifact needs --model")
-        from promptc.commands import make_backend
-
-        return make_backend(args.model, args)
 
 
 def load_artifact(directory: str | Path, program, task_name: str):
@@ -70,3 +63,63 @@ def load_artifact(directory: str | Path, program, task_name: str):
 
         return load_tuned(d, m, program, task)
     raise PromptcError([], f"artifact {d} has unknown kind {m.get('kind')!r}")
+
+
+@dataclass
+class Subject:
+    """What a test suite runs against: a backend, a way to build its requests, and decoding."""
+
+    kind: str  # "target" | "artifact"
+    name: str
+    model: str
+    backend: Any
+    build: Any  # Callable[[list[dict]], list[Request]]
+    decoding: Any  # Decoding
+    trainable_parameters: int = 0
+    extra: dict[str, Any] | None = None
+
+    def requests(self, inputs: list[dict[str, Any]]):
+        return self.build(inputs)
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": self.kind, "name": self.name, "model": self.model,
+                "trainable_parameters": self.trainable_parameters, **(self.extra or {})}
+
+
+def make_decoding(default_max: int, **overrides: Any):
+    from promptc.backends import Decoding
+
+    fields = {k: v for k, v in overrides.items() if v is not None}
+    fields.setdefault("max_new_tokens", default_max)
+    return Decoding(**fields)
+
+
+def text_subject(task, target: str | None, model: Any, *, batch_size: int = 16, **decoding: Any) -> Subject:
+    """A text target of `task` (an api.Task) on a model spec (or a backend object)."""
+    from promptc.backends import load_backend
+    from promptc.runner import text_requests
+
+    prompt = task.text_target(target)
+    if isinstance(model, str):
+        opts = {"batch_size": batch_size} if model.startswith("hf:") or model == "tiny-causal" else {}
+        backend, spec = load_backend(model, **opts), model
+    else:
+        backend, spec = model, getattr(model, "spec", type(model).__name__)
+    return Subject("target", target or "(default text target)", spec, backend,
+                   lambda inputs: text_requests(prompt, inputs),
+                   make_decoding(prompt.options.get("max_new_tokens", 256), **decoding))
+
+
+def artifact_subject(directory: str | Path, program, task_name: str, model: str | None = None, *,
+                     batch_size: int = 16, **decoding: Any) -> Subject:
+    """A compiled text artifact (needs a model) or a tuned artifact (brings its own)."""
+    art = load_artifact(directory, program, task_name)
+    if isinstance(art, TextArtifact):
+        if not model:
+            raise PromptcError([], "a text artifact needs a model: --model SPEC")
+        from promptc.backends import load_backend
+
+        opts = {"batch_size": batch_size} if model.startswith("hf:") or model == "tiny-causal" else {}
+        return Subject("artifact", str(directory), model, load_backend(model, **opts), art.requests,
+                       make_decoding(art.max_new_tokens, **decoding))
+    return art.subject(batch_size=batch_size, **decoding)

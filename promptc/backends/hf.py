@@ -103,12 +103,12 @@ class _Guide:
     def __init__(self, matchers: list[Any], lltok, eos_id: int):
         import llguidance
         import torch
-        from llguidance.torch import allocate_token_bitmask
 
         self.matchers = matchers
         self.vocab = lltok.vocab_size
         self.eos = eos_id
-        self.mask = allocate_token_bitmask(len(matchers), self.vocab)
+        self.words = (self.vocab + 31) // 32
+        self.mask = torch.full((len(matchers), self.words), -1, dtype=torch.int32)
         self.started = False
         self.done = [m is None for m in matchers]
         self.executor = llguidance.LLExecutor() if len(matchers) > 1 else None
@@ -116,7 +116,6 @@ class _Guide:
 
     def __call__(self, input_ids, scores):
         import torch
-        from llguidance.torch import fill_next_token_bitmask, fill_next_token_bitmask_par
 
         if self.started:
             last = input_ids[:, -1].tolist()
@@ -129,11 +128,14 @@ class _Guide:
         self.mask.fill_(-1)
         live = [(m, i) for i, m in enumerate(self.matchers)
                 if m is not None and not self.done[i] and not m.is_stopped()]
+        # llguidance writes each row's mask straight into our int32 tensor (as llguidance.torch does,
+        # without importing that module's TorchScript kernel)
+        row_bytes = self.words * 4
         if self.executor is not None and len(live) > 1:
-            fill_next_token_bitmask_par(self.executor, live, self.mask)
+            self.executor.unsafe_compute_mask_ptr(live, self.mask.data_ptr(), row_bytes, len(self.matchers))
         else:
             for m, i in live:
-                fill_next_token_bitmask(m, self.mask, i)
+                m.unsafe_compute_mask_ptr(self.mask[i].data_ptr(), row_bytes)
         allowed = ((self.mask.unsqueeze(-1) >> self.shifts) & 1).reshape(len(self.matchers), -1)
         allowed = allowed[:, : min(self.vocab, scores.shape[1])].bool().to(scores.device)
         head = scores[:, : allowed.shape[1]]
