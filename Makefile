@@ -34,6 +34,8 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/frontend.py
 	$(BIN)/python bench/render.py
+	$(BIN)/python bench/testing.py
+	$(BIN)/python bench/decode.py
 
 clean:
 	rm -rf $(VENV) .promptc build *.egg-info
