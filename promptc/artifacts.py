@@ -58,6 +58,11 @@ def atomic_dir(dest: str | Path) -> Iterator[Path]:
     try:
         yield tmp
         _fsync_tree(tmp)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; an artifact is ordinary output
+        for p in tmp.rglob("*"):
+            os.chmod(p, (0o777 if p.is_dir() else 0o666) & ~umask)
         if dest.exists():
             old = dest.parent / f".{dest.name}.old-{uuid.uuid4().hex[:8]}"
             os.rename(dest, old)

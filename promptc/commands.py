@@ -274,6 +274,74 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return EXIT_OK if all(r.ok for r in reports) else EXIT_DIAGNOSTICS
 
 
+def cmd_tune(args: argparse.Namespace) -> int:
+    from promptc.tune.train import Interrupted
+
+    prog = load_program(args.file)
+    target = prog.target(args.target)
+    if target.kind != "tune":
+        raise UsageError(f"target '{args.target}' is a text target; tune takes a `target tune`")
+    json_log = (lambda row: print(json.dumps({k: v for k, v in row.items() if k != "metric"}), flush=True)) \
+        if args.json_log else None
+    progress, stop = _train_progress(args.json_log)
+    from promptc.tune.run import tune
+
+    try:
+        result = tune(prog, args.target, out=args.output, base=args.base, seed=args.seed, resume=args.resume,
+                      gate=not args.no_gate, until_pass=args.until_pass, allow_secrets=args.allow_secrets,
+                      extra_examples=args.extra_examples, json_log=json_log, progress=progress)
+    except Interrupted as e:
+        stop()
+        print(f"promptc: {e}; a checkpoint was saved: rerun with --resume to continue", file=sys.stderr)
+        return 130
+    finally:
+        stop()
+    m = result.manifest
+    out = sys.stderr if args.json_log else sys.stdout
+    t = m["training"]
+    print(f"trained {m['method']} on {m['base']['id']} ({m['family']}): {m['trainable_parameters']:,} trainable "
+          f"parameters, {t['steps']} steps, {t['seconds']:.0f} s; {t['stopped']}", file=out)
+    best = t["best"]
+    print(f"best step {t['best_step']}: {best['split']} accuracy {best['val_accuracy']:.3f}, "
+          f"loss {best['val_loss']:.4f}", file=out)
+    print(f"tests: {m['tests']['summary']} -> {m['status']}", file=out)
+    print(f"wrote {result.directory}/", file=out)
+    if m["status"] == "failed":
+        print("promptc: the artifact failed its test gate (it is marked failed); --no-gate skips the gate",
+              file=sys.stderr)
+        return EXIT_DIAGNOSTICS
+    return EXIT_OK
+
+
+def _train_progress(quiet: bool):
+    """A rich progress bar with loss and validation accuracy on a TTY; a line per evaluation otherwise."""
+    if quiet:
+        return None, lambda: None
+    if sys.stderr.isatty():
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+        bar = Progress(TextColumn("training"), BarColumn(), TextColumn("step {task.completed}/{task.total}"),
+                       TextColumn("{task.fields[info]}"), TimeElapsedColumn(), transient=True)
+        bar.start()
+        ids: dict[str, Any] = {}
+
+        def update(state, row, total=None):
+            if "task" not in ids:
+                ids["task"] = bar.add_task("train", total=None, info="")
+            info = f"loss {row['loss']:.4f}  val acc {row['val_accuracy']:.3f}" if row else None
+            kw = {"completed": state.step}
+            if info:
+                kw["info"] = info
+            bar.update(ids["task"], **kw)
+        return update, bar.stop
+
+    def plain(state, row):
+        if row:
+            print(f"promptc: step {row['step']}: loss {row['loss']:.4f}, {row['split']} loss {row['val_loss']:.4f}, "
+                  f"{row['split']} accuracy {row['val_accuracy']:.3f}", file=sys.stderr, flush=True)
+    return plain, lambda: None
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from promptc.backends.server import make_server
 
@@ -370,6 +438,24 @@ def register(sub: argparse._SubParsersAction) -> None:
     cp.add_argument("--format", choices=("text", "json"), default="text")
     decoding_args(cp)
     cp.set_defaults(func=cmd_compare)
+
+    tu = sub.add_parser("tune", help="train a tune target; gate it with the tests; write the artifact",
+                        description="Train a `target tune` with peft, run the program's test suite on the result "
+                                    "and write a versioned artifact atomically. Exit 1 when the gate fails.")
+    tu.add_argument("file", metavar="FILE")
+    tu.add_argument("--target", required=True, metavar="NAME")
+    tu.add_argument("--base", metavar="SPEC", help="override the base model (minilm, tiny-causal, a dir or hub id)")
+    tu.add_argument("-o", "--output", metavar="DIR", help="artifact directory (default: out/TARGET)")
+    tu.add_argument("--resume", action="store_true", help="continue an interrupted run from its checkpoint")
+    tu.add_argument("--seed", type=int, metavar="N", help="override the target's seed")
+    tu.add_argument("--no-gate", action="store_true", help="record the test results but do not fail on them")
+    tu.add_argument("--until-pass", action="store_true", help="stop as soon as the test suite passes")
+    tu.add_argument("--json-log", action="store_true", help="print one JSON line per evaluation to stdout")
+    tu.add_argument("--allow-secrets", action="store_true",
+                    help="train even when the data holds secrets (they are redacted first)")
+    tu.add_argument("--extra-examples", action="append", metavar="FILE.jsonl",
+                    help="more training examples (e.g. corrected failures from --save-failures)")
+    tu.set_defaults(func=cmd_tune)
 
     sv = sub.add_parser("serve", help="serve a local model over the OpenAI Chat Completions API",
                         description="An OpenAI-compatible server for a local model (response_format "

@@ -13,7 +13,7 @@ from promptc.source import Span
 Severity = Literal["error", "warning", "note"]
 
 # Code ranges: E1xx syntax and files, E2xx names, E3xx types and schema, E4xx tests and targets,
-# W for warnings. docs/language.md lists every code with an example.
+# E5xx training data, W for warnings. docs/language.md lists every code with an example.
 CODES: dict[str, str] = {
     "E101": "file is not valid UTF-8",
     "E102": "syntax error",
@@ -55,6 +55,7 @@ CODES: dict[str, str] = {
     "E312": "duplicate task item",
     "E402": "invalid property setting",
     "E403": "invalid generator argument",
+    "E501": "secret in training data",
     "W201": "input never used in the prompt",
     "W301": "pattern cannot be enforced by constrained decoding",
     "W401": "test input duplicates an example",

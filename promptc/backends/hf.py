@@ -156,10 +156,11 @@ class HFBackend:
     The model loads on the first cache miss, so a fully cached run never imports torch."""
 
     def __init__(self, spec: str, *, model=None, tokenizer=None, identity: str | None = None,
-                 batch_size: int = 16, use_cache: bool = True):
+                 batch_size: int = 16, use_cache: bool = True, use_chat_template: bool = True):
         self.spec = spec
         self.batch_size = batch_size
         self.use_cache = use_cache
+        self.use_chat_template = use_chat_template
         self._model, self._tokenizer = model, tokenizer
         self._identity = identity or (spec if model is not None else _identity(spec))
         self._lltok = None
@@ -188,8 +189,11 @@ class HFBackend:
     def identity(self) -> str:
         return self._identity
 
+    def templated(self) -> bool:
+        return self.use_chat_template and bool(getattr(self.tokenizer, "chat_template", None))
+
     def prompt_text(self, request: Request) -> str:
-        if getattr(self.tokenizer, "chat_template", None):
+        if self.templated():
             return self.tokenizer.apply_chat_template(request.messages, tokenize=False, add_generation_prompt=True)
         return request.prompt
 
@@ -218,8 +222,7 @@ class HFBackend:
     def generate(self, requests: list[Request], decoding: Decoding, sample: int = 0) -> list[Generation]:
         texts = [self.prompt_text(r) for r in requests]
         grammars = [grammar_for(r.output) if decoding.constrained else None for r in requests]
-        templated = bool(getattr(self.tokenizer, "chat_template", None))
-        return self.generate_text(texts, grammars, decoding, sample, templated=templated)
+        return self.generate_text(texts, grammars, decoding, sample, templated=self.templated())
 
     def generate_text(self, texts: list[str], grammars: list[str | None], decoding: Decoding, sample: int = 0,
                       templated: bool = False) -> list[Generation]:
@@ -293,6 +296,9 @@ def _load(spec: str):
         return model, tok, _identity(spec)
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from promptc.tune.model import quiet_transformers
+
+    quiet_transformers()
     path = Path(name).expanduser()
     try:
         if path.is_dir():

@@ -1,0 +1,185 @@
+"""`promptc tune`: train a `target tune`, gate it with the program's tests, write the artifact."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from promptc import __version__
+from promptc.artifacts import atomic_dir, file_hashes, write_json
+from promptc.diagnostics import PromptcError
+
+
+@dataclass
+class TuneResult:
+    directory: Path
+    manifest: dict[str, Any]
+    report: Any  # testing.runner.Report | None
+
+    @property
+    def passed(self) -> bool:
+        return self.manifest["status"] in ("passed", "ungated")
+
+
+def _versions() -> dict[str, str]:
+    import peft
+    import torch
+    import transformers
+
+    return {"promptc": __version__, "torch": torch.__version__, "transformers": transformers.__version__,
+            "peft": peft.__version__, "python": sys.version.split()[0]}
+
+
+def tune(program, target_name: str, *, out: str | Path | None = None, base: str | None = None,
+         seed: int | None = None, resume: bool = False, gate: bool = True, until_pass: bool = False,
+         allow_secrets: bool = False, extra_examples: list[str] | None = None,
+         json_log: Callable[[dict[str, Any]], None] | None = None,
+         progress: Callable[..., None] | None = None, overrides: dict[str, Any] | None = None) -> TuneResult:
+    """Train `target tune NAME`; return the artifact. Raises Interrupted (with a checkpoint) on Ctrl-C."""
+    import torch
+    from peft import get_peft_model
+
+    from promptc.targets.text import compile_text_target
+    from promptc.tune.artifact import adapter_hash
+    from promptc.tune.data import build_dataset, load_extra
+    from promptc.tune.model import (DEFAULT_LR, MeanPoolClassifier, SeqClsClassifier, choose_family,
+                                    fingerprint, init_prompt_embeddings, load_causal, load_config, load_encoder,
+                                    peft_config, resolve_base)
+    from promptc.tune.train import Run
+
+    target = program.target(target_name)
+    if target.kind != "tune":
+        raise PromptcError([], f"target '{target_name}' is a text target; `promptc tune` trains tune targets")
+    task = program.task(target.task)
+    opts = dict(target.options)
+    opts.update(overrides or {})
+    if base is not None:
+        opts["base"] = base
+    if seed is not None:
+        opts["seed"] = seed
+    method = opts["method"]
+    dest = Path(out) if out is not None else Path("out") / target_name
+    partial = dest.parent / f"{dest.name}.partial"
+    if partial.exists() and not resume:
+        shutil.rmtree(partial)
+
+    t_start = time.perf_counter()
+    b = resolve_base(opts["base"])
+    config = load_config(b)
+    family = choose_family(opts.get("family", "auto"), task.ir.output, config)
+    prompt = compile_text_target(program.ir, task.name, {"delimit": False})
+    extra = [ex for path in (extra_examples or []) for ex in load_extra(path, task.ir)]
+    data = build_dataset(program.ir, task.ir, family, prompt, extra=extra, val_split=opts.get("val_split", 0.1),
+                         seed=opts.get("seed", 0), allow_secrets=allow_secrets)
+
+    torch.manual_seed(opts.get("seed", 0))
+    if family == "classifier":
+        base_model, tok = load_encoder(b, len(data.labels), opts.get("pooling", "mean"))
+        if opts.get("pooling", "mean") == "cls":
+            base_model.config.id2label = dict(enumerate(data.labels))
+            base_model.config.label2id = {v: k for k, v in enumerate(data.labels)}
+    else:
+        base_model, tok = load_causal(b)
+    base_fp = fingerprint(base_model, config)
+    init_ids = None
+    if method == "prompt_tuning" and opts.get("init") in ("text", "prompt"):
+        text = opts.get("init_text") if opts.get("init") == "text" else \
+            "\n".join(v.text for v in (task.ir.system[:1] + task.ir.prompt[:1]))
+        init_ids = tok(text, add_special_tokens=False)["input_ids"]
+    torch.manual_seed(opts.get("seed", 0))
+    pm = get_peft_model(base_model, peft_config(method, family, opts, config.model_type, init_ids))
+    if init_ids:
+        init_prompt_embeddings(pm, init_ids)
+    virtual = opts.get("virtual_tokens", 0) if method in ("prompt_tuning", "p_tuning") else 0
+    if family == "classifier" and opts.get("pooling", "mean") == "mean":
+        model: Any = MeanPoolClassifier(pm, config.hidden_size, len(data.labels), virtual)
+    elif family == "classifier":
+        model = SeqClsClassifier(pm)
+    else:
+        model = pm
+    lr = opts.get("lr") or DEFAULT_LR[method]
+
+    suite_check = None
+    if until_pass:
+        def suite_check() -> bool:
+            rep = _gate_report(program, task, family, model, tok, data.labels, opts, method, prompt)
+            return rep.ok
+
+    run = Run(family, method, model, tok, data, opts, lr, checkpoint_dir=partial / "checkpoint",
+              json_log=json_log, progress=progress, until_pass=suite_check)
+    state = run.run()
+    train_seconds = time.perf_counter() - t_start
+
+    report = _gate_report(program, task, family, model, tok, data.labels, opts, method, prompt)
+    tests_total = len(report.results)
+    pass_share = report.passed / max(1, tests_total - report.skipped)
+    gate_ok = pass_share >= opts.get("min_pass", 1.0) - 1e-12
+    status = ("passed" if gate_ok else "failed") if gate else "ungated"
+
+    with atomic_dir(dest) as tmp:
+        pm.save_pretrained(str(tmp / "adapter"), safe_serialization=True)
+        for leftover in (tmp / "adapter").glob("README.md"):
+            leftover.unlink()
+        if isinstance(model, MeanPoolClassifier):
+            from safetensors.torch import save_file
+
+            save_file({k: v.detach().contiguous() for k, v in model.head.state_dict().items()},
+                      str(tmp / "head.safetensors"))
+        if data.labels:
+            (tmp / "labels.json").write_text(json.dumps(data.labels), encoding="utf-8")
+        best = next((r for r in state.curve if r["step"] == state.best_step), state.curve[-1] if state.curve else {})
+        manifest = {
+            "promptc": __version__,
+            "kind": "tune",
+            "status": status,
+            "program": {"name": program.ir.name, "version": program.ir.version, "hash": program.ir.hash},
+            "task": {"name": task.name, "hash": task.ir.hash},
+            "target": target_name,
+            "family": family,
+            "method": method,
+            "options": {k: v for k, v in opts.items()},
+            "lr": lr,
+            "seed": opts.get("seed", 0),
+            "base": {"id": b.name, "source": b.source, "model_type": config.model_type, **base_fp},
+            "labels": data.labels or None,
+            "data": {"hash": data.digest(), "train": len(data.train), "val": len(data.val),
+                     "excluded_test_inputs": data.excluded_tests, "redacted_secrets": len(data.secrets),
+                     "extra_files": list(extra_examples or []), "provenance": data.provenance_summary()},
+            "trainable_parameters": run.trainable_count(),
+            "training": {"steps": state.step, "epochs": round(state.step / max(1, len(data.train) / opts.get(
+                "batch_size", 8)), 3), "stopped": state.stopped, "best_step": state.best_step,
+                         "best": {k: best.get(k) for k in ("val_loss", "val_accuracy", "split")},
+                         "final": {k: (state.curve[-1] if state.curve else {}).get(k) for k in
+                                   ("loss", "val_loss", "val_accuracy")},
+                         "curve": [{k: r[k] for k in ("step", "loss", "val_loss", "val_accuracy")}
+                                   for r in state.curve],
+                         "seconds": round(train_seconds, 2)},
+            "tests": {"summary": report.summary_line(), "passed": report.passed, "failed": report.failed,
+                      "skipped": report.skipped, "min_pass": opts.get("min_pass", 1.0), "gate": status,
+                      "results": {r.name: {"kind": r.kind, "status": r.status, "pass_rate": round(r.pass_rate, 4)}
+                                  for r in report.results}},
+            "versions": _versions(),
+        }
+        manifest["adapter_hash"] = adapter_hash(tmp)
+        manifest["files"] = file_hashes(tmp)
+        write_json(tmp / "manifest.json", manifest)
+    shutil.rmtree(partial, ignore_errors=True)
+    return TuneResult(dest, manifest, report)
+
+
+def _gate_report(program, task, family, model, tok, labels, opts, method, prompt):
+    """Run the program's suite on the in-memory model: the same oracles the text prompt is held to."""
+    from promptc.runtime import Subject, make_decoding
+    from promptc.testing.runner import run_suite
+    from promptc.tune.artifact import make_backend, request_builder
+
+    model.eval()
+    backend = make_backend(family, model, tok, labels, "training-run", opts, method)
+    subject = Subject("artifact", "(training run)", opts["base"], backend, request_builder(task, family, prompt),
+                      make_decoding(opts.get("max_new_tokens", 128)))
+    return run_suite(task, subject, cache=None)
