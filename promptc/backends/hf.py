@@ -59,7 +59,7 @@ def grammar_for(t: ir.Type) -> str | None:
         rx = "|".join(re.escape(m) for m in base.members)
         return LLMatcher.grammar_from_regex(f"(?:null|{rx})" if optional else f"(?:{rx})")
     schema = _strip_unsupported(inline_refs(json_schema(t)))
-    schema["x-guidance"] = {"whitespace_flexible": False}
+    schema["x-guidance"] = {"whitespace_flexible": False, "item_separator": ", ", "key_separator": ": "}
     return LLMatcher.grammar_from_json_schema(schema)
 
 

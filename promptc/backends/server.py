@@ -71,7 +71,7 @@ class ChatHandler(BaseHTTPRequestHandler):
             from llguidance import LLMatcher
 
             schema = dict(rf["json_schema"]["schema"])
-            schema["x-guidance"] = {"whitespace_flexible": False}
+            schema["x-guidance"] = {"whitespace_flexible": False, "item_separator": ", ", "key_separator": ": "}
             grammar = LLMatcher.grammar_from_json_schema(schema)
         b = self.backend
         templated = bool(getattr(b.tokenizer, "chat_template", None))

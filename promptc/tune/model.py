@@ -16,7 +16,10 @@ ENCODER_TYPES = {"bert", "roberta", "distilbert", "deberta", "deberta-v2", "elec
                  "albert", "camembert", "modernbert"}
 SOFT_METHODS = ("prompt_tuning", "prefix_tuning", "p_tuning")
 DEFAULT_LR = {"prompt_tuning": 3e-2, "prefix_tuning": 1e-2, "p_tuning": 1e-2, "lora": 2e-3, "ia3": 1e-2}
-# Defaults for architectures peft has no mapping for are not guessed: the user passes target_modules.
+# Adapter targets per architecture where ours differ from peft's (which adapts only GPT-2's c_attn):
+# every linear layer, which lets an adapter on a small or weak base actually fit its data.
+DEFAULT_TARGETS = {"gpt2": {"lora": ["c_attn", "c_proj", "c_fc"]}}
+# Other architectures use peft's mapping; one it does not know needs target_modules in the program.
 
 
 @dataclass
@@ -152,8 +155,9 @@ def peft_config(method: str, family: str, options: dict[str, Any], model_type: s
                                    encoder_hidden_size=options.get("encoder_hidden_size", 128),
                                    encoder_reparameterization_type=options.get("encoder_type", "MLP"))
     if method == "lora":
+        targets = options.get("target_modules") or DEFAULT_TARGETS.get(model_type, {}).get("lora")
         return LoraConfig(task_type=task_type, r=options.get("r", 8), lora_alpha=options.get("alpha", 16),
-                          lora_dropout=options.get("dropout", 0.0), target_modules=options.get("target_modules"),
+                          lora_dropout=options.get("dropout", 0.0), target_modules=targets,
                           fan_in_fan_out=model_type == "gpt2")
     if method == "ia3":
         kw: dict[str, Any] = {}

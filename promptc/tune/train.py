@@ -144,7 +144,8 @@ class Run:
         if self.checkpoint_dir is not None and (self.checkpoint_dir / "trainer.json").is_file():
             self._load_checkpoint(opt, sched)
         per_epoch = math.ceil(len(self.data.train) / bs)
-        eval_every = opts.get("eval_every") or per_epoch
+        # once per epoch, but never more often than every 10 steps (tiny data would evaluate every step)
+        eval_every = opts.get("eval_every") or per_epoch * max(1, math.ceil(10 / per_epoch))
         patience = opts.get("patience", 5)
         stop_flag = {"sig": None}
 
@@ -172,8 +173,7 @@ class Run:
                     last_loss = float(loss.detach())
                     if self.progress:
                         self.progress(s, None)
-                    if s.step % eval_every == 0 or s.step == total or s.batch_in_epoch == per_epoch and \
-                            eval_every >= per_epoch:
+                    if s.step % eval_every == 0 or s.step == total:
                         row = self._evaluate(last_loss, time.perf_counter() - t0)
                         if self._improved(row):
                             s.best_metric, s.best_step, s.bad_evals = row["metric"], s.step, 0
