@@ -36,6 +36,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/render.py
 	$(BIN)/python bench/testing.py
 	$(BIN)/python bench/decode.py
+	$(BIN)/python bench/tune.py
 
 clean:
 	rm -rf $(VENV) .promptc build *.egg-info
