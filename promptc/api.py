@@ -142,15 +142,23 @@ class Program:
                                                              f" (targets: {', '.join(self.ir.targets) or 'none'})"))
         return self.ir.targets[name]
 
-    def compile(self, target: str, out: str | Path | None = None) -> Path:
+    def compile(self, target: str, out: str | Path | None = None, *, explicit_shots=None,
+                overrides: dict[str, Any] | None = None, extra_manifest: dict[str, Any] | None = None) -> Path:
         """Write a text target's artifact directory atomically; return its path."""
+        from dataclasses import replace
+
+        from promptc.targets.text import compile_text_target
         from promptc.targets.text_artifact import write_text_artifact
 
         t = self.target(target)
         if t.kind != "text":
             raise PromptcError([], f"target '{target}' is a tune target: build it with `promptc tune`")
         dest = Path(out) if out is not None else Path("out") / target
-        return write_text_artifact(self, t, dest)
+        if overrides:
+            t = replace(t, options={**t.options, **{k: v for k, v in overrides.items()}})
+        prompt = compile_text_target(self.ir, t.task, t.options, explicit_shots) \
+            if explicit_shots is not None or overrides else None
+        return write_text_artifact(self, t, dest, prompt=prompt, extra=extra_manifest)
 
 
 def load(path: str | Path) -> Program:

@@ -298,6 +298,10 @@ def cmd_tune(args: argparse.Namespace) -> int:
         stop()
     m = result.manifest
     out = sys.stderr if args.json_log else sys.stdout
+    n_ex = m["data"]["excluded_test_inputs"]
+    if n_ex:
+        print(f"promptc: warning: {n_ex} training example{' is a test input' if n_ex == 1 else 's are test inputs'} "
+              "and was not trained on (tests are never training data)", file=sys.stderr)
     t = m["training"]
     print(f"trained {m['method']} on {m['base']['id']} ({m['family']}): {m['trainable_parameters']:,} trainable "
           f"parameters, {t['steps']} steps, {t['seconds']:.0f} s; {t['stopped']}", file=out)
@@ -340,6 +344,66 @@ def _train_progress(quiet: bool):
             print(f"promptc: step {row['step']}: loss {row['loss']:.4f}, {row['split']} loss {row['val_loss']:.4f}, "
                   f"{row['split']} accuracy {row['val_accuracy']:.3f}", file=sys.stderr, flush=True)
     return plain, lambda: None
+
+
+def cmd_distill(args: argparse.Namespace) -> int:
+    from promptc.distill import distill, generate_inputs
+    from promptc.runner import open_cache
+    from promptc.targets.text import InputError
+
+    prog = load_program(args.file)
+    task = prog.task(args.task)
+    _text_target(prog, args.target)
+    if args.generate is not None:
+        if args.generate < 1:
+            raise UsageError("--generate takes a positive number of inputs")
+        inputs = generate_inputs(task, args.generate, args.seed)
+    else:
+        inputs = read_inputs(argparse.Namespace(input=None, inputs=args.inputs))
+    teacher = make_backend(args.teacher, args)
+    dec = decoding_overrides(args)
+    from promptc.runtime import make_decoding
+
+    prompt = task.text_target(args.target)
+    try:
+        res = distill(prog, task.name, args.target, teacher, inputs=inputs, out=args.output,
+                      cache=open_cache(not args.no_cache),
+                      decoding=make_decoding(prompt.options.get("max_new_tokens", 256), **dec))
+    except InputError as e:
+        print(f"promptc: error: {e}", file=sys.stderr)
+        return EXIT_DIAGNOSTICS
+    print(f"kept {len(res.kept)} of {len(res.kept) + len(res.rejected)} teacher outputs -> {res.path}"
+          + (f"; {res.excluded_tests} test input{'s' if res.excluded_tests != 1 else ''} excluded"
+             if res.excluded_tests else ""))
+    print(f"rejected {len(res.rejected)} (with reasons) -> {res.rejected_path}")
+    return EXIT_OK
+
+
+def cmd_optimize(args: argparse.Namespace) -> int:
+    from promptc.optimize import optimize, write_optimized
+    from promptc.runner import open_cache
+    from promptc.runtime import make_decoding
+
+    prog = load_program(args.file)
+    t = _text_target(prog, args.target)
+    backend = make_backend(args.model, args)
+    update, stop = _progress(False)
+    try:
+        res = optimize(prog, args.target, backend, budget=args.budget, seed=args.seed, dev_share=args.dev_share,
+                       cache=open_cache(not args.no_cache), progress=update,
+                       decoding=make_decoding(t.options.get("max_new_tokens", 256), **decoding_overrides(args)))
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    finally:
+        stop()
+    dest = write_optimized(prog, args.target, res, args.output, budget=args.budget, seed=args.seed, model=args.model)
+    w = res.best.describe(res.pool)
+    print(f"dev pass rate {res.baseline_score:.2f} (as declared) -> {res.best_score:.2f} after "
+          f"{len(res.log)} evaluations")
+    print(f"winner: shots {', '.join(w['shots']) or '(none)'}; system variant {w['system_variant'] or 'default'}; "
+          f"prompt variant {w['prompt_variant'] or 'default'}")
+    print(f"wrote {dest}/ (the search log is in manifest.json)")
+    return EXIT_OK
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -456,6 +520,35 @@ def register(sub: argparse._SubParsersAction) -> None:
     tu.add_argument("--extra-examples", action="append", metavar="FILE.jsonl",
                     help="more training examples (e.g. corrected failures from --save-failures)")
     tu.set_defaults(func=cmd_tune)
+
+    di = sub.add_parser("distill", help="label inputs with a teacher model; keep outputs that pass every check",
+                        description="Run a text target on a teacher over unlabelled inputs; keep the outputs "
+                                    "that validate and pass every task constraint, as examples with provenance. "
+                                    "Rejected outputs go to DATA.rejected.jsonl with the reasons.")
+    di.add_argument("file", metavar="FILE")
+    di.add_argument("--task", metavar="NAME")
+    di.add_argument("--target", required=True, metavar="TEXT_TARGET")
+    di.add_argument("--teacher", required=True, metavar="SPEC")
+    dsrc = di.add_mutually_exclusive_group(required=True)
+    dsrc.add_argument("--inputs", metavar="FILE.jsonl", help="unlabelled inputs, one object per line")
+    dsrc.add_argument("--generate", type=int, metavar="N", help="draw N inputs from the input schema")
+    di.add_argument("-o", "--output", required=True, metavar="DATA.jsonl")
+    decoding_args(di)
+    di.set_defaults(func=cmd_distill)
+
+    op = sub.add_parser("optimize", help="search shots and declared variants of a text target",
+                        description="Search the choice and order of shots and the declared system/prompt "
+                                    "variants, maximising the pass rate on a dev split of the examples (never "
+                                    "the tests); write the winner as a compiled artifact with the search log.")
+    op.add_argument("file", metavar="FILE")
+    op.add_argument("--target", required=True, metavar="TEXT_TARGET")
+    op.add_argument("--model", required=True, metavar="SPEC")
+    op.add_argument("--budget", type=int, default=20, metavar="N", help="configurations to evaluate (default 20)")
+    op.add_argument("--dev-share", type=float, default=0.3, metavar="SHARE",
+                    help="share of the examples held out as the dev split (default 0.3)")
+    op.add_argument("-o", "--output", metavar="DIR", help="artifact directory (default: out/TARGET)")
+    decoding_args(op)
+    op.set_defaults(func=cmd_optimize)
 
     sv = sub.add_parser("serve", help="serve a local model over the OpenAI Chat Completions API",
                         description="An OpenAI-compatible server for a local model (response_format "

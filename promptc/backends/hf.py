@@ -164,14 +164,18 @@ class HFBackend:
         self._model, self._tokenizer = model, tokenizer
         self._identity = identity or (spec if model is not None else _identity(spec))
         self._lltok = None
+        import threading
+
+        self._load_lock = threading.Lock()
 
     def _load(self) -> None:
-        if self._model is None:
-            self._model, self._tokenizer, _ = _load(self.spec)
-        tok = self._tokenizer
-        if tok.pad_token_id is None:
-            tok.pad_token = tok.eos_token
-        tok.padding_side = "left"
+        with self._load_lock:
+            if self._model is None:
+                self._model, self._tokenizer, _ = _load(self.spec)
+            tok = self._tokenizer
+            if tok.pad_token_id is None:
+                tok.pad_token = tok.eos_token
+            tok.padding_side = "left"
 
     @property
     def model(self):

@@ -74,13 +74,13 @@ class ChatHandler(BaseHTTPRequestHandler):
             schema["x-guidance"] = {"whitespace_flexible": False, "item_separator": ", ", "key_separator": ": "}
             grammar = LLMatcher.grammar_from_json_schema(schema)
         b = self.backend
-        templated = bool(getattr(b.tokenizer, "chat_template", None))
-        prompt = b.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True) \
-            if templated else messages_to_prompt(messages)
         dec = Decoding(max_new_tokens=int(body.get("max_tokens") or body.get("max_completion_tokens") or 256),
                        temperature=float(body.get("temperature") or 0.0), top_p=float(body.get("top_p") or 1.0),
                        seed=int(body.get("seed") or 0), constrained=grammar is not None)
         with self.lock:  # one generation at a time: the model is not thread-safe
+            templated = bool(getattr(b.tokenizer, "chat_template", None))
+            prompt = b.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True) \
+                if templated else messages_to_prompt(messages)
             (g,) = b.generate_text([prompt], [grammar], dec, templated=templated)
         if g.error:
             raise ValueError(g.error)
@@ -97,6 +97,7 @@ class ChatHandler(BaseHTTPRequestHandler):
 def make_server(backend: HFBackend, host: str = "127.0.0.1", port: int = 0,
                 handler: type[ChatHandler] = ChatHandler) -> ThreadingHTTPServer:
     """A server bound to host:port (port 0 picks a free one); call serve_forever() to run it."""
+    backend.model  # load before serving: handler threads must not race to import transformers
     cls = type("BoundChatHandler", (handler,), {"backend": backend, "lock": threading.Lock(),
                                                 "model_name": backend.spec})
     server = ThreadingHTTPServer((host, port), cls)

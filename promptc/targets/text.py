@@ -327,8 +327,10 @@ class InputError(PromptcError):
         super().__init__([], "\n".join(lines))
 
 
-def compile_text_target(program: ir.Program, task_name: str, options: dict[str, Any]) -> TextPrompt:
-    """Compile a task with text-target options (defaults filled) into a TextPrompt."""
+def compile_text_target(program: ir.Program, task_name: str, options: dict[str, Any],
+                        explicit_shots: list[ir.Example] | None = None) -> TextPrompt:
+    """Compile a task with text-target options (defaults filled) into a TextPrompt. `explicit_shots`
+    (from `promptc optimize`) replaces shot selection with a fixed, ordered list."""
     task = program.tasks[task_name]
     opts = dict(options)
     system_tmpl = _variant(task.system, opts.get("system_variant"), "system") if task.system else None
@@ -358,7 +360,10 @@ def compile_text_target(program: ir.Program, task_name: str, options: dict[str, 
     tp = TextPrompt(task, opts, system_source, prompt_tmpl, [], pool, tags)
     n = opts.get("shots", 0)
     how = opts.get("select", "first")
-    if how != "similar":
+    if explicit_shots is not None:
+        tp.options = {**opts, "select": "first", "shots": len(explicit_shots)}
+        tp.shots = [tp._shot(ex) for ex in explicit_shots]
+    elif how != "similar":
         tp.shots = [tp._shot(ex) for ex in select_shots(pool, task, n, how, opts.get("seed", 0))]
     return tp
 

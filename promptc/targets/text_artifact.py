@@ -14,9 +14,10 @@ if TYPE_CHECKING:  # pragma: no cover
     from promptc.api import Program
 
 
-def write_text_artifact(program: Program, target: ir.Target, dest: Path) -> Path:
+def write_text_artifact(program: Program, target: ir.Target, dest: Path, prompt=None,
+                        extra: dict | None = None) -> Path:
     task = program.task(target.task)
-    tp = task.text_target(target.name)
+    tp = prompt if prompt is not None else task.text_target(target.name)
     with atomic_dir(dest) as tmp:
         (tmp / "prompt.jinja").write_text(tp.artifact_template(), encoding="utf-8")
         msgs = tp.message_sources() if not tp.dynamic_shots else tp.message_sources([])
@@ -29,13 +30,14 @@ def write_text_artifact(program: Program, target: ir.Target, dest: Path) -> Path
             "kind": "text",
             "program": {"name": program.ir.name, "version": program.ir.version, "hash": program.ir.hash},
             "task": {"name": task.name, "hash": task.ir.hash},
-            "target": {"name": target.name, "options": target.options},
+            "target": {"name": target.name, "options": tp.options},
             "variables": variables,
             "delimited": tp.tags,
             "shots": [{"origin": s.example.origin.rsplit("/", 1)[-1], "name": s.example.name}
                       for s in tp.shots],
-            "shot_selection": target.options.get("select"),
+            "shot_selection": tp.options.get("select"),
             "files": file_hashes(tmp),
+            **(extra or {}),
         }
         write_json(tmp / "manifest.json", manifest)
     return dest

@@ -1,0 +1,95 @@
+"""`promptc distill`: run a text target on a teacher model over unlabelled inputs and keep only the
+outputs that validate and pass every task constraint, as training data with provenance per line."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from promptc.diagnostics import PromptcError
+
+
+@dataclass
+class DistillResult:
+    kept: list[dict[str, Any]]
+    rejected: list[dict[str, Any]]
+    excluded_tests: int
+    path: Path
+    rejected_path: Path
+
+
+def prompt_hash(prompt) -> str:
+    """The identity of the compiled text prompt the teacher answered (the hash of its prompt.jinja)."""
+    return hashlib.sha256(prompt.artifact_template().encode("utf-8")).hexdigest()
+
+
+def generate_inputs(task, n: int, seed: int = 0) -> list[dict[str, Any]]:
+    """N distinct inputs drawn from the task's input schema, deterministically for a seed."""
+    import random
+
+    from hypothesis import HealthCheck, Phase, given, settings
+
+    drawn: list[dict[str, Any]] = []
+    seen: set[str] = set()
+
+    @settings(max_examples=max(1, n * 3), derandomize=True, database=None, deadline=None,
+              phases=[Phase.generate], suppress_health_check=list(HealthCheck))
+    @given(task.inputs())
+    def collect(x):
+        k = json.dumps(x, sort_keys=True)
+        if k not in seen:
+            seen.add(k)
+            drawn.append(x)
+
+    collect()
+    if seed:
+        random.Random(seed).shuffle(drawn)
+    return drawn[:n]
+
+
+def distill(program, task_name: str, target: str, teacher, *, inputs: list[dict[str, Any]], out: str | Path,
+            cache=None, decoding=None) -> DistillResult:
+    """Label `inputs` with the teacher; write DATA.jsonl (kept) and DATA.rejected.jsonl (why not)."""
+    from promptc.backends import Decoding
+    from promptc.runner import run_requests, text_requests
+    from promptc.testing.runner import judge
+
+    task = program.task(task_name)
+    t = program.target(target)
+    if t.kind != "text":
+        raise PromptcError([], f"distill runs a text target; '{target}' is a {t.kind} target")
+    if t.task != task.name:
+        raise PromptcError([], f"target '{target}' is for task '{t.task}', not '{task.name}'")
+    prompt = task.text_target(target)
+    tests = program.ir.tests_for(task.name)
+    test_keys = {json.dumps(c.input, sort_keys=True) for c in tests.cases}
+    todo = [i for i in inputs if json.dumps(i, sort_keys=True) not in test_keys]
+    excluded = len(inputs) - len(todo)
+    dec = decoding or Decoding(max_new_tokens=prompt.options.get("max_new_tokens", 256))
+    results = run_requests(teacher, text_requests(prompt, todo), todo, dec, cache)
+    spec = getattr(teacher, "spec", type(teacher).__name__)
+    phash = prompt_hash(prompt)
+    kept, rejected = [], []
+    for inp, r in zip(todo, results):
+        sample = judge(task.ir, inp, r, (), "check")
+        if sample.passed:
+            kept.append({"input": inp, "output": sample.output, "provenance": {
+                "source": "promptc distill", "teacher": spec, "target": target, "prompt_hash": phash,
+                "program_hash": program.ir.hash, "task_hash": task.ir.hash,
+                "verdicts": {c.name if c.kind == "constraint" else c.kind: c.passed for c in sample.checks}}})
+        else:
+            rejected.append({"input": inp, "raw": r.parsed.raw, "output": sample.output,
+                             "reasons": [f"{c.kind} {c.name}: {'; '.join(c.details)}".strip()
+                                         for c in sample.failed_checks()],
+                             "teacher": spec, "prompt_hash": phash})
+    path = Path(out)
+    rej = path.with_name(path.stem + ".rejected.jsonl")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for p, rows in ((path, kept), (rej, rejected)):
+        tmp = p.with_name(p.name + ".tmp")
+        tmp.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
+        tmp.replace(p)
+    return DistillResult(kept, rejected, excluded, path, rej)
