@@ -37,7 +37,7 @@ def main() -> None:
 
     task = promptc.load(ROOT / "programs" / "triage.prompt").task("triage")
     subject = text_subject(task, "triage_chat", "tiny-causal")
-    subject.backend.model  # load the model first: this measures the suite, not the import of torch
+    _ = subject.backend.model  # load the model first: this measures the suite, not the import of torch
     with tempfile.TemporaryDirectory() as d:
         cache = Cache(Path(d) / "cache.db")
         t0 = time.perf_counter()

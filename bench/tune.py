@@ -86,8 +86,9 @@ def main() -> None:
     print(f"  promptc tune:                   {o:6.2f} steps/s  (runs: {', '.join(f'{x:.2f}' for x in ours)})")
     print(f"  throughput ratio promptc / hand: {o / h:.2f} (target >= 0.95)")
 
-    from promptc.embed import minilm_path
     from transformers import AutoTokenizer
+
+    from promptc.embed import minilm_path
 
     tok = AutoTokenizer.from_pretrained(minilm_path())
     tp = task.text_target("route_text")

@@ -14,7 +14,7 @@ from typing import Any
 
 from promptc import ast, ir
 from promptc.diagnostics import Diagnostics, closest
-from promptc.expr import Checker, Node, check_regex, explain, evaluate, to_source
+from promptc.expr import Checker, check_regex, evaluate, explain, to_source
 from promptc.schema import validate
 from promptc.source import SourceDecodeError, SourceFile, Span
 from promptc.targets import OPTIONS, TUNE_METHODS, OptionSpec

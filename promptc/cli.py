@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Callable
+from collections.abc import Callable
 
 from promptc import __version__
 from promptc.diagnostics import Diagnostic, render_all, summary, to_json, use_color

@@ -21,7 +21,6 @@ def minilm_path() -> str:
 
 @functools.lru_cache(maxsize=1)
 def _model() -> tuple[Any, Any]:
-    import torch
     from transformers import AutoModel, AutoTokenizer
 
     path = minilm_path()

@@ -4,8 +4,9 @@ evaluation with explanations, and a phrase in natural language for rendered prom
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from promptc import ast, ir
 from promptc.diagnostics import Diagnostics, closest

@@ -96,7 +96,13 @@ def optimize(program, target: str, backend, *, budget: int = 20, seed: int = 0, 
         return scores[cfg]
 
     rng = random.Random(seed)
-    baseline = Config(tuple(range(k)), systems[0], prompts[0])
+    from promptc.targets.text import select_shots
+
+    declared = t.options.get("select", "first")
+    picked = select_shots(pool, task.ir, k, declared if declared != "similar" else "first", t.options.get("seed", 0))
+    # the baseline is the target as declared: its own shot selection, its own variants
+    baseline = Config(tuple(pool.index(e) for e in picked), t.options.get("system_variant") or systems[0],
+                      t.options.get("prompt_variant") or prompts[0])
     best, best_score = baseline, score(baseline)
     result.baseline, result.baseline_score = baseline, best_score
 

@@ -105,7 +105,7 @@ def test_template_for_loops_bind_item_types():
     "{{ x.__subclasses__() }}",
 ])
 def test_templates_cannot_reach_python_internals(template):
-    r = compile_text('task t(x: str) -> str { prompt "%s" }' % template.replace('"', '\\"'))
+    r = compile_text('task t(x: str) -> str { prompt "' + template.replace('"', '\\"') + '" }')
     assert not r.ok
     assert r.diagnostics[0].code in ("E210", "E204")
 

@@ -11,12 +11,11 @@ import string
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.lark import from_lark
+from lark import Lark
 
 from promptc import ast
 from promptc.compiler import compile_text
 from promptc.fmt import fmt
-from lark import Lark
-
 from promptc.parser import grammar_text, parse
 
 # A fresh, uncached Lark: hypothesis reads the grammar object, which a cached parser does not keep.

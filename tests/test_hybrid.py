@@ -15,8 +15,6 @@ from promptc.backends.base import Generation
 from promptc.backends.server import make_server
 from promptc.cli import main
 
-from .conftest import PROGRAMS
-
 TRIAGE = '''
 enum Tag { billing, bug, account, other }
 type Ticket { subject: str [max_len=80], body: str [min_len=1, max_len=400] }

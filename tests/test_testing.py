@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 
-import pytest
 from hypothesis import given, settings
 
 import promptc

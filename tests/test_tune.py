@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -289,9 +288,7 @@ def test_secrets_in_training_data_stop_training(tmp_path):
 
 
 def test_a_tuned_artifact_cannot_learn_a_redacted_secret(tmp_path):
-    text = RECORD.replace('output { color: blue, count: 3, note: "up" }', f'output {{ color: blue, count: 3, '
-                          f'note: "up" }}').replace('"Pick for {{ word }}"', '"Pick for {{ word }}"')
-    text = text.replace('type Pick { color: Color, count: int [ge=0, le=9], note: str [max_len=12] }',
+    text = RECORD.replace('type Pick { color: Color, count: int [ge=0, le=9], note: str [max_len=12] }',
                         'type Pick { color: Color, count: int [ge=0, le=9], note: str [max_len=40] }')
     text = text.replace('note: "fruit"', f'note: "{SECRET}"')
     prog = promptc.loads(text)

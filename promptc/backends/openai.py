@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import time
 import urllib.error
 import urllib.request
@@ -104,7 +103,7 @@ class OpenAIBackend:
                         wait = min(self.max_backoff, float(retry_after))
                     except ValueError:
                         pass
-            except (urllib.error.URLError, TimeoutError, socket.timeout, ConnectionError) as e:
+            except (urllib.error.URLError, TimeoutError, ConnectionError) as e:
                 reason = getattr(e, "reason", e)
                 last = f"{type(reason).__name__} calling {url}: {reason}"
             except (KeyError, IndexError, ValueError) as e:

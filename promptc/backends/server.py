@@ -97,7 +97,7 @@ class ChatHandler(BaseHTTPRequestHandler):
 def make_server(backend: HFBackend, host: str = "127.0.0.1", port: int = 0,
                 handler: type[ChatHandler] = ChatHandler) -> ThreadingHTTPServer:
     """A server bound to host:port (port 0 picks a free one); call serve_forever() to run it."""
-    backend.model  # load before serving: handler threads must not race to import transformers
+    _ = backend.model  # load before serving: handler threads must not race to import transformers
     cls = type("BoundChatHandler", (handler,), {"backend": backend, "lock": threading.Lock(),
                                                 "model_name": backend.spec})
     server = ThreadingHTTPServer((host, port), cls)

@@ -11,8 +11,9 @@ from __future__ import annotations
 import fnmatch
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from promptc import ir
 from promptc.expr import applies, evaluate, explain

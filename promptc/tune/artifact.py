@@ -104,8 +104,15 @@ def load_tuned(directory: Path, manifest: dict[str, Any], program, task) -> Tune
     import torch
     from peft import PeftModel
 
-    from promptc.tune.model import (MeanPoolClassifier, SeqClsClassifier, fingerprint, load_causal, load_config,
-                                    load_encoder, resolve_base)
+    from promptc.tune.model import (
+        MeanPoolClassifier,
+        SeqClsClassifier,
+        fingerprint,
+        load_causal,
+        load_config,
+        load_encoder,
+        resolve_base,
+    )
 
     d = Path(directory)
     bad = [p.name for p in d.rglob("*") if p.suffix in PICKLE_SUFFIXES]

@@ -6,9 +6,10 @@ import json
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from promptc import __version__
 from promptc.artifacts import atomic_dir, file_hashes, write_json
@@ -47,9 +48,19 @@ def tune(program, target_name: str, *, out: str | Path | None = None, base: str 
     from promptc.targets.text import compile_text_target
     from promptc.tune.artifact import adapter_hash
     from promptc.tune.data import build_dataset, load_extra
-    from promptc.tune.model import (DEFAULT_LR, MeanPoolClassifier, SeqClsClassifier, choose_family,
-                                    fingerprint, init_prompt_embeddings, load_causal, load_config, load_encoder,
-                                    peft_config, resolve_base)
+    from promptc.tune.model import (
+        DEFAULT_LR,
+        MeanPoolClassifier,
+        SeqClsClassifier,
+        choose_family,
+        fingerprint,
+        init_prompt_embeddings,
+        load_causal,
+        load_config,
+        load_encoder,
+        peft_config,
+        resolve_base,
+    )
     from promptc.tune.train import Run
 
     target = program.target(target_name)

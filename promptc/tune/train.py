@@ -11,9 +11,10 @@ import math
 import shutil
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from promptc.diagnostics import PromptcError
 from promptc.tune import state as st
