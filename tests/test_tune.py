@@ -351,3 +351,21 @@ def test_minilm_classifier_learns_routing(method, steps, tmp_path):
     acc = sum(r.output == h["output"] for r, h in zip(results, held)) / len(held)
     assert acc >= 0.85, acc
     assert m["status"] == "passed"
+
+
+@pytest.mark.parametrize("method,extra", [("prefix_tuning", {"virtual_tokens": 4}), ("p_tuning", {"virtual_tokens": 4}),
+                                          ("ia3", {}), ("prompt_tuning", {"pooling": "cls", "init": "random"})])
+def test_every_classifier_method_reloads_with_the_same_verdicts(method, extra, tmp_path):
+    """The suite run on the reloaded artifact gives the verdicts recorded by the gate at training time."""
+    prog = promptc.load(PROGRAMS / "route.prompt")
+    overrides = {"method": method, "max_steps": 3, **extra}
+    if method != "prompt_tuning":
+        overrides["init"] = "random"  # route_soft's init = "prompt" applies to prompt tuning only
+    res = tune(prog, "route_soft", out=tmp_path / "a", gate=False, overrides=overrides)
+    from promptc.runtime import artifact_subject
+    from promptc.testing.runner import run_suite
+
+    report = run_suite(prog.task("route"), artifact_subject(tmp_path / "a", prog, "route"))
+    assert {r.name: r.status for r in report.results} == \
+        {name: r["status"] for name, r in res.manifest["tests"]["results"].items()}
+    assert report.usage()["trainable_parameters"] == res.manifest["trainable_parameters"] > 0

@@ -107,6 +107,7 @@ def load_tuned(directory: Path, manifest: dict[str, Any], program, task) -> Tune
     from promptc.tune.model import (
         MeanPoolClassifier,
         SeqClsClassifier,
+        base_weights,
         fingerprint,
         load_causal,
         load_config,
@@ -131,7 +132,7 @@ def load_tuned(directory: Path, manifest: dict[str, Any], program, task) -> Tune
         model, tok = load_encoder(base, len(labels), options.get("pooling", "mean"))
     else:
         model, tok = load_causal(base)
-    fp = fingerprint(model, config)
+    fp = fingerprint(base_weights(model, family, options), config)
     want = manifest["base"]
     if fp["weights_hash"] != want["weights_hash"] or fp["config_hash"] != want["config_hash"]:
         raise PromptcError([], f"artifact {d} was trained on a different base model than '{base.name}' now "

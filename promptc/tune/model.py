@@ -96,6 +96,14 @@ def choose_family(option: str, output: ir.Type, config) -> str:
     return "causal"
 
 
+def base_weights(model, family: str, options: dict[str, Any]):
+    """The pretrained part of a loaded base: a sequence-classification model's head is freshly
+    initialised on every load (the trained one lives in the adapter), so it is not part of the base."""
+    if family == "classifier" and options.get("pooling", "mean") == "cls":
+        return model.base_model
+    return model
+
+
 def fingerprint(model, config) -> dict[str, str]:
     """Hashes of the base config and of its weights (every tensor, in name order)."""
     cfg = config.to_dict()

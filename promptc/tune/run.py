@@ -52,6 +52,7 @@ def tune(program, target_name: str, *, out: str | Path | None = None, base: str 
         DEFAULT_LR,
         MeanPoolClassifier,
         SeqClsClassifier,
+        base_weights,
         choose_family,
         fingerprint,
         init_prompt_embeddings,
@@ -96,7 +97,7 @@ def tune(program, target_name: str, *, out: str | Path | None = None, base: str 
             base_model.config.label2id = {v: k for k, v in enumerate(data.labels)}
     else:
         base_model, tok = load_causal(b)
-    base_fp = fingerprint(base_model, config)
+    base_fp = fingerprint(base_weights(base_model, family, opts), config)
     init_ids = None
     if method == "prompt_tuning" and opts.get("init") in ("text", "prompt"):
         text = opts.get("init_text") if opts.get("init") == "text" else \
