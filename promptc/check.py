@@ -465,39 +465,8 @@ class ProgramChecker:
             self.d.error("E101", f"examples file is not valid UTF-8 (byte 0x{e.byte:02x})",
                          bad.span_at(e.line, e.col), hint="save the file as UTF-8")
             return
-        for lineno in range(1, fsrc.line_count + 1):
-            line = fsrc.line_text(lineno)
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                self.d.error("E107", f"invalid JSON: {e.msg}", fsrc.span_at(lineno, e.colno),
-                             hint='each line is one object: {"input": {...}, "output": ...}')
-                continue
-            whole = fsrc.span_at(lineno, 1, max(1, len(line)))
-            if not isinstance(obj, dict) or "input" not in obj or "output" not in obj:
-                self.d.error("E107", 'each line must be an object with "input" and "output"', whole,
-                             hint='each line is one object: {"input": {...}, "output": ...}')
-                continue
-            extra = [k for k in obj if k not in EXAMPLE_KEYS]
-            if extra:
-                self.d.error("E107", f"unknown key '{extra[0]}' in an example line", _find_key(fsrc, lineno, extra[0]),
-                             hint=f"keys: {', '.join(sorted(EXAMPLE_KEYS))}")
-                continue
-            bad = False
-            for root, t, val in (("input", in_t, obj["input"]), ("output", ct.output, obj["output"])):
-                for viol in validate(t, val):
-                    bad = True
-                    key = next((p for p in reversed(viol.path) if isinstance(p, str)), root)
-                    code = "E303" if viol.kind == "constraint" else ("E207" if "not a member" in viol.message else "E302")
-                    self.d.error(code, f"{viol.where(root)}: {viol.message}", _find_key(fsrc, lineno, key),
-                                 hint=viol.hint)
-            if bad:
-                continue
-            ce = CheckedExample(ir.Example(obj["input"], obj["output"], f"{path}:{lineno}", obj.get("name"),
-                                           obj.get("provenance")), whole)
-            self._example_constraints(ct, ce, whole)
+        for ce in read_examples(fsrc, str(path), in_t, ct.output, self.d):
+            self._example_constraints(ct, ce, ce.span)
             ct.examples.append(ce)
 
     # ---------------------------------------------------------------- templates
@@ -803,6 +772,45 @@ class ProgramChecker:
         near = closest(name, TUNE_METHODS)
         self.d.error("E209", f"unknown tune method '{name}'", span,
                      hint=(f"did you mean '{near}'? " if near else "") + f"methods: {', '.join(TUNE_METHODS)}")
+
+
+def read_examples(fsrc: SourceFile, label: str, in_t: ir.RecordT, out_t: ir.Type,
+                  diags: Diagnostics) -> list[CheckedExample]:
+    """Parse a JSONL examples file: each line `{"input": ..., "output": ...}` (optionally `name`,
+    `provenance`), validated against the input and output types. Mistakes become diagnostics at their
+    line and key; lines with mistakes are left out."""
+    out: list[CheckedExample] = []
+    for lineno in range(1, fsrc.line_count + 1):
+        line = fsrc.line_text(lineno)
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            diags.error("E107", f"invalid JSON: {e.msg}", fsrc.span_at(lineno, e.colno),
+                        hint='each line is one object: {"input": {...}, "output": ...}')
+            continue
+        whole = fsrc.span_at(lineno, 1, max(1, len(line)))
+        if not isinstance(obj, dict) or "input" not in obj or "output" not in obj:
+            diags.error("E107", 'each line must be an object with "input" and "output"', whole,
+                        hint='each line is one object: {"input": {...}, "output": ...}')
+            continue
+        extra = [k for k in obj if k not in EXAMPLE_KEYS]
+        if extra:
+            diags.error("E107", f"unknown key '{extra[0]}' in an example line", _find_key(fsrc, lineno, extra[0]),
+                        hint=f"keys: {', '.join(sorted(EXAMPLE_KEYS))}")
+            continue
+        bad = False
+        for root, t, val in (("input", in_t, obj["input"]), ("output", out_t, obj["output"])):
+            for viol in validate(t, val):
+                bad = True
+                key = next((p for p in reversed(viol.path) if isinstance(p, str)), root)
+                code = "E303" if viol.kind == "constraint" else ("E207" if "not a member" in viol.message else "E302")
+                diags.error(code, f"{viol.where(root)}: {viol.message}", _find_key(fsrc, lineno, key), hint=viol.hint)
+        if not bad:
+            out.append(CheckedExample(ir.Example(obj["input"], obj["output"], f"{label}:{lineno}", obj.get("name"),
+                                                 obj.get("provenance")), whole))
+    return out
 
 
 _BAD = object()

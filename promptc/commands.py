@@ -107,6 +107,16 @@ def read_inputs(args: argparse.Namespace) -> list[dict[str, Any]]:
     return items
 
 
+def _subject_args(p: argparse.ArgumentParser, task_help: str, target_help: str) -> None:
+    """FILE, --task, and what to run: --target (on --model) or --artifact."""
+    p.add_argument("file", metavar="FILE")
+    p.add_argument("--task", metavar="NAME", help=task_help)
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--target", metavar="NAME", help=target_help)
+    src.add_argument("--artifact", metavar="DIR", help="a compiled text or tuned artifact directory")
+    p.add_argument("--model", metavar="SPEC", help="hf:<dir or hub id>, openai:<model>[@<base_url>] or tiny-causal")
+
+
 def _suite_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--repeat", type=int, default=1, metavar="N", help="samples per input (use with --temperature)")
     p.add_argument("--min-pass", type=float, default=1.0, metavar="RATE",
@@ -458,13 +468,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                          description="Run a task's text target (or an artifact) on a model. Prints one JSON "
                                      "output per input line, in input order; an output that fails to parse "
                                      "prints null and an error on stderr (exit 1).")
-    run.add_argument("file", metavar="FILE")
-    run.add_argument("--task", metavar="NAME", help="the task (default: the program's only task)")
-    src = run.add_mutually_exclusive_group()
-    src.add_argument("--target", metavar="NAME", help="a text target (default: plain options)")
-    src.add_argument("--artifact", metavar="DIR", help="a compiled text or tuned artifact directory")
-    run.add_argument("--model", metavar="SPEC", help="hf:<dir or hub id>, openai:<model>[@<base_url>] or "
-                                                    "tiny-causal")
+    _subject_args(run, "the task (default: the program's only task)", "a text target (default: plain options)")
     ins = run.add_mutually_exclusive_group(required=True)
     ins.add_argument("--input", metavar="JSON|@FILE", help="one input object")
     ins.add_argument("--inputs", metavar="FILE.jsonl", help="one input object per line ('-' for stdin)")
@@ -476,12 +480,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         description="Run the declared cases and properties, judging every output with the "
                                     "expectations, the task constraints and the output schema. Exit 0 when "
                                     "all pass, 1 when any fails, 2 on a usage error.")
-    te.add_argument("file", metavar="FILE")
-    te.add_argument("--task", metavar="NAME", help="the task (default: every task with tests)")
-    tsrc = te.add_mutually_exclusive_group()
-    tsrc.add_argument("--target", metavar="NAME", help="a text target (with --model)")
-    tsrc.add_argument("--artifact", metavar="DIR", help="a compiled text or tuned artifact")
-    te.add_argument("--model", metavar="SPEC", help="hf:<dir or hub id>, openai:<model>[@<base_url>] or tiny-causal")
+    _subject_args(te, "the task (default: every task with tests)", "a text target (with --model)")
     _suite_args(te)
     te.add_argument("--format", choices=("text", "json", "junit"), default="text")
     te.add_argument("-o", "--output", metavar="FILE", help="write the report to FILE")

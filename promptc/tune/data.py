@@ -129,9 +129,8 @@ def _span_for(origin: str):
 
 
 def load_extra(path: str, task: ir.Task) -> list[ir.Example]:
-    """`--extra-examples FILE`: more examples, validated like an examples file."""
-    from promptc.check import EXAMPLE_KEYS
-    from promptc.schema import validate
+    """`--extra-examples FILE`: more examples, read and validated exactly like an examples file."""
+    from promptc.check import read_examples
 
     p = Path(path)
     try:
@@ -139,29 +138,10 @@ def load_extra(path: str, task: ir.Task) -> list[ir.Example]:
     except OSError as e:
         raise PromptcError([], f"cannot read --extra-examples {path}: {e.strerror}") from None
     d = Diagnostics()
-    out = []
-    for n in range(1, src.line_count + 1):
-        line = src.line_text(n)
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as e:
-            d.error("E107", f"invalid JSON: {e.msg}", src.span_at(n, e.colno))
-            continue
-        if not isinstance(obj, dict) or "input" not in obj or "output" not in obj or set(obj) - EXAMPLE_KEYS:
-            d.error("E107", 'each line must be {"input": ..., "output": ...} (optional "name", "provenance")',
-                    src.span_at(n, 1, max(1, len(line))))
-            continue
-        viols = validate(task.input_type, obj["input"], ("input",)) + validate(task.output, obj["output"], ("output",))
-        for v in viols:
-            d.error("E303" if v.kind == "constraint" else "E302", f"{v.where()}: {v.message}",
-                    src.span_at(n, 1, max(1, len(line))), hint=v.hint)
-        if not viols:
-            out.append(ir.Example(obj["input"], obj["output"], f"{p}:{n}", obj.get("name"), obj.get("provenance")))
+    out = read_examples(src, str(p), task.input_type, task.output, d)
     if d.has_errors:
         raise PromptcError(d)
-    return out
+    return [ce.example for ce in out]
 
 
 def build_dataset(program: ir.Program, task: ir.Task, family: str, prompt, *, extra: list[ir.Example],
