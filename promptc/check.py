@@ -533,8 +533,8 @@ class ProgramChecker:
             ft = self._given_target(g.path, in_t)
             gen = self._generator(g.generator, ft)
             if gen is not None and ft is not None:
-                givens.append(ir.Given(g.path.parts and (g.path.root.name, *g.path.parts) or (g.path.root.name,),
-                                       gen[0], gen[1], gen[2], f"{g.path.dotted()} = {g.generator.func.name}(...)"))
+                givens.append(ir.Given((g.path.root.name, *g.path.parts), gen[0], gen[1], gen[2],
+                                       f"{g.path.dotted()} = {g.generator.func.name}(...)"))
         checks = []
         for e in item.checks:
             node = Checker(ct.env, self.enums, self.d).check_bool(e)

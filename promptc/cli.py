@@ -4,7 +4,6 @@ failing tests, 2 usage or internal error. A mistake in a user's program never sh
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Callable
 
@@ -118,10 +117,6 @@ def _debug() -> bool:
     import os
 
     return bool(os.environ.get("PROMPTC_DEBUG"))
-
-
-def _json_dump(obj) -> str:
-    return json.dumps(obj, indent=2, ensure_ascii=False)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -388,10 +388,6 @@ def check_regex(e: ast.Regex, diags: Diagnostics) -> bool:
 
 
 # ------------------------------------------------------------------ evaluation
-class _Missing:
-    pass
-
-
 def lookup(env: dict[str, Any], root: str, parts: tuple[str | int, ...]) -> Any:
     v = env.get(root)
     for p in parts:

@@ -7,12 +7,11 @@ and any pickle-format weights.
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any
 
-from promptc.artifacts import read_manifest, sha256_file, verify_files
+from promptc.artifacts import sha256_file
 from promptc.backends.base import Decoding, Generation, Request
 from promptc.diagnostics import PromptcError
 
@@ -171,12 +170,3 @@ def adapter_hash(directory: Path) -> str:
             h.update(str(p.relative_to(directory)).encode() + b"\0" + sha256_file(p).encode())
     return h.hexdigest()
 
-
-def describe(directory: str | Path) -> dict[str, Any]:
-    m = read_manifest(directory)
-    verify_files(directory, m)
-    return m
-
-
-def read_labels(directory: Path) -> list[str]:
-    return json.loads((directory / "labels.json").read_text(encoding="utf-8"))

@@ -19,7 +19,7 @@ from typing import Any
 from promptc.diagnostics import PromptcError
 from promptc.tune import state as st
 from promptc.tune.data import Dataset, Item
-from promptc.tune.model import SOFT_METHODS, MeanPoolClassifier, SeqClsClassifier
+from promptc.tune.model import MeanPoolClassifier, SeqClsClassifier
 
 
 class Interrupted(Exception):
@@ -283,6 +283,3 @@ class Run:
         s.best_metric, s.best_step, s.bad_evals = meta["best_metric"], meta["best_step"], meta["bad_evals"]
         s.curve, s.stopped = meta["curve"], meta["stopped"]
 
-
-def is_prompt_learning(method: str) -> bool:
-    return method in SOFT_METHODS
