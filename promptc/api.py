@@ -54,12 +54,15 @@ class Task:
         return self.text_target(target).render(inputs, format, tokenizer=tokenizer)
 
     def run(self, inputs: dict[str, Any] | list[dict[str, Any]], target: str | None = None,
-            model: Any = "tiny-causal", *, cache: bool = True, **decoding: Any):
+            model: Any = None, *, cache: bool = True, **decoding: Any):
         """Run the task on a model (a spec such as "hf:DIR" or a backend object). Returns a
         `promptc.runner.Result` (or a list of them for a list of inputs): `.ok`, `.output`, `.error`."""
         from promptc.backends import Decoding, load_backend
         from promptc.runner import open_cache, run_requests, text_requests
 
+        if model is None:
+            raise PromptcError([], "Task.run needs a model: a spec such as \"hf:./my-model\" or "
+                                   "\"openai:gpt-4o-mini\", or a backend object")
         many = isinstance(inputs, list)
         batch = inputs if many else [inputs]
         prompt = self.text_target(target)
@@ -75,13 +78,15 @@ class Task:
 
         return strategy(self.ir.input_type, {(k,): v for k, v in given.items()})
 
-    def test(self, target: str | None = None, model: Any = "tiny-causal", *, artifact: str | None = None,
+    def test(self, target: str | None = None, model: Any = None, *, artifact: str | None = None,
              cache: bool = True, **options: Any):
         """Run this task's declared tests (like `promptc test`); returns a testing.runner.Report."""
         from promptc.runner import open_cache
         from promptc.runtime import artifact_subject, text_subject
         from promptc.testing.runner import run_suite
 
+        if model is None and artifact is None:
+            raise PromptcError([], "Task.test needs a model for a text target (model=\"hf:...\"), or an artifact")
         suite_opts = {k: options.pop(k) for k in ("repeat", "min_pass", "max_examples", "pattern") if k in options}
         subject = artifact_subject(artifact, self.program, self.name, model if isinstance(model, str) else None,
                                    **options) if artifact else text_subject(self, target, model, **options)

@@ -275,3 +275,13 @@ def test_pytest_plugin_reports_broken_programs_as_diagnostics(pytester):
     result = pytester.runpytest("-p", "no:cacheprovider")
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*broken.prompt:1:36: error: undeclared variable 'y'*"])
+
+
+def test_api_never_picks_a_model_silently():
+    from promptc.diagnostics import PromptcError
+
+    task = promptc.load(PROGRAMS / "triage.prompt").task("triage")
+    with pytest.raises(PromptcError, match="needs a model"):
+        task.run({"ticket": {"subject": "a", "body": "b"}})
+    with pytest.raises(PromptcError, match="needs a model"):
+        task.test(target="triage_chat")

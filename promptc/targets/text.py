@@ -288,6 +288,10 @@ class TextPrompt:
 
     def _render(self, inputs, format, tokenizer, validate_inputs):
         fmt = format or self.options.get("format", "plain")
+        if fmt == "plain" and not self.dynamic_shots:  # the hot path: compile once, render many
+            if validate_inputs:
+                self.check_inputs(inputs)
+            return self._template("plain", self.plain_source).render(inputs)
         if validate_inputs:
             self.check_inputs(inputs)
         shots = self._shots_for(inputs)
