@@ -455,7 +455,10 @@ class ProgramChecker:
                          hint=f"the path is resolved relative to the program: {path}")
             return
         except OSError as e:
-            self.d.error("E108", f"cannot read examples file {rel}: {e.strerror}", ef.path.span)
+            self.d.error("E108", f"cannot read examples file {rel}: {e.strerror or e}", ef.path.span)
+            return
+        except ValueError:  # e.g. a NUL byte in the path
+            self.d.error("E108", f"invalid examples file path {rel!r}", ef.path.span)
             return
         ct.example_files.append((str(path), data))
         try:

@@ -396,6 +396,8 @@ def cmd_optimize(args: argparse.Namespace) -> int:
 
     prog = load_program(args.file)
     t = _text_target(prog, args.target)
+    if args.budget < 1:
+        raise UsageError("--budget must be at least 1")
     backend = make_backend(args.model, args)
     update, stop = _progress(False)
     try:

@@ -136,3 +136,10 @@ def test_reference_program_exactly_as_designed(tmp_path: Path):
     (tmp_path / "triage.prompt").write_bytes(REFERENCE.read_bytes())
     r = compile_file(tmp_path / "triage.prompt")
     assert r.ok and not r.diagnostics, r.diagnostics
+
+
+@pytest.mark.parametrize("path,needle", [("a\\u0000b", "invalid examples file path"), (".", "cannot read examples file")])
+def test_unusable_examples_paths_are_diagnostics(path, needle):
+    r = compile_text('task t(x: str) -> str {\n  prompt "{{ x }}"\n  examples "' + path + '"\n}')
+    (d,) = r.diagnostics
+    assert d.code == "E108" and needle in d.message and d.span.line == 3

@@ -300,10 +300,12 @@ def _load(spec: str):
         return model, tok, _identity(spec)
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from promptc.tune.model import quiet_transformers
+    from promptc.tune.model import looks_like_path, quiet_transformers
 
     quiet_transformers()
     path = Path(name).expanduser()
+    if not path.is_dir() and looks_like_path(name):
+        raise PromptcError([], f"model directory not found: {name}")
     try:
         if path.is_dir():
             model = AutoModelForCausalLM.from_pretrained(str(path))

@@ -41,7 +41,14 @@ def resolve_base(name: str) -> Base:
     p = Path(name).expanduser()
     if p.is_dir():
         return Base(name, "dir", str(p.resolve()))
+    if looks_like_path(name):
+        raise PromptcError([], f"base model directory not found: {name}")
     return Base(name, "hub", None)
+
+
+def looks_like_path(name: str) -> bool:
+    """A spec meant as a directory (`./m`, `/m`, `~/m`, `a/b/c`), not a hub id (`org/name`)."""
+    return name.startswith(("/", "./", "../", "~")) or name.count("/") > 1 or "\\" in name
 
 
 def quiet_transformers() -> None:
