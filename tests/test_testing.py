@@ -167,12 +167,14 @@ def test_json_report_follows_the_documented_schema():
                               "seconds": doc["summary"]["seconds"]}
     t = doc["tests"][1]
     assert set(t) == {"name", "kind", "status", "origin", "pass_rate", "samples", "inputs_tried", "inputs_failed",
-                      "reason", "failures", "shrunk"}
+                      "reason", "failures", "outputs", "shrunk"}
+    assert t["outputs"] == [{"input": {"text": "hey"}, "output": "hey", "raw": "hey", "passed": False,
+                             "failed": ['output == "HEY"']}]
     assert t["failures"][0]["checks"][1] == {"kind": "expect", "name": 'output == "HEY"', "source": 'output == "HEY"',
                                              "passed": False, "applicable": True, "details": ['output = "hey"']}
     assert doc["tests"][2]["shrunk"]["input"] == {"text": "0"}
     documented = (ROOT / "docs" / "testing.md").read_text()
-    for key in ("schema_version", "inputs_tried", "shrunk", "applicable", "prompt_tokens_per_request"):
+    for key in ("schema_version", "inputs_tried", "shrunk", "applicable", "prompt_tokens_per_request", "outputs"):
         assert f"`{key}`" in documented, key
 
 

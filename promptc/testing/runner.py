@@ -87,6 +87,9 @@ class TestResult:
             "pass_rate": round(self.pass_rate, 4), "samples": len(self.samples),
             "inputs_tried": self.inputs_tried, "inputs_failed": self.inputs_failed, "reason": self.reason,
             "failures": [s.to_json() for s in failing[:5]],
+            "outputs": [{"input": s.input, "output": s.output, "raw": s.raw, "passed": s.passed,
+                         "failed": [c.name if c.kind in ("constraint", "schema", "error") else c.source
+                                    for c in s.failed_checks()]} for s in self.samples],
             "shrunk": self.shrunk.to_json() if self.shrunk else None,
         }
 
