@@ -25,10 +25,7 @@ def quote(s: str) -> str:
             out.append("\\r")
         elif ord(ch) < 0x20 or ord(ch) == 0x7F or ch in "\u2028\u2029\x85":
             out.append(f"\\u{ord(ch):04x}")
-        elif 0xD800 <= ord(ch) <= 0xDFFF or ord(ch) > 0xFFFF:
-            # \uXXXX covers the BMP only; astral characters are written as themselves.
-            out.append(ch)
-        else:
+        else:  # everything else, astral characters included, is written as itself
             out.append(ch)
     out.append('"')
     return "".join(out)

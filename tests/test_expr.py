@@ -42,7 +42,7 @@ ENV = {"body": "Please REFUND me", "n": 3,
     ("output.items contains output.items[0]", True),
     ("lower(body) == \"please refund me\"", True),
     ("words(body) == 3 and startswith(body, \"Please\") and endswith(upper(body), \"ME\")", True),
-    ("abs(output.score - 1) < 1" if False else "abs(output.score) < 1", True),
+    ("abs(output.score) < 1", True),
     ("output.reply != null", True),
     ("\"REF\" in body", True),
 ])
