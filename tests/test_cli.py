@@ -82,10 +82,14 @@ def test_json_format(capsys):
     assert set(d) >= {"severity", "code", "message", "file", "line", "column", "end_line", "end_column", "hint"}
 
 
-def test_check_is_fast_to_start():
-    """`promptc check` must not import torch, transformers or peft."""
-    code = ("import sys, promptc.cli; promptc.cli.main(['check', '-q', %r]); "
+def test_check_compile_and_render_are_fast_to_start(tmp_path):
+    """`check`, `compile` and `render` of a text target must not import torch, transformers or peft."""
+    prog = str(PROGRAMS / "triage.prompt")
+    code = ("import sys, promptc.cli as c; "
+            f"c.main(['check', '-q', {prog!r}]); "
+            f"c.main(['compile', {prog!r}, '--target', 'triage_chat', '-o', {str(tmp_path / 'a')!r}]); "
+            f"c.main(['render', {prog!r}, '--target', 'triage_chat', '--input', "
+            "'{\"ticket\": {\"subject\": \"a\", \"body\": \"b\"}}']); "
             "print(sorted(m for m in ('torch', 'transformers', 'peft', 'hypothesis') if m in sys.modules))")
-    r = subprocess.run([sys.executable, "-c", code % str(PROGRAMS / "triage.prompt")], capture_output=True,
-                       text=True, cwd=ROOT, timeout=120)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert r.stdout.strip().splitlines()[-1] == "[]", r.stdout + r.stderr
