@@ -314,7 +314,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
               "and was not trained on (tests are never training data)", file=sys.stderr)
     t = m["training"]
     print(f"trained {m['method']} on {m['base']['id']} ({m['family']}): {m['trainable_parameters']:,} trainable "
-          f"parameters, {t['steps']} steps, {t['seconds']:.0f} s; {t['stopped']}", file=out)
+          f"parameters, {t['steps']} steps, {result.seconds:.0f} s; {t['stopped']}", file=out)
     best = t["best"]
     print(f"best step {t['best_step']}: {best['split']} accuracy {best['val_accuracy']:.3f}, "
           f"loss {best['val_loss']:.4f}", file=out)

@@ -182,6 +182,10 @@ def test_same_seed_gives_a_bit_identical_adapter(tmp_path):
     f = "adapter/adapter_model.safetensors"
     assert sha(a.directory / f) == sha(b.directory / f) != sha(c.directory / f)
     assert a.manifest["adapter_hash"] == b.manifest["adapter_hash"]
+    # the whole artifact, manifest included, is byte-identical
+    files = sorted(p.relative_to(a.directory) for p in a.directory.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(b.directory) for p in b.directory.rglob("*") if p.is_file())
+    assert all(sha(a.directory / p) == sha(b.directory / p) for p in files)
 
 
 def test_interrupt_then_resume_equals_uninterrupted(tmp_path):

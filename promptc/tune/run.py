@@ -21,6 +21,7 @@ class TuneResult:
     directory: Path
     manifest: dict[str, Any]
     report: Any  # testing.runner.Report | None
+    seconds: float = 0.0
 
     @property
     def passed(self) -> bool:
@@ -169,8 +170,7 @@ def tune(program, target_name: str, *, out: str | Path | None = None, base: str 
                          "final": {k: (state.curve[-1] if state.curve else {}).get(k) for k in
                                    ("loss", "val_loss", "val_accuracy")},
                          "curve": [{k: r[k] for k in ("step", "loss", "val_loss", "val_accuracy")}
-                                   for r in state.curve],
-                         "seconds": round(train_seconds, 2)},
+                                   for r in state.curve]},
             "tests": {"summary": report.summary_line(), "passed": report.passed, "failed": report.failed,
                       "skipped": report.skipped, "min_pass": opts.get("min_pass", 1.0), "gate": status,
                       "results": {r.name: {"kind": r.kind, "status": r.status, "pass_rate": round(r.pass_rate, 4)}
@@ -181,7 +181,8 @@ def tune(program, target_name: str, *, out: str | Path | None = None, base: str 
         manifest["files"] = file_hashes(tmp)
         write_json(tmp / "manifest.json", manifest)
     shutil.rmtree(partial, ignore_errors=True)
-    return TuneResult(dest, manifest, report)
+    # wall time is reported, not recorded: the same seed gives a byte-identical artifact directory
+    return TuneResult(dest, manifest, report, train_seconds)
 
 
 def _gate_report(program, task, family, model, tok, labels, opts, method, prompt):
