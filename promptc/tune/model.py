@@ -60,6 +60,8 @@ def quiet_transformers() -> None:
     logging.set_verbosity_error()
     logging.disable_progress_bar()
     warnings.filterwarnings("ignore", category=FutureWarning, module=r"(transformers|peft)\b.*")
+    # peft drops position ids for soft prompts on purpose; the warning is noise (FACTS.md)
+    warnings.filterwarnings("ignore", message="Position ids are not supported for parameter efficient tuning")
 
 
 def load_config(base: Base):
