@@ -155,6 +155,12 @@ def is_valid_fn(t: ir.Type):
         counter[0] += 1
         return f"v{counter[0]}"
 
+    def length_bounds(t: ir.StrT | ir.ListT, v: str, ind: str) -> None:
+        if t.min_len is not None:
+            lines.append(f"{ind}if len({v}) < {t.min_len}: return False")
+        if t.max_len is not None:
+            lines.append(f"{ind}if len({v}) > {t.max_len}: return False")
+
     def gen(t: ir.Type, v: str, ind: str) -> None:
         if isinstance(t, ir.OptionalT):
             lines.append(f"{ind}if {v} is not None:")
@@ -164,10 +170,7 @@ def is_valid_fn(t: ir.Type):
             return
         elif isinstance(t, ir.StrT):
             lines.append(f"{ind}if not isinstance({v}, str): return False")
-            if t.min_len is not None:
-                lines.append(f"{ind}if len({v}) < {t.min_len}: return False")
-            if t.max_len is not None:
-                lines.append(f"{ind}if len({v}) > {t.max_len}: return False")
+            length_bounds(t, v, ind)
             if t.pattern is not None:
                 lines.append(f"{ind}if {const(compiled(t.pattern).fullmatch)}({v}) is None: return False")
         elif isinstance(t, ir.BoolT):
@@ -182,10 +185,7 @@ def is_valid_fn(t: ir.Type):
                          "return False")
         elif isinstance(t, ir.ListT):
             lines.append(f"{ind}if not isinstance({v}, list): return False")
-            if t.min_len is not None:
-                lines.append(f"{ind}if len({v}) < {t.min_len}: return False")
-            if t.max_len is not None:
-                lines.append(f"{ind}if len({v}) > {t.max_len}: return False")
+            length_bounds(t, v, ind)
             item = var()
             lines.append(f"{ind}for {item} in {v}:")
             gen(t.item, item, ind + " ")
