@@ -17,8 +17,8 @@ import random
 import time
 
 from promptc import ir
-from promptc.backends import Decoding
-from promptc.backends.hf import HFBackend, grammar_for
+from promptc.models import Decoding
+from promptc.models.hf import HFBackend, grammar_for
 
 OUTPUT = ir.RecordT("Triage", (("tag", ir.EnumT("Tag", ("billing", "bug", "account", "other"))),
                                ("reply", ir.StrT(max_len=400)), ("priority", ir.IntT(1, 5))))

@@ -14,8 +14,8 @@ import torch
 from peft import get_peft_model
 
 import promptc
-from promptc.tune.data import classifier_text
-from promptc.tune.model import (
+from promptc.targets.tune.data import classifier_text
+from promptc.targets.tune.model import (
     DEFAULT_LR,
     SOFT_METHODS,
     MeanPoolClassifier,

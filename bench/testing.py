@@ -31,22 +31,22 @@ def main() -> None:
     print(f"promptc test (fresh process): cold {cold:6.2f} s, warm {warm:6.2f} s, ratio {cold / warm:5.1f}x")
 
     import promptc
-    from promptc.backends.cache import Cache
-    from promptc.runtime import text_subject
-    from promptc.testing.runner import run_suite
+    from promptc.execution import text_subject
+    from promptc.models.cache import Cache
+    from promptc.testing.suite import run_suite
 
     task = promptc.load(ROOT / "programs" / "triage.prompt").task("triage")
-    subject = text_subject(task, "triage_chat", "tiny-causal")
+    subject = text_subject(task.program.ir, task.ir, "triage_chat", "tiny-causal")
     _ = subject.backend.model  # load the model first: this measures the suite, not the import of torch
     with tempfile.TemporaryDirectory() as d:
         cache = Cache(Path(d) / "cache.db")
         t0 = time.perf_counter()
-        rep = run_suite(task, subject, cache=cache)
+        rep = run_suite(task.program.ir, task.ir, subject, cache=cache)
         cold = time.perf_counter() - t0
         warm = float("inf")
         for _ in range(3):
             t0 = time.perf_counter()
-            rep2 = run_suite(task, subject, cache=cache)
+            rep2 = run_suite(task.program.ir, task.ir, subject, cache=cache)
             warm = min(warm, time.perf_counter() - t0)
         assert rep2.cached == rep2.requests == rep.requests
     print(f"run_suite (one process):      cold {cold:6.2f} s, warm {warm:6.2f} s, ratio {cold / warm:5.1f}x "

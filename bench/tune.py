@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 import promptc
-from promptc.tune.run import tune
+from promptc.workflows.tune import tune
 
 ROOT = Path(__file__).resolve().parent.parent
 STEPS = 40
@@ -68,7 +68,7 @@ def hand_steps_per_s(texts: list[str], labels: list[int]) -> float:
 def main() -> None:
     import tempfile
 
-    from promptc.tune.data import classifier_text
+    from promptc.targets.tune.data import classifier_text
 
     prog = promptc.load(ROOT / "programs" / "route.prompt")
     task = prog.task("route")
@@ -95,7 +95,7 @@ def main() -> None:
     sample = [ex.input for ex in task.ir.examples[:20]]
     text_tokens = statistics.mean(len(tok(tp.render(i, "plain"))["input_ids"]) for i in sample)
     art_tokens = statistics.mean(len(tok(classifier_text(i))["input_ids"]) + 8 for i in sample)
-    from promptc.backends.tiny import tiny_tokenizer
+    from promptc.models.tiny import tiny_tokenizer
 
     tt = tiny_tokenizer()
     text_bytes = statistics.mean(len(tt(tp.render(i, "plain"))["input_ids"]) for i in sample)

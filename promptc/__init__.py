@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
-from promptc.api import Program, Task, load, loads  # noqa: E402
-from promptc.diagnostics import PromptcError  # noqa: E402
+from promptc._version import __version__
+from promptc.api import Program, Task, load, loads
+from promptc.errors import PromptcError
 
 __all__ = ["Program", "Task", "load", "loads", "PromptcError", "__version__"]

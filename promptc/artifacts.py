@@ -13,13 +13,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from promptc.diagnostics import PromptcError
+from promptc.errors import ArtifactError
 
 MANIFEST = "manifest.json"
-
-
-def sha256_bytes(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 def sha256_file(path: str | Path) -> str:
@@ -51,9 +47,9 @@ def atomic_dir(dest: str | Path) -> Iterator[Path]:
     dest = Path(dest)
     if dest.exists():
         if not dest.is_dir():
-            raise PromptcError([], f"{dest} exists and is not a directory")
+            raise ArtifactError(f"{dest} exists and is not a directory")
         if any(dest.iterdir()) and not (dest / MANIFEST).is_file():
-            raise PromptcError([], f"{dest} exists and is not a promptc artifact; refusing to replace it")
+            raise ArtifactError(f"{dest} exists and is not a promptc artifact; refusing to replace it")
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=dest.parent))
     try:
@@ -85,11 +81,11 @@ def read_manifest(directory: str | Path) -> dict[str, Any]:
     d = Path(directory)
     path = d / MANIFEST
     if not path.is_file():
-        raise PromptcError([], f"{d} is not a promptc artifact: no {MANIFEST}")
+        raise ArtifactError(f"{d} is not a promptc artifact: no {MANIFEST}")
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise PromptcError([], f"{path} is not valid JSON: {e}") from e
+        raise ArtifactError(f"{path} is not valid JSON: {e}") from e
 
 
 def verify_files(directory: str | Path, manifest: dict[str, Any]) -> None:
@@ -98,7 +94,7 @@ def verify_files(directory: str | Path, manifest: dict[str, Any]) -> None:
     for name, digest in manifest.get("files", {}).items():
         p = d / name
         if not p.is_file():
-            raise PromptcError([], f"artifact {d} is missing {name}")
+            raise ArtifactError(f"artifact {d} is missing {name}")
         if sha256_file(p) != digest:
-            raise PromptcError([], f"artifact {d}: {name} does not match the hash in its manifest "
+            raise ArtifactError(f"artifact {d}: {name} does not match the hash in its manifest "
                                    "(the file was modified or corrupted); refusing to load it")

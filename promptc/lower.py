@@ -8,7 +8,7 @@ from typing import Any
 
 from promptc import ast, ir
 from promptc.check import Checked
-from promptc.targets import with_defaults
+from promptc.options import with_defaults
 
 
 def _sha(*parts: bytes | str) -> str:

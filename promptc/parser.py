@@ -1,4 +1,4 @@
-"""Parse stage: .prompt source text -> ast.Program, via the Lark LALR grammar in grammar/promptc.lark.
+"""Parse stage: .prompt source text -> ast.Program, via the Lark LALR grammar in promptc/grammar/promptc.lark.
 
 Syntax errors become located diagnostics that name what was expected in words.
 """
@@ -8,21 +8,18 @@ from __future__ import annotations
 import functools
 import re
 from importlib import resources
-from pathlib import Path as FsPath
 
 from lark import Lark, Token, Transformer, Tree, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
 
 from promptc import ast
-from promptc.diagnostics import Diagnostic, Diagnostics, PromptcError
+from promptc.diagnostics import Diagnostic, Diagnostics
+from promptc.errors import DiagnosticError
 from promptc.source import SourceFile, Span
 
 
 def grammar_text() -> str:
-    """The grammar source: from the checkout when run from source, else from the installed package."""
-    local = FsPath(__file__).resolve().parent.parent / "grammar" / "promptc.lark"
-    if local.is_file():
-        return local.read_text(encoding="utf-8")
+    """The grammar source, shipped inside the package (promptc/promptc/grammar/promptc.lark)."""
     return resources.files("promptc.grammar").joinpath("promptc.lark").read_text(encoding="utf-8")
 
 
@@ -468,5 +465,5 @@ def parse(text: str, path: str = "<string>") -> ast.Program:
     """Parse program text; raise PromptcError with located diagnostics on a syntax error."""
     program, diags = parse_source(SourceFile(path, text))
     if program is None:
-        raise PromptcError(diags)
+        raise DiagnosticError(diags)
     return program

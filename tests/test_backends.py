@@ -15,12 +15,12 @@ from hypothesis import strategies as st
 
 import promptc
 from promptc import ir
-from promptc.backends import Decoding, Request, generate, load_backend
-from promptc.backends.cache import Cache
-from promptc.backends.hf import HFBackend
-from promptc.backends.server import ChatHandler, make_server
+from promptc.models import Decoding, Request, generate, load_backend
+from promptc.models.cache import Cache
+from promptc.models.hf import HFBackend
 from promptc.outputs import parse_output
 from promptc.schema import validate
+from promptc.serving.server import ChatHandler, make_server
 
 from .conftest import PROGRAMS, ROOT
 
@@ -46,7 +46,7 @@ def test_tiny_is_deterministic_and_batched_matches_sequential(tiny):
 
 
 def test_saved_directory_loads_back_identically(tiny, tmp_path):
-    from promptc.backends.tiny import save_tiny
+    from promptc.models.tiny import save_tiny
 
     save_tiny(str(tmp_path / "m"))
     local = load_backend(f"hf:{tmp_path / 'm'}")
@@ -173,7 +173,7 @@ def test_second_identical_run_makes_no_model_call(tiny, tmp_path):
 
 WRITER = r"""
 import sys
-from promptc.backends.cache import Cache
+from promptc.models.cache import Cache
 c = Cache(sys.argv[1])
 me = sys.argv[2]
 for i in range(300):
@@ -242,7 +242,7 @@ def test_openai_roundtrip_with_usage(server):
     b = openai(server)
     prog = promptc.load(PROGRAMS / "route.prompt")
     tp = prog.task("route").text_target("route_text")
-    from promptc.runner import run_requests, text_requests
+    from promptc.execution import run_requests, text_requests
 
     inputs = [json.loads((ROOT / "tests/cases/render/route.input.json").read_text())]
     res = run_requests(b, text_requests(tp, inputs), inputs, Decoding(max_new_tokens=8))

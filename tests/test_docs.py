@@ -5,7 +5,7 @@ from __future__ import annotations
 from promptc.check import GENERATORS, PROPERTY_SETTINGS
 from promptc.diagnostics import CODES
 from promptc.expr import FUNCTIONS
-from promptc.targets import TEXT_OPTIONS, TUNE_OPTIONS
+from promptc.options import TEXT_OPTIONS, TUNE_OPTIONS
 
 from .conftest import ROOT
 

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 import promptc
-from promptc.backends.base import Generation
-from promptc.backends.server import make_server
 from promptc.cli import main
+from promptc.models.base import Generation
+from promptc.serving.server import make_server
 
 TRIAGE = '''
 enum Tag { billing, bug, account, other }
@@ -39,7 +39,7 @@ target tune triage_lora for triage { method = "lora", base = "tiny-causal", lr =
 
 @pytest.fixture
 def teacher_url():
-    from promptc.backends import load_backend
+    from promptc.models import load_backend
 
     srv = make_server(load_backend("tiny-causal"), "127.0.0.1", 0)
     threading.Thread(target=srv.serve_forever, daemon=True).start()
@@ -83,9 +83,9 @@ def test_distill_over_http_keeps_only_outputs_that_pass(tmp_path, teacher_url, m
         assert "refund" in r["input"]["ticket"]["body"] and r["output"]["tag"] != "billing"
     # the program now trains on the distilled file, and the manifest says so
     prog = promptc.load(prog_file)
-    from promptc.tune.run import tune
+    from promptc.workflows.tune import tune
 
-    res = tune(prog, "triage_lora", out=tmp_path / "art", gate=False, overrides={"max_steps": 2})
+    res = tune(prog.ir, "triage_lora", out=tmp_path / "art", gate=False, overrides={"max_steps": 2})
     prov = res.manifest["data"]["provenance"]
     assert prov["distilled"] == len(kept) and prov["declared"] == 1
     assert list(prov["teachers"]) == [f"{teacher} (prompt {kept[0]['provenance']['prompt_hash'][:12]})"]
@@ -172,40 +172,40 @@ def opt_program(n: int = 12) -> tuple[promptc.Program, dict[str, str]]:
 
 
 def test_optimizer_finds_the_best_shots_within_budget(tmp_path):
-    from promptc.optimize import optimize, write_optimized
+    from promptc.workflows.optimize import optimize, write_optimized
 
     prog, answers = opt_program()
     backend = ShotSensitive(answers)
-    res = optimize(prog, "r", backend, budget=25, seed=0, dev_share=0.3)
+    res = optimize(prog.ir, "r", backend, budget=25, seed=0, dev_share=0.3)
     golden = next(i for i, e in enumerate(res.pool) if e.input["ticket"]["subject"] == "GOLDEN")
     assert golden not in res.baseline.shots and res.baseline_score < 1.0
     assert golden in res.best.shots and res.best_score == 1.0
     assert len(res.log) <= 25
-    again = optimize(prog, "r", ShotSensitive(answers), budget=25, seed=0, dev_share=0.3)
+    again = optimize(prog.ir, "r", ShotSensitive(answers), budget=25, seed=0, dev_share=0.3)
     assert again.log == res.log  # deterministic for a seed
-    dest = write_optimized(prog, "r", res, tmp_path / "art", budget=25, seed=0, model="fake")
+    dest = write_optimized(prog.ir, "r", res, tmp_path / "art", budget=25, seed=0, model="fake")
     m = json.loads((dest / "manifest.json").read_text())
     assert m["optimized"]["dev_pass_rate"] == 1.0 and m["optimized"]["search_log"] == res.log
     assert any("GOLDEN" in json.dumps(s) for s in json.loads((dest / "messages.json").read_text()))
 
 
 def test_optimizer_searches_declared_variants():
-    from promptc.optimize import optimize
+    from promptc.workflows.optimize import optimize
 
     prog, answers = opt_program()
-    res = optimize(prog, "r", ShotSensitive(answers, variant="VARIANT-B"), budget=40, seed=3, dev_share=0.3)
+    res = optimize(prog.ir, "r", ShotSensitive(answers, variant="VARIANT-B"), budget=40, seed=3, dev_share=0.3)
     assert res.best.prompt_variant == "B" and res.best_score == 1.0
 
 
 def test_optimizer_never_uses_test_inputs(tmp_path):
-    from promptc.optimize import optimize
+    from promptc.workflows.optimize import optimize
 
     prog, answers = opt_program()
     text = OPT % "\n".join(f'  example {{ input {{ ticket: {{ subject: "{s}", body: "b" }} }} output {a} }}'
                            for s, a in answers.items())
     text += '\ntest route { case "t" { input { ticket: { subject: "GOLDEN", body: "b" } } expect output == bug } }'
     prog = promptc.loads(text)
-    res = optimize(prog, "r", ShotSensitive(answers), budget=10, seed=0)
+    res = optimize(prog.ir, "r", ShotSensitive(answers), budget=10, seed=0)
     used = [e.input["ticket"]["subject"] for e in (*res.pool, *res.dev)]
     assert "GOLDEN" not in used
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from promptc import ast
-from promptc.diagnostics import PromptcError
+from promptc.errors import PromptcError
 from promptc.parser import dedent_block, parse, parse_source
 from promptc.source import SourceFile
 

@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 
 import promptc
-from promptc.backends.base import Generation
 from promptc.cli import main
+from promptc.models.base import Generation
 from promptc.testing.report import to_json, to_junit, to_text
 
 from .conftest import PROGRAMS, ROOT
@@ -200,7 +200,7 @@ def test_cli_test_exit_codes_and_formats(tmp_path, monkeypatch, capsys):
     assert main(["test", str(prog), "--model", "tiny-causal", "--format", "json", "--max-new-tokens", "8"]) == 0
     assert json.loads(capsys.readouterr().out)["summary"]["ok"] is True
     assert main(["test", str(prog), "--model", "tiny-causal", "--repeat", "0"]) == 2
-    assert main(["test", str(prog), "--target", "nope", "--model", "tiny-causal"]) == 1
+    assert main(["test", str(prog), "--target", "nope", "--model", "tiny-causal"]) == 2  # a wrong target name is a usage error
     assert "no target 'nope'" in capsys.readouterr().err
     assert main(["test", str(PROGRAMS / "route.prompt"), "--target", "route_text", "--model", "tiny-causal",
                  "--max-new-tokens", "8", "--format", "junit", "-o", str(tmp_path / "r.xml")]) == 1
@@ -281,7 +281,7 @@ def test_pytest_plugin_reports_broken_programs_as_diagnostics(pytester):
 
 
 def test_api_never_picks_a_model_silently():
-    from promptc.diagnostics import PromptcError
+    from promptc.errors import PromptcError
 
     task = promptc.load(PROGRAMS / "triage.prompt").task("triage")
     with pytest.raises(PromptcError, match="needs a model"):

@@ -12,9 +12,9 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 
 import promptc
-from promptc.diagnostics import PromptcError
+from promptc.errors import PromptcError
 from promptc.schema import strategy
-from promptc.targets.text import InputError
+from promptc.targets.text.prompt import InputError
 
 from .conftest import PROGRAMS, ROOT
 
@@ -149,7 +149,7 @@ def test_sandbox_refuses_unsafe_access_at_render_time():
     from dataclasses import replace
 
     from promptc import ir
-    from promptc.targets.text import compile_text_target
+    from promptc.targets.text.prompt import compile_text_target
 
     prog = promptc.load(PROGRAMS / "route.prompt")
     task = prog.ir.tasks["route"]
@@ -204,7 +204,7 @@ def test_compile_is_atomic_and_never_clobbers_foreign_directories(tmp_path):
 
 
 def test_shot_selection_strategies():
-    from promptc.targets.text import compile_text_target
+    from promptc.targets.text.prompt import compile_text_target
 
     prog = promptc.load(PROGRAMS / "route.prompt")
     balanced = compile_text_target(prog.ir, "route", {"shots": 8, "select": "balanced"})
@@ -219,7 +219,7 @@ def test_shot_selection_strategies():
 
 
 def test_similar_shots_use_minilm_embeddings():
-    from promptc.targets.text import compile_text_target
+    from promptc.targets.text.prompt import compile_text_target
 
     prog = promptc.load(PROGRAMS / "route.prompt")
     tp = compile_text_target(prog.ir, "route", {"shots": 4, "select": "similar"})

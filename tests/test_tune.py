@@ -14,9 +14,9 @@ import pytest
 
 import promptc
 from promptc.cli import main
-from promptc.diagnostics import PromptcError
-from promptc.tune.run import tune
-from promptc.tune.train import Interrupted
+from promptc.errors import PromptcError
+from promptc.targets.tune.train import Interrupted
+from promptc.workflows.tune import tune
 
 from .conftest import PROGRAMS, ROOT
 
@@ -60,15 +60,14 @@ def sha(path: Path) -> str:
 # ------------------------------------------------------------------ causal LM on tiny-causal
 def test_tiny_lora_memorises_and_stays_schema_valid(tmp_path):
     prog = promptc.loads(RECORD)
-    res = tune(prog, "pick_lora", out=tmp_path / "a", gate=False)
+    res = tune(prog.ir, "pick_lora", out=tmp_path / "a", gate=False)
     m = res.manifest
     assert m["family"] == "causal" and m["status"] == "ungated" and m["data"]["train"] == 6
     art = tmp_path / "a"
     task = prog.task("pick")
-    from promptc.runner import run_requests
-    from promptc.runtime import artifact_subject
+    from promptc.execution import artifact_subject, run_requests
 
-    subj = artifact_subject(art, prog, "pick")
+    subj = artifact_subject(art, prog.ir, prog.ir.tasks["pick"])
     train = [ex.input for ex in task.ir.examples]
     results = run_requests(subj.backend, subj.requests(train), train, subj.decoding)
     assert [r.output for r in results] == [ex.output for ex in task.ir.examples]  # memorised
@@ -82,22 +81,22 @@ def test_every_method_round_trips_with_identical_logits(method, tmp_path):
     import torch
 
     prog = program_with(METHODS[method])
-    res = tune(prog, "t", out=tmp_path / method, gate=False)
+    res = tune(prog.ir, "t", out=tmp_path / method, gate=False)
     assert res.manifest["method"] == method and res.manifest["trainable_parameters"] > 0
-    from promptc.runtime import load_artifact
+    from promptc.execution import load_artifact
 
-    art = load_artifact(tmp_path / method, prog, "pick")
+    art = load_artifact(tmp_path / method, prog.ir, prog.ir.tasks["pick"])
     reqs = art.requests([{"word": "apple"}, {"word": "something longer"}])
     tok = art.backend.tokenizer
     enc = tok([r.prompt for r in reqs], return_tensors="pt", padding=True)
     with torch.no_grad():
         loaded = art.backend.model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).logits
-    art2 = load_artifact(tmp_path / method, prog, "pick")
+    art2 = load_artifact(tmp_path / method, prog.ir, prog.ir.tasks["pick"])
     with torch.no_grad():
         again = art2.backend.model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).logits
     assert torch.equal(loaded, again)
     # the trained in-memory model and the reloaded one agree too
-    from promptc.tune import run as run_mod
+    from promptc.workflows import tune as run_mod
 
     captured = {}
     orig = run_mod._gate_report
@@ -109,7 +108,7 @@ def test_every_method_round_trips_with_identical_logits(method, tmp_path):
 
     run_mod._gate_report = grab
     try:
-        tune(prog, "t", out=tmp_path / (method + "2"), gate=False)
+        tune(prog.ir, "t", out=tmp_path / (method + "2"), gate=False)
     finally:
         run_mod._gate_report = orig
     assert torch.equal(captured["logits"], loaded)
@@ -123,14 +122,14 @@ def test_generation_agrees_with_greedy_argmax(method, tmp_path):
     """transformers 5.24 + peft 0.21 silently drop a prefix under the KV cache; promptc must not."""
     import torch
 
-    from promptc.backends.tiny import build_tiny
+    from promptc.models.tiny import build_tiny
 
     prog = program_with(METHODS[method] + f", lr = {STRONG_LR[method]}")
-    tune(prog, "t", out=tmp_path / "a", gate=False, overrides={"max_steps": 30})
-    from promptc.backends.base import Decoding
-    from promptc.runtime import load_artifact
+    tune(prog.ir, "t", out=tmp_path / "a", gate=False, overrides={"max_steps": 30})
+    from promptc.execution import load_artifact
+    from promptc.models.base import Decoding
 
-    art = load_artifact(tmp_path / "a", prog, "pick")
+    art = load_artifact(tmp_path / "a", prog.ir, prog.ir.tasks["pick"])
     (req,) = art.requests([{"word": "apple"}])
     (gen,) = art.backend.generate([req], Decoding(max_new_tokens=12, constrained=False))
     tok, model = art.backend.tokenizer, art.backend.model
@@ -159,11 +158,11 @@ def test_options_map_to_peft_configs(tmp_path):
     from peft import PeftConfig
 
     prog = program_with('method = "lora", r = 4, alpha = 12, dropout = 0.0, target_modules = ["c_attn"]')
-    tune(prog, "t", out=tmp_path / "a", gate=False)
+    tune(prog.ir, "t", out=tmp_path / "a", gate=False)
     cfg = PeftConfig.from_pretrained(str(tmp_path / "a" / "adapter"))
     assert (cfg.r, cfg.lora_alpha, set(cfg.target_modules)) == (4, 12, {"c_attn"})
     prog = program_with('method = "p_tuning", virtual_tokens = 3, encoder_hidden_size = 24, encoder_type = "LSTM"')
-    tune(prog, "t", out=tmp_path / "b", gate=False)
+    tune(prog.ir, "t", out=tmp_path / "b", gate=False)
     cfg = PeftConfig.from_pretrained(str(tmp_path / "b" / "adapter"))
     assert (cfg.num_virtual_tokens, cfg.encoder_hidden_size, getattr(cfg.encoder_reparameterization_type, "value",
                                                                      cfg.encoder_reparameterization_type)) == \
@@ -176,9 +175,9 @@ def test_options_map_to_peft_configs(tmp_path):
 # ------------------------------------------------------------------ determinism and resume
 def test_same_seed_gives_a_bit_identical_adapter(tmp_path):
     prog = program_with(METHODS["lora"])
-    a = tune(prog, "t", out=tmp_path / "a", gate=False)
-    b = tune(prog, "t", out=tmp_path / "b", gate=False)
-    c = tune(prog, "t", out=tmp_path / "c", gate=False, seed=7)
+    a = tune(prog.ir, "t", out=tmp_path / "a", gate=False)
+    b = tune(prog.ir, "t", out=tmp_path / "b", gate=False)
+    c = tune(prog.ir, "t", out=tmp_path / "c", gate=False, seed=7)
     f = "adapter/adapter_model.safetensors"
     assert sha(a.directory / f) == sha(b.directory / f) != sha(c.directory / f)
     assert a.manifest["adapter_hash"] == b.manifest["adapter_hash"]
@@ -190,17 +189,17 @@ def test_same_seed_gives_a_bit_identical_adapter(tmp_path):
 
 def test_interrupt_then_resume_equals_uninterrupted(tmp_path):
     prog = program_with('method = "lora", r = 4, alpha = 8, eval_every = 2', extra=", dropout = 0.1")
-    full = tune(prog, "t", out=tmp_path / "full", gate=False, overrides={"max_steps": 8})
+    full = tune(prog.ir, "t", out=tmp_path / "full", gate=False, overrides={"max_steps": 8})
 
     def interrupt(state, row):
         if state.step == 5:
             os.kill(os.getpid(), signal.SIGINT)
 
     with pytest.raises(Interrupted, match="interrupted at step 5"):
-        tune(prog, "t", out=tmp_path / "r", gate=False, overrides={"max_steps": 8}, progress=interrupt)
+        tune(prog.ir, "t", out=tmp_path / "r", gate=False, overrides={"max_steps": 8}, progress=interrupt)
     assert (tmp_path / "r.partial" / "checkpoint" / "trainer.json").is_file()
     assert not (tmp_path / "r").exists()  # nothing half-written
-    resumed = tune(prog, "t", out=tmp_path / "r", gate=False, resume=True, overrides={"max_steps": 8})
+    resumed = tune(prog.ir, "t", out=tmp_path / "r", gate=False, resume=True, overrides={"max_steps": 8})
     f = "adapter/adapter_model.safetensors"
     assert sha(resumed.directory / f) == sha(full.directory / f)
     assert resumed.manifest["training"]["curve"] == full.manifest["training"]["curve"]
@@ -234,37 +233,37 @@ def test_killed_process_resumes_bit_identical(tmp_path):
 
 # ------------------------------------------------------------------ refusals
 def test_loading_refuses_the_wrong_base(tmp_path):
-    from promptc.backends.tiny import save_tiny
-    from promptc.runtime import load_artifact
+    from promptc.execution import load_artifact
+    from promptc.models.tiny import save_tiny
 
     base_dir = tmp_path / "base"
     save_tiny(str(base_dir), seed=0)
     prog = program_with(METHODS["lora"], base=str(base_dir))
-    tune(prog, "t", out=tmp_path / "a", gate=False)
-    load_artifact(tmp_path / "a", prog, "pick")  # fine as trained
+    tune(prog.ir, "t", out=tmp_path / "a", gate=False)
+    load_artifact(tmp_path / "a", prog.ir, prog.ir.tasks["pick"])  # fine as trained
     save_tiny(str(base_dir), seed=1)  # someone replaced the base weights
     with pytest.raises(PromptcError, match="different base model"):
-        load_artifact(tmp_path / "a", prog, "pick")
+        load_artifact(tmp_path / "a", prog.ir, prog.ir.tasks["pick"])
 
 
 def test_loading_refuses_tampered_or_pickled_files(tmp_path):
-    from promptc.runtime import load_artifact
+    from promptc.execution import load_artifact
 
     prog = program_with(METHODS["lora"])
-    tune(prog, "t", out=tmp_path / "a", gate=False)
+    tune(prog.ir, "t", out=tmp_path / "a", gate=False)
     weights = tmp_path / "a" / "adapter" / "adapter_model.safetensors"
     data = bytearray(weights.read_bytes())
     data[-1] ^= 0xFF
     weights.write_bytes(bytes(data))
     with pytest.raises(PromptcError, match="does not match the hash"):
-        load_artifact(tmp_path / "a", prog, "pick")
-    tune(prog, "t", out=tmp_path / "b", gate=False)
+        load_artifact(tmp_path / "a", prog.ir, prog.ir.tasks["pick"])
+    tune(prog.ir, "t", out=tmp_path / "b", gate=False)
     (tmp_path / "b" / "adapter" / "adapter_model.bin").write_bytes(b"not really a pickle")
     with pytest.raises(PromptcError, match="pickle"):
-        load_artifact(tmp_path / "b", prog, "pick")
+        load_artifact(tmp_path / "b", prog.ir, prog.ir.tasks["pick"])
     other = promptc.loads(RECORD.replace('"Pick for {{ word }}"', '"Choose for {{ word }}"'))
     with pytest.raises(PromptcError, match="different version of task"):
-        load_artifact(tmp_path / "b", other, "pick")
+        load_artifact(tmp_path / "b", other.ir, other.ir.tasks["pick"])
 
 
 # ------------------------------------------------------------------ secrets
@@ -282,10 +281,10 @@ def test_secrets_in_training_data_stop_training(tmp_path):
                                         '  examples "ex.jsonl"\n  example { input { word: "apple" }'))
     prog = promptc.load(prog_file)
     with pytest.raises(PromptcError) as ei:
-        tune(prog, "pick_lora", out=tmp_path / "a", gate=False, overrides={"max_steps": 2})
+        tune(prog.ir, "pick_lora", out=tmp_path / "a", gate=False, overrides={"max_steps": 2})
     (d,) = ei.value.diagnostics
     assert d.code == "E501" and d.span.path.endswith("ex.jsonl") and d.span.line == 2
-    res = tune(prog, "pick_lora", out=tmp_path / "a", gate=False, allow_secrets=True,
+    res = tune(prog.ir, "pick_lora", out=tmp_path / "a", gate=False, allow_secrets=True,
                overrides={"max_steps": 2})
     assert res.manifest["data"]["redacted_secrets"] == 1
     assert not (tmp_path / "a.partial").exists()
@@ -296,11 +295,10 @@ def test_a_tuned_artifact_cannot_learn_a_redacted_secret(tmp_path):
                         'type Pick { color: Color, count: int [ge=0, le=9], note: str [max_len=40] }')
     text = text.replace('note: "fruit"', f'note: "{SECRET}"')
     prog = promptc.loads(text)
-    res = tune(prog, "pick_lora", out=tmp_path / "a", gate=False, allow_secrets=True)
-    from promptc.runner import run_requests
-    from promptc.runtime import artifact_subject
+    res = tune(prog.ir, "pick_lora", out=tmp_path / "a", gate=False, allow_secrets=True)
+    from promptc.execution import artifact_subject, run_requests
 
-    subj = artifact_subject(tmp_path / "a", prog, "pick")
+    subj = artifact_subject(tmp_path / "a", prog.ir, prog.ir.tasks["pick"])
     (r,) = run_requests(subj.backend, subj.requests([{"word": "apple"}]), [{"word": "apple"}], subj.decoding)
     assert r.ok and SECRET not in r.parsed.raw
     assert r.output["note"] == "[REDACTED]"  # it learned the placeholder, not the key
@@ -342,14 +340,13 @@ def test_minilm_classifier_learns_routing(method, steps, tmp_path):
     opts = {"method": method, "max_steps": steps}
     if method == "lora":
         opts.update({"lr": 2e-3})
-    res = tune(prog, "route_soft", out=tmp_path / method, gate=True, overrides=opts)
+    res = tune(prog.ir, "route_soft", out=tmp_path / method, gate=True, overrides=opts)
     m = res.manifest
     assert m["family"] == "classifier" and m["labels"] == ["billing", "bug", "account", "other"]
     held = [json.loads(line) for line in (ROOT / "tests" / "cases" / "route_heldout.jsonl").read_text().splitlines()]
-    from promptc.runner import run_requests
-    from promptc.runtime import artifact_subject
+    from promptc.execution import artifact_subject, run_requests
 
-    subj = artifact_subject(tmp_path / method, prog, "route")
+    subj = artifact_subject(tmp_path / method, prog.ir, prog.ir.tasks["route"])
     inputs = [h["input"] for h in held]
     results = run_requests(subj.backend, subj.requests(inputs), inputs, subj.decoding)
     acc = sum(r.output == h["output"] for r, h in zip(results, held)) / len(held)
@@ -365,11 +362,11 @@ def test_every_classifier_method_reloads_with_the_same_verdicts(method, extra, t
     overrides = {"method": method, "max_steps": 3, **extra}
     if method != "prompt_tuning":
         overrides["init"] = "random"  # route_soft's init = "prompt" applies to prompt tuning only
-    res = tune(prog, "route_soft", out=tmp_path / "a", gate=False, overrides=overrides)
-    from promptc.runtime import artifact_subject
-    from promptc.testing.runner import run_suite
+    res = tune(prog.ir, "route_soft", out=tmp_path / "a", gate=False, overrides=overrides)
+    from promptc.execution import artifact_subject
+    from promptc.testing.suite import run_suite
 
-    report = run_suite(prog.task("route"), artifact_subject(tmp_path / "a", prog, "route"))
+    report = run_suite(prog.ir, prog.ir.tasks["route"], artifact_subject(tmp_path / "a", prog.ir, prog.ir.tasks["route"]))
     assert {r.name: r.status for r in report.results} == \
         {name: r["status"] for name, r in res.manifest["tests"]["results"].items()}
     assert report.usage()["trainable_parameters"] == res.manifest["trainable_parameters"] > 0

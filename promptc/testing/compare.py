@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from promptc.testing.runner import Report
+from promptc.testing.suite import Report
 
 
 def compare(reports: list[Report], fmt: str = "text") -> str:

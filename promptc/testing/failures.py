@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from promptc.testing.runner import Report
+from promptc.testing.suite import Report
 
 
 def failure_rows(reports: list[Report], subject: dict[str, Any]) -> list[dict[str, Any]]:

@@ -52,12 +52,10 @@ class PromptFile(pytest.File):
         if not result.ok:
             yield CheckItem.from_parent(self, name="promptc check", diagnostics=result.diagnostics)
             return
-        from promptc.api import Program
-
-        self.program = Program(result)
+        self.program = result.program
         self._reports: dict[str, Any] = {}
         for task in self.program.tasks:
-            suite = self.program.ir.tests_for(task)
+            suite = self.program.tests_for(task)
             for c in suite.cases:
                 yield PromptItem.from_parent(self, name=f"{task}::case {c.name}", task=task, test=c.name,
                                              origin=c.origin)
@@ -71,23 +69,22 @@ class PromptFile(pytest.File):
         return self._reports[task]
 
     def _run(self, task_name: str):
-        from promptc.runner import open_cache
-        from promptc.runtime import artifact_subject, text_subject
-        from promptc.testing.runner import run_suite
+        from promptc.execution import artifact_subject, open_cache, text_subject
+        from promptc.testing.suite import run_suite
 
         cfg = _settings(self.config)
-        task = self.program.task(task_name)
+        task = self.program.tasks[task_name]
         if cfg.get("artifact"):
-            subject = artifact_subject(cfg["artifact"], self.program, task_name, cfg.get("model"))
+            subject = artifact_subject(cfg["artifact"], self.program, task, cfg.get("model"))
         else:
             if not cfg.get("model"):
                 pytest.skip("no model: pass --promptc-model SPEC (or set model under [tool.promptc])")
             target = cfg.get("target")
             if target is None:
-                target = next((t.name for t in self.program.ir.targets.values()
+                target = next((t.name for t in self.program.targets.values()
                                if t.kind == "text" and t.task == task_name), None)
-            subject = text_subject(task, target, cfg["model"])
-        return run_suite(task, subject, max_examples=cfg.get("max_examples"), cache=open_cache(True))
+            subject = text_subject(self.program, task, target, cfg["model"])
+        return run_suite(self.program, task, subject, max_examples=cfg.get("max_examples"), cache=open_cache(True))
 
 
 class PromptTestFailure(AssertionError):

@@ -6,7 +6,7 @@ import json
 from typing import Any
 from xml.etree import ElementTree as ET
 
-from promptc.testing.runner import Report, Sample, TestResult
+from promptc.testing.suite import Report, Sample, TestResult
 
 _G, _R, _Y, _B, _X = "\x1b[32m", "\x1b[31m", "\x1b[33m", "\x1b[1m", "\x1b[0m"
 

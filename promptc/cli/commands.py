@@ -8,7 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from promptc.cli import EXIT_DIAGNOSTICS, EXIT_OK, UsageError, _emit_diagnostics
+from promptc.cli import EXIT_DIAGNOSTICS, EXIT_OK, _emit_diagnostics
+from promptc.errors import InputError, Interrupted, PromptcError, UsageError
 
 
 def load_program(path: str, fmt: str = "text"):
@@ -18,7 +19,7 @@ def load_program(path: str, fmt: str = "text"):
 
     result = compile_file(path)
     if result.program is None:
-        from promptc.diagnostics import PromptcError
+
 
         raise PromptcError(result.diagnostics)
     warnings = [d for d in result.diagnostics if not d.is_error]
@@ -60,7 +61,6 @@ def cmd_compile(args: argparse.Namespace) -> int:
 
 
 def cmd_render(args: argparse.Namespace) -> int:
-    from promptc.targets.text import InputError
 
     prog = load_program(args.file)
     t = _text_target(prog, args.target)
@@ -140,7 +140,7 @@ def decoding_args(p: argparse.ArgumentParser) -> None:
 
 
 def make_backend(spec: str, args: argparse.Namespace):
-    from promptc.backends import load_backend
+    from promptc.models import load_backend
 
     opts = {"batch_size": args.batch_size} if spec.startswith("hf:") or spec == "tiny-causal" else {}
     return load_backend(spec, **opts)
@@ -153,21 +153,20 @@ def decoding_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 def make_subject(args: argparse.Namespace, prog, task):
     """The subject of `run` and `test`: --target on --model, or --artifact (with --model if text)."""
-    from promptc.runtime import artifact_subject, text_subject
+    from promptc.execution import artifact_subject, text_subject
 
     if args.artifact:
-        return artifact_subject(args.artifact, prog, task.name, args.model, batch_size=args.batch_size,
+        return artifact_subject(args.artifact, prog.ir, task.ir, args.model, batch_size=args.batch_size,
                                 **decoding_overrides(args))
     if args.model is None:
         raise UsageError("--model is required with --target (or give --artifact)")
     if args.target:
         _text_target(prog, args.target)
-    return text_subject(task, args.target, args.model, batch_size=args.batch_size, **decoding_overrides(args))
+    return text_subject(prog.ir, task.ir, args.target, args.model, batch_size=args.batch_size, **decoding_overrides(args))
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from promptc.runner import open_cache, run_requests
-    from promptc.targets.text import InputError
+    from promptc.execution import open_cache, run_requests
 
     prog = load_program(args.file)
     task = prog.task(args.task)
@@ -208,8 +207,8 @@ def _progress(quiet: bool):
 
 
 def run_tests(args: argparse.Namespace, prog, task, subject):
-    from promptc.runner import open_cache
-    from promptc.testing.runner import run_suite
+    from promptc.execution import open_cache
+    from promptc.testing.suite import run_suite
 
     if not 0 <= args.min_pass <= 1:
         raise UsageError("--min-pass is a rate between 0 and 1")
@@ -217,7 +216,7 @@ def run_tests(args: argparse.Namespace, prog, task, subject):
         raise UsageError("--repeat must be at least 1")
     update, stop = _progress(args.format != "text" or getattr(args, "quiet", False))
     try:
-        return run_suite(task, subject, repeat=args.repeat, min_pass=args.min_pass, max_examples=args.max_examples,
+        return run_suite(prog.ir, task.ir, subject, repeat=args.repeat, min_pass=args.min_pass, max_examples=args.max_examples,
                          pattern=args.k, cache=open_cache(not args.no_cache), progress=update)
     finally:
         stop()
@@ -285,7 +284,6 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
-    from promptc.tune.train import Interrupted
 
     prog = load_program(args.file)
     target = prog.target(args.target)
@@ -294,10 +292,10 @@ def cmd_tune(args: argparse.Namespace) -> int:
     json_log = (lambda row: print(json.dumps({k: v for k, v in row.items() if k != "metric"}), flush=True)) \
         if args.json_log else None
     progress, stop = _train_progress(args.json_log)
-    from promptc.tune.run import tune
+    from promptc.workflows.tune import tune
 
     try:
-        result = tune(prog, args.target, out=args.output, base=args.base, seed=args.seed, resume=args.resume,
+        result = tune(prog.ir, args.target, out=args.output, base=args.base, seed=args.seed, resume=args.resume,
                       gate=not args.no_gate, until_pass=args.until_pass, allow_secrets=args.allow_secrets,
                       extra_examples=args.extra_examples, json_log=json_log, progress=progress)
     except Interrupted as e:
@@ -357,9 +355,8 @@ def _train_progress(quiet: bool):
 
 
 def cmd_distill(args: argparse.Namespace) -> int:
-    from promptc.distill import distill, generate_inputs
-    from promptc.runner import open_cache
-    from promptc.targets.text import InputError
+    from promptc.execution import open_cache
+    from promptc.workflows.distill import distill, generate_inputs
 
     prog = load_program(args.file)
     task = prog.task(args.task)
@@ -367,16 +364,16 @@ def cmd_distill(args: argparse.Namespace) -> int:
     if args.generate is not None:
         if args.generate < 1:
             raise UsageError("--generate takes a positive number of inputs")
-        inputs = generate_inputs(task, args.generate, args.seed)
+        inputs = generate_inputs(task.ir, args.generate, args.seed)
     else:
         inputs = read_inputs(argparse.Namespace(input=None, inputs=args.inputs))
     teacher = make_backend(args.teacher, args)
     dec = decoding_overrides(args)
-    from promptc.runtime import make_decoding
+    from promptc.execution import make_decoding
 
     prompt = task.text_target(args.target)
     try:
-        res = distill(prog, task.name, args.target, teacher, inputs=inputs, out=args.output,
+        res = distill(prog.ir, task.name, args.target, teacher, inputs=inputs, out=args.output,
                       cache=open_cache(not args.no_cache),
                       decoding=make_decoding(prompt.options.get("max_new_tokens", 256), **dec))
     except InputError as e:
@@ -390,9 +387,8 @@ def cmd_distill(args: argparse.Namespace) -> int:
 
 
 def cmd_optimize(args: argparse.Namespace) -> int:
-    from promptc.optimize import optimize, write_optimized
-    from promptc.runner import open_cache
-    from promptc.runtime import make_decoding
+    from promptc.execution import make_decoding, open_cache
+    from promptc.workflows.optimize import optimize, write_optimized
 
     prog = load_program(args.file)
     t = _text_target(prog, args.target)
@@ -401,14 +397,14 @@ def cmd_optimize(args: argparse.Namespace) -> int:
     backend = make_backend(args.model, args)
     update, stop = _progress(False)
     try:
-        res = optimize(prog, args.target, backend, budget=args.budget, seed=args.seed, dev_share=args.dev_share,
+        res = optimize(prog.ir, args.target, backend, budget=args.budget, seed=args.seed, dev_share=args.dev_share,
                        cache=open_cache(not args.no_cache), progress=update,
                        decoding=make_decoding(t.options.get("max_new_tokens", 256), **decoding_overrides(args)))
     except ValueError as e:
         raise UsageError(str(e)) from None
     finally:
         stop()
-    dest = write_optimized(prog, args.target, res, args.output, budget=args.budget, seed=args.seed, model=args.model)
+    dest = write_optimized(prog.ir, args.target, res, args.output, budget=args.budget, seed=args.seed, model=args.model)
     w = res.best.describe(res.pool)
     print(f"dev pass rate {res.baseline_score:.2f} (as declared) -> {res.best_score:.2f} after "
           f"{len(res.log)} evaluations")
@@ -419,7 +415,7 @@ def cmd_optimize(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from promptc.backends.server import make_server
+    from promptc.serving.server import make_server
 
     backend = make_backend(args.model, args)
     server = make_server(backend, args.host, args.port)
@@ -435,7 +431,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_cache(args: argparse.Namespace) -> int:
-    from promptc.backends.cache import Cache
+    from promptc.models.cache import Cache
 
     cache = Cache(Path(args.dir) / "cache.db" if args.dir else None)
     if args.action == "clear":

@@ -7,7 +7,6 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-TINY_ID = "tiny-causal"
 TINY_VERSION = 3  # 2: 4,096 positions; 3: embeddings scaled so adapters can sharpen the output
 SPECIALS = ("<|bos|>", "<|eos|>", "<|pad|>")
 

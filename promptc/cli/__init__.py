@@ -7,14 +7,11 @@ import argparse
 import sys
 from collections.abc import Callable
 
-from promptc import __version__
+from promptc._version import __version__
 from promptc.diagnostics import Diagnostic, render_all, summary, to_json, use_color
+from promptc.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, InternalError, PromptcError
 
-EXIT_OK, EXIT_DIAGNOSTICS, EXIT_USAGE = 0, 1, 2
-
-
-class UsageError(Exception):
-    """A mistake in how promptc was called (not in the program): exit 2 with a one-line message."""
+EXIT_DIAGNOSTICS = EXIT_FAILED
 
 
 def _emit_diagnostics(diags: list[Diagnostic], fmt: str, stream=None) -> None:
@@ -63,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("-q", "--quiet", action="store_true", help="print nothing for clean files")
     c.set_defaults(func=cmd_check)
 
-    from promptc import commands
+    from promptc.cli import commands
 
     commands.register(sub)
     return p
@@ -81,36 +78,38 @@ def main(argv: list[str] | None = None) -> int:
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)
-    except UsageError as e:
-        print(f"promptc: error: {e}", file=sys.stderr)
-        return EXIT_USAGE
+    except PromptcError as e:
+        return report_error(e, getattr(args, "format", "text"))
     except KeyboardInterrupt:
         print("promptc: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
     except BrokenPipeError:
         return EXIT_OK
-    except Exception as e:  # an internal error: say so plainly, keep the traceback for bug reports
-        from promptc.diagnostics import PromptcError
-
-        if isinstance(e, PromptcError):
-            fmt = getattr(args, "format", "text")
-            if not e.diagnostics:
-                print(f"promptc: error: {e}", file=sys.stderr)
-            elif fmt == "json":
-                print(to_json(e.diagnostics))
-            else:
-                _emit_diagnostics(e.diagnostics, "text")
-                print(f"promptc: {summary(e.diagnostics)}", file=sys.stderr)
-            return EXIT_DIAGNOSTICS
+    except Exception as e:  # noqa: BLE001 - an internal error: say so plainly, keep the traceback for reports
         import traceback
 
-        print(f"promptc: internal error: {type(e).__name__}: {e}", file=sys.stderr)
+        err = InternalError(f"{type(e).__name__}: {e}")
+        print(f"promptc: internal error: {err}", file=sys.stderr)
         if _debug():
             traceback.print_exc()
         else:
             print("promptc: this is a bug in promptc; rerun with PROMPTC_DEBUG=1 for the traceback",
                   file=sys.stderr)
-        return EXIT_USAGE
+        return err.exit_code
+
+
+def report_error(e: PromptcError, fmt: str = "text") -> int:
+    """Print a PromptcError as the user should see it; its class decides the exit code."""
+    if not e.diagnostics:
+        print(f"promptc: error: {e}", file=sys.stderr)
+        if e.hint:
+            print(f"  hint: {e.hint}", file=sys.stderr)
+    elif fmt == "json":
+        print(to_json(e.diagnostics))
+    else:
+        _emit_diagnostics(e.diagnostics, "text")
+        print(f"promptc: {summary(e.diagnostics)}", file=sys.stderr)
+    return e.exit_code
 
 
 def _debug() -> bool:

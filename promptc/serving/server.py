@@ -13,8 +13,8 @@ import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from promptc.backends.base import Decoding
-from promptc.backends.hf import HFBackend
+from promptc.models.base import Decoding
+from promptc.models.hf import HFBackend
 
 
 def messages_to_prompt(messages: list[dict[str, str]]) -> str:

@@ -16,14 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from promptc.diagnostics import PromptcError
-from promptc.tune import state as st
-from promptc.tune.data import Dataset, Item
-from promptc.tune.model import MeanPoolClassifier, SeqClsClassifier
-
-
-class Interrupted(Exception):
-    """Ctrl-C or SIGTERM during training: a checkpoint was written; `--resume` continues from it."""
+from promptc.errors import ArtifactError, Interrupted
+from promptc.targets.tune import state as st
+from promptc.targets.tune.data import Dataset, Item
+from promptc.targets.tune.model import MeanPoolClassifier, SeqClsClassifier
 
 
 @dataclass
@@ -269,7 +265,7 @@ class Run:
         d = self.checkpoint_dir
         meta = st.read_json(d / "trainer.json")
         if meta["trainable"] != [n for n, _ in self.trainable()]:
-            raise PromptcError([], f"the checkpoint in {d} was made by a different model or method; "
+            raise ArtifactError(f"the checkpoint in {d} was made by a different model or method; "
                                    "remove it or drop --resume")
         self.restore(st.load_tensors(d / "weights.safetensors"))
         if (d / "best.safetensors").is_file():

@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from promptc import __version__
+from promptc import ir
+from promptc._version import __version__
 from promptc.artifacts import atomic_dir, file_hashes, write_json
-from promptc.diagnostics import PromptcError
 
 
 @dataclass
@@ -37,7 +37,7 @@ def _versions() -> dict[str, str]:
             "peft": peft.__version__, "python": sys.version.split()[0]}
 
 
-def tune(program, target_name: str, *, out: str | Path | None = None, base: str | None = None,
+def tune(program: ir.Program, target_name: str, *, out: str | Path | None = None, base: str | None = None,
          seed: int | None = None, resume: bool = False, gate: bool = True, until_pass: bool = False,
          allow_secrets: bool = False, extra_examples: list[str] | None = None,
          json_log: Callable[[dict[str, Any]], None] | None = None,
@@ -46,10 +46,10 @@ def tune(program, target_name: str, *, out: str | Path | None = None, base: str 
     import torch
     from peft import get_peft_model
 
-    from promptc.targets.text import compile_text_target
-    from promptc.tune.artifact import adapter_hash
-    from promptc.tune.data import build_dataset, load_extra
-    from promptc.tune.model import (
+    from promptc.targets.text.prompt import compile_text_target
+    from promptc.targets.tune.artifact import adapter_hash
+    from promptc.targets.tune.data import build_dataset, load_extra
+    from promptc.targets.tune.model import (
         DEFAULT_LR,
         MeanPoolClassifier,
         SeqClsClassifier,
@@ -63,12 +63,10 @@ def tune(program, target_name: str, *, out: str | Path | None = None, base: str 
         peft_config,
         resolve_base,
     )
-    from promptc.tune.train import Run
+    from promptc.targets.tune.train import Run
 
-    target = program.target(target_name)
-    if target.kind != "tune":
-        raise PromptcError([], f"target '{target_name}' is a text target; `promptc tune` trains tune targets")
-    task = program.task(target.task)
+    target = program.target(target_name, kind="tune")
+    task = program.tasks[target.task]
     opts = dict(target.options)
     opts.update(overrides or {})
     if base is not None:
@@ -84,10 +82,10 @@ def tune(program, target_name: str, *, out: str | Path | None = None, base: str 
     t_start = time.perf_counter()
     b = resolve_base(opts["base"])
     config = load_config(b)
-    family = choose_family(opts.get("family", "auto"), task.ir.output, config)
-    prompt = compile_text_target(program.ir, task.name, {"delimit": False})
-    extra = [ex for path in (extra_examples or []) for ex in load_extra(path, task.ir)]
-    data = build_dataset(program.ir, task.ir, family, prompt, extra=extra, val_split=opts.get("val_split", 0.1),
+    family = choose_family(opts.get("family", "auto"), task.output, config)
+    prompt = compile_text_target(program, task.name, {"delimit": False})
+    extra = [ex for path in (extra_examples or []) for ex in load_extra(path, task)]
+    data = build_dataset(program, task, family, prompt, extra=extra, val_split=opts.get("val_split", 0.1),
                          seed=opts.get("seed", 0), allow_secrets=allow_secrets)
 
     torch.manual_seed(opts.get("seed", 0))
@@ -102,7 +100,7 @@ def tune(program, target_name: str, *, out: str | Path | None = None, base: str 
     init_ids = None
     if method == "prompt_tuning" and opts.get("init") in ("text", "prompt"):
         text = opts.get("init_text") if opts.get("init") == "text" else \
-            "\n".join(v.text for v in (task.ir.system[:1] + task.ir.prompt[:1]))
+            "\n".join(v.text for v in (task.system[:1] + task.prompt[:1]))
         init_ids = tok(text, add_special_tokens=False)["input_ids"]
     torch.manual_seed(opts.get("seed", 0))
     pm = get_peft_model(base_model, peft_config(method, family, opts, config.model_type, init_ids))
@@ -150,8 +148,8 @@ def tune(program, target_name: str, *, out: str | Path | None = None, base: str 
             "promptc": __version__,
             "kind": "tune",
             "status": status,
-            "program": {"name": program.ir.name, "version": program.ir.version, "hash": program.ir.hash},
-            "task": {"name": task.name, "hash": task.ir.hash},
+            "program": {"name": program.name, "version": program.version, "hash": program.hash},
+            "task": {"name": task.name, "hash": task.hash},
             "target": target_name,
             "family": family,
             "method": method,
@@ -187,12 +185,12 @@ def tune(program, target_name: str, *, out: str | Path | None = None, base: str 
 
 def _gate_report(program, task, family, model, tok, labels, opts, method, prompt):
     """Run the program's suite on the in-memory model: the same oracles the text prompt is held to."""
-    from promptc.runtime import Subject, make_decoding
-    from promptc.testing.runner import run_suite
-    from promptc.tune.artifact import make_backend, request_builder
+    from promptc.execution import Subject, make_decoding
+    from promptc.targets.tune.artifact import make_backend, request_builder
+    from promptc.testing.suite import run_suite
 
     model.eval()
     backend = make_backend(family, model, tok, labels, "training-run", opts, method)
     subject = Subject("artifact", "(training run)", opts["base"], backend, request_builder(task, family, prompt),
                       make_decoding(opts.get("max_new_tokens", 128)))
-    return run_suite(task, subject, cache=None)
+    return run_suite(program, task, subject, cache=None)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from promptc.diagnostics import PromptcError
+from promptc import ir
 
 
 @dataclass
@@ -26,18 +26,20 @@ def prompt_hash(prompt) -> str:
     return hashlib.sha256(prompt.artifact_template().encode("utf-8")).hexdigest()
 
 
-def generate_inputs(task, n: int, seed: int = 0) -> list[dict[str, Any]]:
+def generate_inputs(task: ir.Task, n: int, seed: int = 0) -> list[dict[str, Any]]:
     """N distinct inputs drawn from the task's input schema, deterministically for a seed."""
     import random
 
     from hypothesis import HealthCheck, Phase, given, settings
+
+    from promptc.schema import strategy
 
     drawn: list[dict[str, Any]] = []
     seen: set[str] = set()
 
     @settings(max_examples=max(1, n * 3), derandomize=True, database=None, deadline=None,
               phases=[Phase.generate], suppress_health_check=list(HealthCheck))
-    @given(task.inputs())
+    @given(strategy(task.input_type))
     def collect(x):
         k = json.dumps(x, sort_keys=True)
         if k not in seen:
@@ -50,23 +52,17 @@ def generate_inputs(task, n: int, seed: int = 0) -> list[dict[str, Any]]:
     return drawn[:n]
 
 
-def distill(program, task_name: str, target: str, teacher, *, inputs: list[dict[str, Any]], out: str | Path,
+def distill(program: ir.Program, task_name: str, target: str, teacher, *, inputs: list[dict[str, Any]], out: str | Path,
             cache=None, decoding=None) -> DistillResult:
     """Label `inputs` with the teacher; write DATA.jsonl (kept) and DATA.rejected.jsonl (why not)."""
-    from promptc.backends import Decoding
-    from promptc.runner import run_requests, text_requests
-    from promptc.testing.runner import judge
+    from promptc.execution import run_requests, text_requests
+    from promptc.models import Decoding
+    from promptc.targets.text.prompt import text_prompt
+    from promptc.testing.suite import judge
 
     task = program.task(task_name)
-    t = program.target(target)
-    if t.kind != "text":
-        raise PromptcError([], f"distill runs a text target; '{target}' is a {t.kind} target")
-    if t.task != task.name:
-        raise PromptcError([], f"target '{target}' is for task '{t.task}', not '{task.name}'")
-    prompt = task.text_target(target)
-    tests = program.ir.tests_for(task.name)
-    test_keys = {json.dumps(c.input, sort_keys=True) for c in tests.cases}
-    todo = [i for i in inputs if json.dumps(i, sort_keys=True) not in test_keys]
+    prompt = text_prompt(program, task.name, target)
+    todo = program.without_test_inputs(task.name, inputs, lambda i: i)
     excluded = len(inputs) - len(todo)
     dec = decoding or Decoding(max_new_tokens=prompt.options.get("max_new_tokens", 256))
     results = run_requests(teacher, text_requests(prompt, todo), todo, dec, cache)
@@ -74,11 +70,11 @@ def distill(program, task_name: str, target: str, teacher, *, inputs: list[dict[
     phash = prompt_hash(prompt)
     kept, rejected = [], []
     for inp, r in zip(todo, results):
-        sample = judge(task.ir, inp, r, (), "check")
+        sample = judge(task, inp, r, (), "check")
         if sample.passed:
             kept.append({"input": inp, "output": sample.output, "provenance": {
                 "source": "promptc distill", "teacher": spec, "target": target, "prompt_hash": phash,
-                "program_hash": program.ir.hash, "task_hash": task.ir.hash,
+                "program_hash": program.hash, "task_hash": task.hash,
                 "verdicts": {c.name if c.kind == "constraint" else c.kind: c.passed for c in sample.checks}}})
         else:
             rejected.append({"input": inp, "raw": r.parsed.raw, "output": sample.output,

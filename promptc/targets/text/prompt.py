@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from promptc import ir
-from promptc.diagnostics import PromptcError
+from promptc.errors import InputError, UsageError
 from promptc.expr import Var, phrase
 from promptc.schema import is_valid_fn, validate
 from promptc.templating import delimit_outputs, environment, literal
@@ -186,10 +186,6 @@ def select_shots(pool: list[ir.Example], task: ir.Task, n: int, how: str, seed: 
     raise ValueError(how)
 
 
-def _canon(v: Any) -> str:
-    return json.dumps(v, sort_keys=True, ensure_ascii=False)
-
-
 # ------------------------------------------------------------------ the compiled prompt
 @dataclass
 class TextPrompt:
@@ -248,11 +244,7 @@ class TextPrompt:
 
     def check_inputs(self, inputs: dict[str, Any]) -> None:
         """Validate inputs against the input schema; raise PromptcError naming the field."""
-        ok = self._compiled.get("valid")
-        if ok is None:
-            ok = self._compiled["valid"] = is_valid_fn(self.task.input_type)
-        if not ok(inputs):
-            raise InputError(validate(self.task.input_type, inputs))
+        check_inputs(self.task, inputs)
 
     def _shots_for(self, inputs: dict[str, Any]) -> list[Shot] | None:
         if not self.dynamic_shots:
@@ -281,10 +273,10 @@ class TextPrompt:
         try:
             return self._render(inputs, format, tokenizer, validate_inputs)
         except jinja2.exceptions.SecurityError as e:
-            raise PromptcError([], f"the sandbox refused an unsafe operation in the template: {e}") from None
+            raise InputError(f"the sandbox refused an unsafe operation in the template: {e}") from None
         except jinja2.exceptions.UndefinedError as e:
             kind = "refused an unsafe access" if "unsafe" in str(e) else "hit an undefined value"
-            raise PromptcError([], f"rendering {kind}: {e}") from None
+            raise InputError(f"rendering {kind}: {e}") from None
 
     def _render(self, inputs, format, tokenizer, validate_inputs):
         fmt = format or self.options.get("format", "plain")
@@ -307,10 +299,10 @@ class TextPrompt:
 
             tok = tokenizer or self.options.get("tokenizer")
             if not tok:
-                raise PromptcError([], "format hf_chat needs a tokenizer directory (--tokenizer DIR, or the "
+                raise UsageError("format hf_chat needs a tokenizer directory (--tokenizer DIR, or the "
                                        "target option tokenizer = \"DIR\")")
             return apply_chat_template(tok, msgs)
-        raise PromptcError([], f"unknown format '{fmt}' (plain, chat or hf_chat)")
+        raise UsageError(f"unknown format '{fmt}' (plain, chat or hf_chat)")
 
     def render_messages(self, inputs: dict[str, Any], shots: list[Shot] | None = None) -> list[dict[str, str]]:
         sources = self.message_sources(shots)
@@ -322,14 +314,41 @@ class TextPrompt:
         return out
 
 
-class InputError(PromptcError):
-    """Inputs that do not match the task's input schema."""
+def check_inputs(task: ir.Task, inputs: dict[str, Any]) -> None:
+    """Validate inputs against the task's input schema; raise InputError naming each bad field."""
+    if not _input_validator(task)(inputs):
+        raise invalid_inputs(validate(task.input_type, inputs))
 
-    def __init__(self, violations):
-        self.violations = violations
-        lines = [f"invalid input: {v.where('input')}: {v.message}" + (f" ({v.hint})" if v.hint else "")
-                 for v in violations]
-        super().__init__([], "\n".join(lines))
+
+_VALIDATORS: dict[str, Callable[[Any], bool]] = {}
+
+
+def _input_validator(task: ir.Task) -> Callable[[Any], bool]:
+    key = task.hash or repr(task.input_type)
+    fn = _VALIDATORS.get(key)
+    if fn is None:
+        fn = _VALIDATORS[key] = is_valid_fn(task.input_type)
+    return fn
+
+
+def text_prompt(program: ir.Program, task: str, target: str | None = None, **overrides: Any) -> TextPrompt:
+    """The TextPrompt of `target` (a text target of `task`), or of a default text target when `target`
+    is None. Option overrides replace the target's options."""
+    from promptc.options import with_defaults
+
+    if target is None:
+        opts = with_defaults("text", {})
+    else:
+        opts = dict(program.target(target, kind="text", task=task).options)
+    opts.update(overrides)
+    return compile_text_target(program, task, opts)
+
+
+def invalid_inputs(violations) -> InputError:
+    """An InputError that names every field of the inputs that breaks the task's input schema."""
+    lines = [f"invalid input: {v.where('input')}: {v.message}" + (f" ({v.hint})" if v.hint else "")
+             for v in violations]
+    return InputError("\n".join(lines), violations=violations)
 
 
 def compile_text_target(program: ir.Program, task_name: str, options: dict[str, Any],
@@ -359,9 +378,7 @@ def compile_text_target(program: ir.Program, task_name: str, options: dict[str, 
         sections.append(DATA_NOTICE)
     system_source = "\n\n".join(sections)
 
-    tests = program.tests_for(task_name)
-    test_inputs = {_canon(c.input) for c in tests.cases}
-    pool = [ex for ex in task.examples if _canon(ex.input) not in test_inputs]
+    pool = program.without_test_inputs(task_name, task.examples, lambda ex: ex.input)
     tp = TextPrompt(task, opts, system_source, prompt_tmpl, [], pool, tags)
     n = opts.get("shots", 0)
     how = opts.get("select", "first")
@@ -380,7 +397,7 @@ def _variant(variants: tuple[ir.Variant, ...], name: str | None, kind: str) -> s
         if v.name == name:
             return v.text
     names = ", ".join(repr(v.name) for v in variants if v.name) or "none declared"
-    raise PromptcError([], f"no {kind} variant '{name}' (variants: {names})")
+    raise UsageError(f"no {kind} variant '{name}' (variants: {names})")
 
 
 __all__ = ["TextPrompt", "compile_text_target", "answer_text", "format_instructions", "describe",

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from promptc import ir
-from promptc.expr import applies, evaluate, explain
-from promptc.runner import Result
+from promptc.execution import Result, Subject
+from promptc.expr import check_expr
 
 DEFAULT_MAX_EXAMPLES = 25
 
@@ -136,7 +136,7 @@ class Report:
                 "trainable_parameters": self.subject.get("trainable_parameters", 0)}
 
     def to_json(self) -> dict[str, Any]:
-        from promptc import __version__
+        from promptc._version import __version__
 
         return {"promptc": __version__, "schema_version": 1, "program": self.program, "task": self.task,
                 "subject": self.subject,
@@ -167,15 +167,11 @@ def judge(task: ir.Task, inputs: dict[str, Any], result: Result,
 
 
 def _eval_check(kind: str, name: str, src: str, node, env, description: str | None = None) -> Check:
-    try:
-        ok = bool(evaluate(node, env))
-        applicable = applies(node, env)
-    except Exception as e:  # a value of an unexpected shape; report it, do not crash the run
-        return Check(kind, name, src, False, [f"evaluation failed: {type(e).__name__}: {e}"])
-    details = [] if ok else explain(node, env)
-    if description and not ok:
+    o = check_expr(node, env)
+    details = list(o.details)
+    if description and not o.ok:
         details.insert(0, description)
-    return Check(kind, name, src, ok, details, applicable)
+    return Check(kind, name, src, o.ok, details, o.applicable)
 
 
 # ------------------------------------------------------------------ the runner
@@ -194,7 +190,7 @@ class Evaluator:
         return json.dumps(inputs, sort_keys=True, ensure_ascii=False, default=str), sample
 
     def run(self, batch: list[tuple[dict[str, Any], int]]) -> list[Result]:
-        from promptc.runner import run_requests
+        from promptc.execution import run_requests
 
         todo: dict[int, list[tuple[str, int]]] = {}
         for inputs, sample in batch:
@@ -233,13 +229,13 @@ class PropertyFailed(AssertionError):
     pass
 
 
-def run_suite(task, subject, *, repeat: int = 1, min_pass: float = 1.0, max_examples: int | None = None,
-              pattern: str | None = None, cache=None, progress: Callable[[str], None] | None = None) -> Report:
-    """Run the program's tests for `task` (an api.Task) against `subject`; return a Report."""
+def run_suite(program: ir.Program, task: ir.Task, subject: Subject, *, repeat: int = 1, min_pass: float = 1.0,
+              max_examples: int | None = None, pattern: str | None = None, cache: Any = None,
+              progress: Callable[[str], None] | None = None) -> Report:
+    """Run the program's tests for `task` against `subject`; return a Report."""
     from promptc.schema import generator_strategy, strategy
 
     t0 = time.perf_counter()
-    program = task.program.ir
     suite = program.tests_for(task.name)
     ev = Evaluator(subject, cache, progress)
     selected = lambda name: pattern is None or _matches(pattern, name)  # noqa: E731
@@ -256,7 +252,7 @@ def run_suite(task, subject, *, repeat: int = 1, min_pass: float = 1.0, max_exam
         for g in p.givens:
             path = tuple("[]" if isinstance(part, int) else part for part in g.path)
             overrides[path] = generator_strategy(g.generator, g.args, dict(g.kwargs))
-        strategies[p.name] = strategy(task.ir.input_type, overrides)
+        strategies[p.name] = strategy(task.input_type, overrides)
         n = max_examples or p.max_examples or DEFAULT_MAX_EXAMPLES
         xs: list[dict[str, Any]] = []
         _draw(strategies[p.name], n, xs.append, shrink=False)
@@ -269,7 +265,7 @@ def run_suite(task, subject, *, repeat: int = 1, min_pass: float = 1.0, max_exam
 
     results: list[TestResult] = []
     for c in cases:
-        samples = [judge(task.ir, c.input, r, c.expects, "expect")
+        samples = [judge(task, c.input, r, c.expects, "expect")
                    for r in ev.run([(c.input, s) for s in range(repeat)])]
         rate = sum(s.passed for s in samples) / len(samples)
         results.append(TestResult(c.name, "case", "passed" if rate >= min_pass else "failed", c.origin, samples,
@@ -277,7 +273,7 @@ def run_suite(task, subject, *, repeat: int = 1, min_pass: float = 1.0, max_exam
 
     for p in props:
         def verdict(x: dict[str, Any], p=p) -> tuple[bool, list[Sample]]:
-            samples = [judge(task.ir, x, r, p.checks, "check") for r in ev.run([(x, s) for s in range(repeat)])]
+            samples = [judge(task, x, r, p.checks, "check") for r in ev.run([(x, s) for s in range(repeat)])]
             return sum(s.passed for s in samples) / len(samples) >= min_pass, samples
 
         all_samples: list[Sample] = []

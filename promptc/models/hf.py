@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from promptc import ir
-from promptc.backends.base import Decoding, Generation, Request
-from promptc.diagnostics import PromptcError
+from promptc.errors import ModelError
+from promptc.models.base import Decoding, Generation, Request
 from promptc.schema import engine_unsupported, inline_refs, json_schema
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf")
@@ -84,7 +84,7 @@ def model_identity(path: Path) -> str:
 def _identity(spec: str) -> str:
     name = spec[3:] if spec.startswith("hf:") else spec
     if name == "tiny-causal":
-        from promptc.backends.tiny import TINY_VERSION
+        from promptc.models.tiny import TINY_VERSION
 
         return f"builtin:tiny-causal:v{TINY_VERSION}"
     path = Path(name).expanduser()
@@ -269,7 +269,7 @@ class HFBackend:
             matchers = [LLMatcher(ll, g) if g is not None else None for g in grammars]
             for m in matchers:
                 if m is not None and m.is_error():
-                    raise PromptcError([], f"constrained decoding cannot use this schema: {m.get_error()}")
+                    raise ModelError(f"constrained decoding cannot use this schema: {m.get_error()}")
             processors.append(_Guide(matchers, ll, eos))
         sampling = decoding.temperature > 0
         cfg = GenerationConfig(max_new_tokens=decoding.max_new_tokens, do_sample=sampling,
@@ -294,18 +294,18 @@ def _load(spec: str):
     """(model, tokenizer, identity) for `tiny-causal`, `hf:tiny-causal`, `hf:<dir>` or `hf:<hub id>`."""
     name = spec[3:] if spec.startswith("hf:") else spec
     if name == "tiny-causal":
-        from promptc.backends.tiny import cached_tiny
+        from promptc.models.tiny import cached_tiny
 
         model, tok = cached_tiny()
         return model, tok, _identity(spec)
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from promptc.tune.model import looks_like_path, quiet_transformers
+    from promptc.models.loading import looks_like_path, quiet_transformers
 
     quiet_transformers()
     path = Path(name).expanduser()
     if not path.is_dir() and looks_like_path(name):
-        raise PromptcError([], f"model directory not found: {name}")
+        raise ModelError(f"model directory not found: {name}")
     try:
         if path.is_dir():
             model = AutoModelForCausalLM.from_pretrained(str(path))
@@ -316,6 +316,6 @@ def _load(spec: str):
             tok = AutoTokenizer.from_pretrained(name)
             ident = _identity(spec)
     except OSError as e:
-        raise PromptcError([], f"cannot load model '{name}': {e}".split("\n")[0]) from None
+        raise ModelError(f"cannot load model '{name}': {e}".split("\n")[0]) from None
     model.eval()
     return model, tok, ident

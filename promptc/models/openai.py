@@ -13,7 +13,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from promptc import ir
-from promptc.backends.base import Decoding, Generation, Request
+from promptc.models.base import Decoding, Generation, Request
+from promptc.models.loading import parse_model_spec
 from promptc.schema import inline_refs, json_schema
 
 DEFAULT_BASE = "https://api.openai.com/v1"
@@ -30,15 +31,10 @@ def response_format(t: ir.Type) -> dict[str, Any] | None:
 class OpenAIBackend:
     def __init__(self, spec: str, *, api_key_env: str = "OPENAI_API_KEY", timeout: float = 60.0,
                  retries: int = 4, backoff: float = 0.5, max_backoff: float = 30.0, concurrency: int = 4):
-        rest = spec[len("openai:"):]
-        model, _, base = rest.partition("@")
-        if not model:
-            from promptc.diagnostics import PromptcError
-
-            raise PromptcError([], f"model spec '{spec}' names no model: use openai:<model>[@<base_url>]")
+        parsed = parse_model_spec(spec)
         self.spec = spec
-        self.model = model
-        self.base_url = (base or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE).rstrip("/")
+        self.model = parsed.name
+        self.base_url = (parsed.base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE).rstrip("/")
         self._key_env = api_key_env
         self.timeout = timeout
         self.retries = retries

@@ -62,7 +62,7 @@ class Backend(Protocol):
 def generate(backend: Backend, requests: list[Request], decoding: Decoding, cache=None,
              sample: int = 0) -> list[Generation]:
     """Generate for every request, in order, reading and filling the cache. Failed calls are not cached."""
-    from promptc.backends.cache import cache_key
+    from promptc.models.cache import cache_key
 
     if not requests:
         return []

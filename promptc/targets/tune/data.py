@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from promptc import ir
-from promptc.diagnostics import Diagnostics, PromptcError
+from promptc.diagnostics import Diagnostics
+from promptc.errors import DiagnosticError, InputError
 from promptc.source import SourceFile
 
 # Credentials that must never be learned. Each pattern matches the secret itself (redaction replaces it).
@@ -136,11 +137,11 @@ def load_extra(path: str, task: ir.Task) -> list[ir.Example]:
     try:
         src = SourceFile.read(p)
     except OSError as e:
-        raise PromptcError([], f"cannot read --extra-examples {path}: {e.strerror}") from None
+        raise InputError(f"cannot read --extra-examples {path}: {e.strerror}") from None
     d = Diagnostics()
     out = read_examples(src, str(p), task.input_type, task.output, d)
     if d.has_errors:
-        raise PromptcError(d)
+        raise DiagnosticError(d)
     return [ce.example for ce in out]
 
 
@@ -148,24 +149,16 @@ def build_dataset(program: ir.Program, task: ir.Task, family: str, prompt, *, ex
                   val_split: float, seed: int, allow_secrets: bool) -> Dataset:
     """Examples -> train/val items. Test inputs are excluded; constraint violations are errors (the
     checker already rejected them for declared examples; extra examples are checked here)."""
-    from promptc.expr import evaluate, explain
+    from promptc.expr import constraint_failures
 
-    tests = program.tests_for(task.name)
-    test_inputs = {json.dumps(c.input, sort_keys=True) for c in tests.cases}
     d = Diagnostics()
     examples = list(task.examples) + list(extra)
-    kept: list[ir.Example] = []
-    excluded = 0
-    for ex in examples:
-        if json.dumps(ex.input, sort_keys=True) in test_inputs:
-            excluded += 1  # tests are never training data
-            continue
-        env = {**ex.input, "output": ex.output}
-        for c in task.constraints:
-            if not evaluate(c.expr, env):
-                d.error("E304", f"example violates constraint '{c.name}'", _span_for(ex.origin),
-                        notes=(f"constraint: {c.source}", *explain(c.expr, env)))
-        kept.append(ex)
+    kept: list[ir.Example] = program.without_test_inputs(task.name, examples, lambda ex: ex.input)
+    excluded = len(examples) - len(kept)
+    for ex in kept:
+        for f in constraint_failures(task.constraints, {**ex.input, "output": ex.output}):
+            d.error("E304", f"example violates constraint '{f.constraint.name}'", _span_for(ex.origin),
+                    notes=(f"constraint: {f.constraint.source}", *f.details))
     secrets: list[str] = []
     for ex in kept:
         for kind, _ in scan_secrets([ex.input, ex.output]):
@@ -174,9 +167,9 @@ def build_dataset(program: ir.Program, task: ir.Task, family: str, prompt, *, ex
                 d.error("E501", f"training example contains a secret ({kind})", _span_for(ex.origin),
                         hint="remove it from the data, or pass --allow-secrets to train with it redacted")
     if d.has_errors:
-        raise PromptcError(d)
+        raise DiagnosticError(d)
     if not kept:
-        raise PromptcError([], f"task '{task.name}' has no training examples (add `example` blocks or "
+        raise InputError(f"task '{task.name}' has no training examples (add `example` blocks or "
                                "`examples \"FILE.jsonl\"`)")
     labels = list(ir.strip_optional(task.output).members) if family == "classifier" else []
     items = []
@@ -185,7 +178,7 @@ def build_dataset(program: ir.Program, task: ir.Task, family: str, prompt, *, ex
         if family == "classifier":
             items.append(Item(inp, out, ex.origin, classifier_text(inp), str(out), labels.index(out), ex.provenance))
         else:
-            from promptc.targets.text import answer_text
+            from promptc.targets.text.prompt import answer_text
 
             items.append(Item(inp, out, ex.origin, causal_prompt(prompt, inp), answer_text(task.output, out), -1,
                               ex.provenance))
@@ -194,15 +187,7 @@ def build_dataset(program: ir.Program, task: ir.Task, family: str, prompt, *, ex
 
 
 def split(items: list[Item], share: float, seed: int) -> tuple[list[Item], list[Item]]:
-    """A deterministic held-out split: rank examples by a seeded hash of their content, take the
-    first `share` (at least one when share > 0 and there are two or more examples)."""
-    if share <= 0 or len(items) < 2:
-        return items, []
+    """The deterministic validation split (promptc.splits.seeded_split over input and output)."""
+    from promptc.splits import seeded_split
 
-    def rank(it: Item) -> str:
-        return hashlib.sha256(f"{seed}\0{json.dumps([it.input, it.output], sort_keys=True)}".encode()).hexdigest()
-
-    n_val = max(1, round(len(items) * share))
-    ordered = sorted(range(len(items)), key=lambda i: rank(items[i]))
-    val_idx = set(ordered[:n_val])
-    return [it for i, it in enumerate(items) if i not in val_idx], [items[i] for i in sorted(val_idx)]
+    return seeded_split(items, share, seed, lambda it: [it.input, it.output])

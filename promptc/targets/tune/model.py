@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from promptc import ir
-from promptc.diagnostics import PromptcError
+from promptc.errors import ModelError
+from promptc.models.loading import looks_like_path, quiet_transformers
 
 ENCODER_TYPES = {"bert", "roberta", "distilbert", "deberta", "deberta-v2", "electra", "xlm-roberta", "mpnet",
                  "albert", "camembert", "modernbert"}
@@ -42,26 +43,8 @@ def resolve_base(name: str) -> Base:
     if p.is_dir():
         return Base(name, "dir", str(p.resolve()))
     if looks_like_path(name):
-        raise PromptcError([], f"base model directory not found: {name}")
+        raise ModelError(f"base model directory not found: {name}")
     return Base(name, "hub", None)
-
-
-def looks_like_path(name: str) -> bool:
-    """A spec meant as a directory (`./m`, `/m`, `~/m`, `a/b/c`), not a hub id (`org/name`)."""
-    return name.startswith(("/", "./", "../", "~")) or name.count("/") > 1 or "\\" in name
-
-
-def quiet_transformers() -> None:
-    """Load bars and 'newly initialised weights' reports are noise in a CLI that reports for itself."""
-    import warnings
-
-    from transformers.utils import logging
-
-    logging.set_verbosity_error()
-    logging.disable_progress_bar()
-    warnings.filterwarnings("ignore", category=FutureWarning, module=r"(transformers|peft)\b.*")
-    # peft drops position ids for soft prompts on purpose; the warning is noise (FACTS.md)
-    warnings.filterwarnings("ignore", message="Position ids are not supported for parameter efficient tuning")
 
 
 def load_config(base: Base):
@@ -69,13 +52,13 @@ def load_config(base: Base):
 
     quiet_transformers()
     if base.name == "tiny-causal":
-        from promptc.backends.tiny import tiny_config
+        from promptc.models.tiny import tiny_config
 
         return tiny_config()
     try:
         return AutoConfig.from_pretrained(base.path or base.name)
     except OSError as e:
-        raise PromptcError([], f"cannot load base model '{base.name}': {str(e).splitlines()[0]}") from None
+        raise ModelError(f"cannot load base model '{base.name}': {str(e).splitlines()[0]}") from None
 
 
 def is_encoder(config) -> bool:
@@ -88,18 +71,18 @@ def choose_family(option: str, output: ir.Type, config) -> str:
     encoder = is_encoder(config)
     if option == "classifier":
         if not enum_out:
-            raise PromptcError([], f"family = \"classifier\" needs an enum output, not {output}")
+            raise ModelError(f"family = \"classifier\" needs an enum output, not {output}")
         if not encoder:
-            raise PromptcError([], f"family = \"classifier\" needs an encoder base; '{config.model_type}' is not one")
+            raise ModelError(f"family = \"classifier\" needs an encoder base; '{config.model_type}' is not one")
         return "classifier"
     if option == "causal":
         if encoder:
-            raise PromptcError([], f"the base is an encoder ('{config.model_type}'); it cannot generate text. "
+            raise ModelError(f"the base is an encoder ('{config.model_type}'); it cannot generate text. "
                                    "Use a causal LM base, or an enum output with family = \"classifier\"")
         return "causal"
     if encoder:
         if not enum_out:
-            raise PromptcError([], f"the base is an encoder ('{config.model_type}'), which can only classify, and "
+            raise ModelError(f"the base is an encoder ('{config.model_type}'), which can only classify, and "
                                    f"the output is {output}; use a causal LM base (e.g. tiny-causal) for it")
         return "classifier"
     return "causal"
@@ -129,7 +112,7 @@ def fingerprint(model, config) -> dict[str, str]:
 def load_causal(base: Base):
     """(model, tokenizer) of a causal LM base, in eval mode."""
     if base.name == "tiny-causal":
-        from promptc.backends.tiny import build_tiny
+        from promptc.models.tiny import build_tiny
 
         return build_tiny()
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -183,7 +166,7 @@ def peft_config(method: str, family: str, options: dict[str, Any], model_type: s
         if options.get("feedforward_modules"):
             kw["feedforward_modules"] = options["feedforward_modules"]
         return IA3Config(task_type=task_type, fan_in_fan_out=model_type == "gpt2", **kw)
-    raise PromptcError([], f"unknown tune method '{method}'")
+    raise ModelError(f"unknown tune method '{method}'")
 
 
 def init_prompt_embeddings(peft_model, token_ids: list[int]) -> None:

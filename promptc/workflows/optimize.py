@@ -10,13 +10,13 @@ a seeded local search (random restarts plus one-change moves), so a budget and a
 
 from __future__ import annotations
 
-import hashlib
-import json
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 from promptc import ir
+from promptc.errors import UsageError
 
 
 @dataclass(frozen=True)
@@ -42,34 +42,29 @@ class SearchResult:
 
 
 def split_dev(examples: list[ir.Example], share: float, seed: int) -> tuple[list[ir.Example], list[ir.Example]]:
-    """(shot pool, dev set): a seeded, content-hashed split of the examples."""
-    def rank(ex: ir.Example) -> str:
-        return hashlib.sha256(f"{seed}\0{json.dumps([ex.input, ex.output], sort_keys=True)}".encode()).hexdigest()
+    """(shot pool, dev set): the seeded, content-hashed split of the examples."""
+    from promptc.splits import seeded_split
 
-    n_dev = max(1, round(len(examples) * share))
-    order = sorted(range(len(examples)), key=lambda i: rank(examples[i]))
-    dev_idx = set(order[:n_dev])
-    return [e for i, e in enumerate(examples) if i not in dev_idx], [examples[i] for i in sorted(dev_idx)]
+    pool, dev = seeded_split(examples, share, seed, lambda ex: [ex.input, ex.output])
+    return pool, dev
 
 
-def optimize(program, target: str, backend, *, budget: int = 20, seed: int = 0, dev_share: float = 0.3,
+def optimize(program: ir.Program, target: str, backend, *, budget: int = 20, seed: int = 0, dev_share: float = 0.3,
              cache=None, decoding=None, progress=None) -> SearchResult:
-    from promptc.backends import Decoding
-    from promptc.runner import run_requests
-    from promptc.targets.text import compile_text_target
-    from promptc.testing.runner import judge
+    from promptc.execution import run_requests
+    from promptc.models import Decoding
+    from promptc.targets.text.prompt import compile_text_target
+    from promptc.testing.suite import judge
 
-    t = program.target(target)
-    task = program.task(t.task)
-    tests = program.ir.tests_for(task.name)
-    test_keys = {json.dumps(c.input, sort_keys=True) for c in tests.cases}
-    examples = [e for e in task.ir.examples if json.dumps(e.input, sort_keys=True) not in test_keys]
+    t = program.target(target, kind="text")
+    task = program.tasks[t.task]
+    examples = program.without_test_inputs(task.name, task.examples, lambda ex: ex.input)
     if len(examples) < 2:
-        raise ValueError("optimize needs at least two examples (a shot pool and a dev split)")
+        raise UsageError("optimize needs at least two examples (a shot pool and a dev split)")
     pool, dev = split_dev(examples, dev_share, seed)
     k = min(t.options.get("shots", 0) or 2, len(pool))
-    systems = [v.name for v in task.ir.system] or [None]
-    prompts = [v.name for v in task.ir.prompt]
+    systems = [v.name for v in task.system] or [None]
+    prompts = [v.name for v in task.prompt]
     dec = decoding or Decoding(max_new_tokens=t.options.get("max_new_tokens", 256))
     scores: dict[Config, float] = {}
     result = SearchResult(Config((), None, None), 0.0, Config((), None, None), 0.0, pool=pool, dev=dev)
@@ -79,15 +74,15 @@ def optimize(program, target: str, backend, *, budget: int = 20, seed: int = 0, 
             return scores[cfg]
         opts = {**t.options, "system_variant": cfg.system_variant, "prompt_variant": cfg.prompt_variant,
                 "select": "first", "shots": len(cfg.shots)}
-        prompt = compile_text_target(program.ir, task.name, opts, explicit_shots=[pool[i] for i in cfg.shots])
+        prompt = compile_text_target(program, task.name, opts, explicit_shots=[pool[i] for i in cfg.shots])
         inputs = [e.input for e in dev]
-        from promptc.backends.base import Request
+        from promptc.models.base import Request
 
-        reqs = [Request(prompt.render(i, "chat"), prompt.render(i, "plain"), task.ir.output) for i in inputs]
+        reqs = [Request(prompt.render(i, "chat"), prompt.render(i, "plain"), task.output) for i in inputs]
         res = run_requests(backend, reqs, inputs, dec, cache)
         passed = 0
         for e, r in zip(dev, res):
-            s = judge(task.ir, e.input, r, (), "check")
+            s = judge(task, e.input, r, (), "check")
             passed += s.passed and s.output == e.output
         scores[cfg] = passed / len(dev)
         result.log.append({"evaluation": len(scores), **cfg.describe(pool), "dev_pass_rate": scores[cfg]})
@@ -96,10 +91,10 @@ def optimize(program, target: str, backend, *, budget: int = 20, seed: int = 0, 
         return scores[cfg]
 
     rng = random.Random(seed)
-    from promptc.targets.text import select_shots
+    from promptc.targets.text.prompt import select_shots
 
     declared = t.options.get("select", "first")
-    picked = select_shots(pool, task.ir, k, declared if declared != "similar" else "first", t.options.get("seed", 0))
+    picked = select_shots(pool, task, k, declared if declared != "similar" else "first", t.options.get("seed", 0))
     # the baseline is the target as declared: its own shot selection, its own variants
     baseline = Config(tuple(pool.index(e) for e in picked), t.options.get("system_variant") or systems[0],
                       t.options.get("prompt_variant") or prompts[0])
@@ -143,7 +138,8 @@ def optimize(program, target: str, backend, *, budget: int = 20, seed: int = 0, 
     return result
 
 
-def write_optimized(program, target: str, result: SearchResult, out, *, budget: int, seed: int, model: str) -> Any:
+def write_optimized(program: ir.Program, target: str, result: SearchResult, out: str | Path, *, budget: int,
+                    seed: int, model: str) -> Path:
     """Compile the winning configuration into a text artifact whose manifest records the search."""
     cfg = result.best
     opts = {"system_variant": cfg.system_variant, "prompt_variant": cfg.prompt_variant}
@@ -152,4 +148,10 @@ def write_optimized(program, target: str, result: SearchResult, out, *, budget: 
               "pool_size": len(result.pool), "winner": cfg.describe(result.pool),
               "dev_pass_rate": result.best_score, "baseline": result.baseline.describe(result.pool),
               "baseline_dev_pass_rate": result.baseline_score, "search_log": result.log}
-    return program.compile(target, out, explicit_shots=shots, overrides=opts, extra_manifest={"optimized": record})
+    from promptc.targets.text.artifact import write_text_artifact
+    from promptc.targets.text.prompt import compile_text_target
+
+    t = program.target(target, kind="text")
+    t = replace(t, options={**t.options, **opts})
+    prompt = compile_text_target(program, t.task, t.options, shots)
+    return write_text_artifact(program, t, Path(out), prompt=prompt, extra={"optimized": record})

@@ -7,79 +7,49 @@ and any pickle-format weights.
 
 from __future__ import annotations
 
-import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from promptc import ir
 from promptc.artifacts import sha256_file
-from promptc.backends.base import Decoding, Generation, Request
-from promptc.diagnostics import PromptcError
+from promptc.errors import ArtifactError
+from promptc.models.base import Request
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
 
 
-class ClassifierBackend:
-    """A tuned encoder classifier behind the backend protocol: the 'generation' is the label."""
-
-    def __init__(self, model, tokenizer, labels: list[str], identity: str, max_length: int, virtual: int):
-        self.model, self.tokenizer, self.labels = model, tokenizer, labels
-        self._identity, self.max_length, self.virtual = identity, max_length, virtual
-        self.spec = identity
-
-    def identity(self) -> str:
-        return self._identity
-
-    def request_key(self, request: Request, decoding: Decoding) -> Any:
-        return request.prompt
-
-    def generate(self, requests: list[Request], decoding: Decoding, sample: int = 0) -> list[Generation]:
-        import torch
-
-        out = []
-        for i in range(0, len(requests), 32):
-            chunk = requests[i:i + 32]
-            t0 = time.perf_counter()
-            enc = self.tokenizer([r.prompt for r in chunk], padding=True, truncation=True,
-                                 max_length=self.max_length, return_tensors="pt")
-            with torch.no_grad():
-                pred = self.model(enc["input_ids"], enc["attention_mask"]).argmax(-1).tolist()
-            secs = (time.perf_counter() - t0) / len(chunk)
-            lengths = enc["attention_mask"].sum(1).tolist()
-            out.extend(Generation(self.labels[p], int(n) + self.virtual, 1, secs) for p, n in zip(pred, lengths))
-        return out
-
-
+@dataclass
 class TunedArtifact:
-    """A loaded tuned artifact, ready to run or test."""
+    """A loaded tuned artifact: the backend that runs it and how its requests are built."""
 
-    def __init__(self, directory: Path, manifest: dict[str, Any], task, backend, build, max_new_tokens: int,
-                 trainable: int):
-        self.directory, self.manifest, self.task = directory, manifest, task
-        self.backend, self.build, self.max_new_tokens, self.trainable = backend, build, max_new_tokens, trainable
+    directory: Path
+    manifest: dict[str, Any]
+    task: ir.Task
+    backend: Any
+    build: Callable[[list[dict[str, Any]]], list[Request]]
+    max_new_tokens: int
+    trainable: int
 
-    def requests(self, inputs: list[dict[str, Any]]):
+    def requests(self, inputs: list[dict[str, Any]]) -> list[Request]:
         return self.build(inputs)
 
-    def subject(self, batch_size: int = 16, **decoding: Any):
-        from promptc.runtime import Subject, make_decoding
-
-        if hasattr(self.backend, "batch_size"):
-            self.backend.batch_size = batch_size
-        return Subject("artifact", str(self.directory), f"{self.manifest['base']['id']} + {self.manifest['method']}",
-                       self.backend, self.build, make_decoding(self.max_new_tokens, **decoding), self.trainable,
-                       {"status": self.manifest.get("status")})
+    @property
+    def model_name(self) -> str:
+        return f"{self.manifest['base']['id']} + {self.manifest['method']}"
 
 
-def request_builder(task, family: str, prompt) -> Any:
+def request_builder(task: ir.Task, family: str, prompt) -> Callable[[list[dict[str, Any]]], list[Request]]:
     """How a tuned model's requests are built (the same formatting as its training data)."""
-    from promptc.tune.data import causal_prompt, classifier_text
+    from promptc.targets.tune.data import causal_prompt, classifier_text
 
     def build(inputs: list[dict[str, Any]]) -> list[Request]:
         out = []
         for i in inputs:
             prompt.check_inputs(i)
             text = classifier_text(i) if family == "classifier" else causal_prompt(prompt, i)
-            out.append(Request([{"role": "user", "content": text}], text, task.ir.output))
+            out.append(Request([{"role": "user", "content": text}], text, task.output))
         return out
 
     return build
@@ -88,9 +58,11 @@ def request_builder(task, family: str, prompt) -> Any:
 def make_backend(family: str, model, tokenizer, labels: list[str], identity: str, options: dict[str, Any],
                  method: str):
     if family == "classifier":
+        from promptc.models.classifier import ClassifierBackend
+
         virtual = options.get("virtual_tokens", 0) if method in ("prompt_tuning", "p_tuning") else 0
         return ClassifierBackend(model, tokenizer, labels, identity, options.get("max_length", 256), virtual)
-    from promptc.backends.hf import HFBackend
+    from promptc.models.hf import HFBackend
 
     # transformers 5.24 + peft 0.21 drop a prefix-tuning prefix under the default KV cache, so prefix
     # artifacts decode without the cache (tests/test_tune.py checks generation against argmax).
@@ -98,12 +70,12 @@ def make_backend(family: str, model, tokenizer, labels: list[str], identity: str
                      use_cache=method != "prefix_tuning", use_chat_template=False)
 
 
-def load_tuned(directory: Path, manifest: dict[str, Any], program, task) -> TunedArtifact:
+def load_tuned(directory: Path, manifest: dict[str, Any], program: ir.Program, task: ir.Task) -> TunedArtifact:
     """Rebuild a tuned model from its base and adapter, refusing anything that does not match."""
     import torch
     from peft import PeftModel
 
-    from promptc.tune.model import (
+    from promptc.targets.tune.model import (
         MeanPoolClassifier,
         SeqClsClassifier,
         base_weights,
@@ -117,7 +89,7 @@ def load_tuned(directory: Path, manifest: dict[str, Any], program, task) -> Tune
     d = Path(directory)
     bad = [p.name for p in d.rglob("*") if p.suffix in PICKLE_SUFFIXES]
     if bad:
-        raise PromptcError([], f"artifact {d} contains pickle-format files ({', '.join(bad)}); promptc loads "
+        raise ArtifactError(f"artifact {d} contains pickle-format files ({', '.join(bad)}); promptc loads "
                                "safetensors only and refuses it")
     if manifest.get("status") == "failed":
         import sys
@@ -134,7 +106,7 @@ def load_tuned(directory: Path, manifest: dict[str, Any], program, task) -> Tune
     fp = fingerprint(base_weights(model, family, options), config)
     want = manifest["base"]
     if fp["weights_hash"] != want["weights_hash"] or fp["config_hash"] != want["config_hash"]:
-        raise PromptcError([], f"artifact {d} was trained on a different base model than '{base.name}' now "
+        raise ArtifactError(f"artifact {d} was trained on a different base model than '{base.name}' now "
                                f"resolves to (weights {fp['weights_hash'][:12]} != {want['weights_hash'][:12]}); "
                                "refusing to load it")
     peft_model = PeftModel.from_pretrained(model, str(d / "adapter"), is_trainable=False)
@@ -152,9 +124,9 @@ def load_tuned(directory: Path, manifest: dict[str, Any], program, task) -> Tune
         runnable = SeqClsClassifier(peft_model).eval()
     else:
         runnable = peft_model.eval()
-    from promptc.targets.text import compile_text_target
+    from promptc.targets.text.prompt import compile_text_target
 
-    prompt = compile_text_target(program.ir, task.name, {"delimit": False})
+    prompt = compile_text_target(program, task.name, {"delimit": False})
     identity = f"artifact:{manifest['adapter_hash']}"
     backend = make_backend(family, runnable, tok, labels, identity, options, method)
     return TunedArtifact(d, manifest, task, backend, request_builder(task, family, prompt),

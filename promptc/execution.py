@@ -1,0 +1,173 @@
+"""Execution: (subject, inputs) -> outputs. A subject is a text target on a model, or an artifact; its
+requests go to a backend through the generation cache, and every output is parsed against the task's
+output type. The test suite, the workflows, the server, the API and the CLI all run models through here.
+
+Artifacts are loaded by kind: `ARTIFACT_KINDS` maps a manifest's `kind` to the target module that wrote
+that format, after the checks every kind shares (a manifest, file hashes, the right task and version).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from promptc import ir
+from promptc.artifacts import read_manifest, verify_files
+from promptc.errors import ArtifactError, UsageError
+from promptc.models.base import Backend, Decoding, Generation, Request, generate
+from promptc.outputs import Parsed, parse_output
+
+
+@dataclass
+class Result:
+    """One input's outcome: the parsed output (or why there is none) and the call's usage."""
+
+    input: dict[str, Any]
+    parsed: Parsed
+    generation: Generation
+
+    @property
+    def ok(self) -> bool:
+        return self.parsed.ok
+
+    @property
+    def output(self) -> Any:
+        return self.parsed.value
+
+    @property
+    def error(self) -> str | None:
+        return self.generation.error or self.parsed.error
+
+
+def text_requests(prompt: Any, inputs: list[dict[str, Any]]) -> list[Request]:
+    """Requests for a compiled TextPrompt: chat messages and the plain prompt, for any backend."""
+    return [Request(prompt.render(i, "chat"), prompt.render(i, "plain"), prompt.task.output) for i in inputs]
+
+
+def run_requests(backend: Backend, requests: list[Request], inputs: list[dict[str, Any]], decoding: Decoding,
+                 cache: Any = None, sample: int = 0) -> list[Result]:
+    """Generate for every request (through the cache) and parse each output against its type."""
+    gens = generate(backend, requests, decoding, cache, sample)
+    out = []
+    for inp, req, g in zip(inputs, requests, gens):
+        parsed = Parsed(False, error=f"model call failed: {g.error}", raw="") if g.error else \
+            parse_output(req.output, g.text)
+        out.append(Result(inp, parsed, g))
+    return out
+
+
+def open_cache(enabled: bool = True, path: str | None = None) -> Any:
+    """The SQLite generation cache (None when disabled)."""
+    if not enabled:
+        return None
+    from promptc.models.cache import Cache
+
+    return Cache(path)
+
+
+@dataclass
+class Subject:
+    """What a test suite runs against: a backend, a way to build its requests, and decoding."""
+
+    kind: str  # "target" | "artifact"
+    name: str
+    model: str
+    backend: Any
+    build: Callable[[list[dict[str, Any]]], list[Request]]
+    decoding: Decoding
+    trainable_parameters: int = 0
+    extra: dict[str, Any] | None = None
+
+    def requests(self, inputs: list[dict[str, Any]]) -> list[Request]:
+        return self.build(inputs)
+
+    def run(self, inputs: list[dict[str, Any]], cache: Any = None, sample: int = 0) -> list[Result]:
+        """Run this subject on `inputs`: requests, generation through the cache, parsed outputs."""
+        return run_requests(self.backend, self.requests(inputs), inputs, self.decoding, cache, sample)
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": self.kind, "name": self.name, "model": self.model,
+                "trainable_parameters": self.trainable_parameters, **(self.extra or {})}
+
+
+def make_decoding(default_max: int, **overrides: Any) -> Decoding:
+    """Decoding with the subject's own budget unless `max_new_tokens` (or another field) overrides it."""
+    fields = {k: v for k, v in overrides.items() if v is not None}
+    fields.setdefault("max_new_tokens", default_max)
+    return Decoding(**fields)
+
+
+def backend_for(model: Any, batch_size: int = 16) -> tuple[Backend, str]:
+    """A backend and its spec, from a model spec string or a backend object."""
+    if isinstance(model, str):
+        from promptc.models import load_backend
+
+        return load_backend(model, batch_size=batch_size), model
+    return model, getattr(model, "spec", type(model).__name__)
+
+
+def text_subject(program: ir.Program, task: ir.Task, target: str | None, model: Any, *, batch_size: int = 16,
+                 **decoding: Any) -> Subject:
+    """A text target of `task` (or a default text target) on a model spec or a backend object."""
+    from promptc.targets.text.prompt import text_prompt
+
+    prompt = text_prompt(program, task.name, target)
+    backend, spec = backend_for(model, batch_size)
+    return Subject("target", target or "(default text target)", spec, backend,
+                   lambda inputs: text_requests(prompt, inputs),
+                   make_decoding(prompt.options.get("max_new_tokens", 256), **decoding))
+
+
+def _load_text(directory: Path, manifest: dict[str, Any], program: ir.Program, task: ir.Task) -> Any:
+    from promptc.targets.text.artifact import load_text_artifact
+
+    return load_text_artifact(directory, manifest, program, task)
+
+
+def _load_tuned(directory: Path, manifest: dict[str, Any], program: ir.Program, task: ir.Task) -> Any:
+    from promptc.targets.tune.artifact import load_tuned
+
+    return load_tuned(directory, manifest, program, task)
+
+
+ArtifactLoader = Callable[[Path, dict[str, Any], ir.Program, ir.Task], Any]
+ARTIFACT_KINDS: dict[str, ArtifactLoader] = {"text": _load_text, "tune": _load_tuned}
+
+
+def load_artifact(directory: str | Path, program: ir.Program, task: ir.Task) -> Any:
+    """Load an artifact of `task`, refusing tampered files and one built for another task or version."""
+    d = Path(directory)
+    m = read_manifest(d)
+    verify_files(d, m)
+    built_for = m.get("task", {})
+    if built_for.get("name") != task.name:
+        raise ArtifactError(f"artifact {d} was built for task '{built_for.get('name')}', not '{task.name}'")
+    if built_for.get("hash") != task.hash:
+        raise ArtifactError(f"artifact {d} was built from a different version of task '{task.name}' "
+                            "(the task hash differs)", hint="rebuild it")
+    loader = ARTIFACT_KINDS.get(m.get("kind"))  # type: ignore[arg-type]
+    if loader is None:
+        raise ArtifactError(f"artifact {d} has unknown kind {m.get('kind')!r}",
+                            hint=f"kinds: {', '.join(ARTIFACT_KINDS)}")
+    return loader(d, m, program, task)
+
+
+def artifact_subject(directory: str | Path, program: ir.Program, task: ir.Task, model: Any = None, *,
+                     batch_size: int = 16, **decoding: Any) -> Subject:
+    """A compiled text artifact (run on `model`) or a tuned artifact (it brings its own model)."""
+    from promptc.targets.text.artifact import TextArtifact
+
+    art = load_artifact(directory, program, task)
+    if isinstance(art, TextArtifact):
+        if model is None:
+            raise UsageError("a text artifact needs a model to run on", hint="give --model SPEC")
+        backend, spec = backend_for(model, batch_size)
+        return Subject("artifact", str(directory), spec, backend, art.requests,
+                       make_decoding(art.max_new_tokens, **decoding))
+    if hasattr(art.backend, "batch_size"):
+        art.backend.batch_size = batch_size
+    return Subject("artifact", str(directory), art.model_name, art.backend, art.requests,
+                   make_decoding(art.max_new_tokens, **decoding), art.trainable,
+                   {"status": art.manifest.get("status")})

@@ -1,0 +1,1 @@
+"""Serving: promptc as an OpenAI-compatible HTTP server."""
