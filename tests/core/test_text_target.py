@@ -15,8 +15,7 @@ import promptc
 from promptc.errors import PromptcError
 from promptc.schema import strategy
 from promptc.targets.text.prompt import InputError
-
-from .conftest import PROGRAMS, ROOT
+from tests.conftest import PROGRAMS, ROOT
 
 CASES = ROOT / "tests" / "cases" / "render"
 TOKENIZER = ROOT / "tests" / "cases" / "chatml_tokenizer"

@@ -11,8 +11,7 @@ import pytest
 
 from promptc import __version__
 from promptc.cli import main
-
-from .conftest import PROGRAMS, ROOT
+from tests.conftest import PROGRAMS, ROOT
 
 ERRORS = ROOT / "tests" / "cases" / "errors"
 

@@ -8,8 +8,7 @@ from promptc import ast
 from promptc.errors import PromptcError
 from promptc.parser import dedent_block, parse, parse_source
 from promptc.source import SourceFile
-
-from .conftest import PROGRAMS
+from tests.conftest import PROGRAMS
 
 
 def test_reference_program_parses_with_spans():

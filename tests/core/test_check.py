@@ -8,8 +8,7 @@ import pytest
 
 from promptc import ir
 from promptc.compiler import compile_file, compile_text
-
-from .conftest import PROGRAMS
+from tests.conftest import PROGRAMS
 
 PROGRAM_FILES = sorted(PROGRAMS.glob("*.prompt"))
 
@@ -126,7 +125,7 @@ def test_string_output_with_constraint_on_return_type():
     assert [d.code for d in r.diagnostics] == ["E303"]
 
 
-REFERENCE = (Path(__file__).resolve().parents[1] / "docs" / "reference.prompt")
+REFERENCE = (Path(__file__).resolve().parents[2] / "docs" / "reference.prompt")
 
 
 def test_reference_program_exactly_as_designed(tmp_path: Path):

@@ -21,8 +21,7 @@ from promptc.models.hf import HFBackend
 from promptc.outputs import parse_output
 from promptc.schema import validate
 from promptc.serving.server import ChatHandler, make_server
-
-from .conftest import PROGRAMS, ROOT
+from tests.conftest import PROGRAMS, ROOT
 
 
 @pytest.fixture(scope="module")

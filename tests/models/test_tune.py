@@ -17,8 +17,7 @@ from promptc.cli import main
 from promptc.errors import PromptcError
 from promptc.targets.tune.train import Interrupted
 from promptc.workflows.tune import tune
-
-from .conftest import PROGRAMS, ROOT
+from tests.conftest import PROGRAMS, ROOT
 
 RECORD = '''
 enum Color { red, green, blue }

@@ -14,8 +14,7 @@ import promptc
 from promptc.cli import main
 from promptc.models.base import Generation
 from promptc.testing.report import to_json, to_junit, to_text
-
-from .conftest import PROGRAMS, ROOT
+from tests.conftest import PROGRAMS, ROOT
 
 
 class FakeBackend:

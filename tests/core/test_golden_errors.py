@@ -9,7 +9,7 @@ import pytest
 
 from promptc.cli import main
 
-CASES = Path(__file__).parent / "cases" / "errors"
+CASES = Path(__file__).resolve().parents[1] / "cases" / "errors"
 PROGRAMS = sorted(CASES.glob("*.prompt"))
 
 

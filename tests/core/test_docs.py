@@ -6,8 +6,7 @@ from promptc.check import GENERATORS, PROPERTY_SETTINGS
 from promptc.diagnostics import CODES
 from promptc.expr import FUNCTIONS
 from promptc.options import TEXT_OPTIONS, TUNE_OPTIONS
-
-from .conftest import ROOT
+from tests.conftest import ROOT
 
 DOC = (ROOT / "docs" / "language.md").read_text(encoding="utf-8")
 
