@@ -17,7 +17,7 @@ from promptc import ir
 from promptc.artifacts import read_manifest, verify_files
 from promptc.errors import ArtifactError, UsageError
 from promptc.models.base import Backend, Decoding, Generation, Request, generate
-from promptc.outputs import Parsed, parse_output
+from promptc.outputs import Parsed, failed_call, parse_output
 
 
 @dataclass
@@ -52,8 +52,8 @@ def run_requests(backend: Backend, requests: list[Request], inputs: list[dict[st
     gens = generate(backend, requests, decoding, cache, sample)
     out = []
     for inp, req, g in zip(inputs, requests, gens):
-        parsed = Parsed(False, error=f"model call failed: {g.error}", raw="") if g.error else \
-            parse_output(req.output, g.text)
+        parsed = failed_call(g.error) if g.error else \
+            parse_output(req.output, g.text, finish_reason=g.finish_reason, budget=decoding.max_new_tokens)
         out.append(Result(inp, parsed, g))
     return out
 

@@ -11,13 +11,42 @@ from typing import Any
 
 from promptc import ir
 
+# Parse outcomes (`Parsed.kind`), counted separately in reports: a wrong answer is not a cut-off.
+OK = "ok"  # a value of the output type
+INVALID = "invalid"  # a complete output that is not a value of the type (no JSON, wrong shape, a bound)
+CUTOFF = "cutoff"  # the generation budget ran out before the value was complete
+FAILED = "error"  # the model call itself failed; there is no output
+
 
 @dataclass(frozen=True, slots=True)
 class Parsed:
+    """A model output read against its type: the value, or why there is none (`kind`, `error`)."""
+
     ok: bool
     value: Any = None
     error: str | None = None
     raw: str = ""
+    kind: str = ""  # OK | INVALID | CUTOFF | FAILED; defaults from `ok`
+
+    def __post_init__(self) -> None:
+        if not self.kind:
+            object.__setattr__(self, "kind", OK if self.ok else INVALID)
+
+    @property
+    def cutoff(self) -> bool:
+        return self.kind == CUTOFF
+
+
+def cutoff_message(budget: int | None) -> str:
+    """The error of an output cut off at the budget: what happened, and how to raise the budget."""
+    at = f"the budget of {budget} new tokens" if budget is not None else "the generation budget"
+    return (f"output: cut off at {at} before the value was complete; raise the budget with the target "
+            f"option max_new_tokens or --max-new-tokens")
+
+
+def failed_call(message: str) -> Parsed:
+    """The outcome of a model call that failed (after retries): no output to parse."""
+    return Parsed(False, error=f"model call failed: {message}", kind=FAILED)
 
 
 _FENCE = re.compile(r"```(?:json|JSON)?\s*\n?(.*?)```", re.S)
@@ -110,10 +139,23 @@ def _loc(loc: tuple) -> str:
     return out
 
 
-def parse_output(t: ir.Type, text: str) -> Parsed:
+def parse_output(t: ir.Type, text: str, *, finish_reason: str | None = None, budget: int | None = None) -> Parsed:
     """Parse raw model text into the output type. `str` and enum outputs are read as raw text
     (an enum is matched case-insensitively after stripping quotes and punctuation); everything else
-    is JSON, extracted from fences and prose, then validated with pydantic."""
+    is JSON, extracted from fences and prose, then validated.
+
+    `finish_reason="length"` means the budget (`budget` new tokens) ran out: a `str` output is then
+    cut off, and any other output that does not parse and validate is a CUTOFF rather than INVALID,
+    since the model never got to finish it. A complete value followed by rambling still counts."""
+    parsed = _parse(t, text)
+    if finish_reason != "length":
+        return parsed
+    if parsed.ok and not isinstance(ir.strip_optional(t), ir.StrT):
+        return parsed
+    return Parsed(False, error=cutoff_message(budget), raw=text, kind=CUTOFF)
+
+
+def _parse(t: ir.Type, text: str) -> Parsed:
     from pydantic import ValidationError
 
     base = ir.strip_optional(t)

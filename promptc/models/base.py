@@ -44,6 +44,10 @@ class Generation:
     seconds: float = 0.0
     cached: bool = False
     error: str | None = None  # a failed call (after retries); the text is then empty
+    # Why generation ended: "stop" (the model or the grammar ended the output), "length" (the
+    # max_new_tokens budget ran out first, so the output may be cut off), or None (unknown: a failed
+    # call, or a cache row written before finish reasons were recorded).
+    finish_reason: str | None = None
 
 
 class Backend(Protocol):
@@ -74,8 +78,8 @@ def generate(backend: Backend, requests: list[Request], decoding: Decoding, cach
     todo = []
     for i, k in enumerate(keys):
         if k in hits:
-            text, pt, ct, sec = hits[k]
-            out[i] = Generation(text, pt, ct, sec, cached=True)
+            text, pt, ct, sec, finish = hits[k]
+            out[i] = Generation(text, pt, ct, sec, cached=True, finish_reason=finish)
         else:
             todo.append(i)
     if todo:
@@ -88,7 +92,8 @@ def generate(backend: Backend, requests: list[Request], decoding: Decoding, cach
                 g.seconds = elapsed / len(todo)
             out[i] = g
             if g.error is None:
-                new_items.append((keys[i], g.text, g.prompt_tokens, g.completion_tokens, g.seconds))
+                new_items.append((keys[i], g.text, g.prompt_tokens, g.completion_tokens, g.seconds,
+                                  g.finish_reason))
         if cache is not None:
             cache.put_many(new_items)
     return [g for g in out if g is not None]

@@ -41,7 +41,19 @@ class Cache:
         self._db.execute("PRAGMA synchronous = NORMAL")
         self._retry(lambda: self._db.execute(
             "CREATE TABLE IF NOT EXISTS generations (key TEXT PRIMARY KEY, text TEXT NOT NULL, "
-            "prompt_tokens INTEGER, completion_tokens INTEGER, seconds REAL, created REAL)"))
+            "prompt_tokens INTEGER, completion_tokens INTEGER, seconds REAL, created REAL, finish_reason TEXT)"))
+        self._retry(self._migrate)
+
+    def _migrate(self) -> None:
+        """Cache files written before finish reasons were recorded gain the column; their rows read
+        back with finish_reason None (unknown)."""
+        cols = {row[1] for row in self._db.execute("PRAGMA table_info(generations)")}
+        if "finish_reason" not in cols:
+            try:
+                self._db.execute("ALTER TABLE generations ADD COLUMN finish_reason TEXT")
+            except sqlite3.OperationalError as e:  # another process added it first
+                if "duplicate column" not in str(e):
+                    raise
 
     @staticmethod
     def _retry(fn, attempts: int = 20):
@@ -53,19 +65,22 @@ class Cache:
                     raise
                 time.sleep(0.05 * (i + 1))
 
-    def get_many(self, keys: list[str]) -> dict[str, tuple[str, int, int, float]]:
-        out: dict[str, tuple[str, int, int, float]] = {}
+    def get_many(self, keys: list[str]) -> dict[str, tuple[str, int, int, float, str | None]]:
+        """key -> (text, prompt_tokens, completion_tokens, seconds, finish_reason) for the keys held."""
+        out: dict[str, tuple[str, int, int, float, str | None]] = {}
         with self._lock:
             for i in range(0, len(keys), 500):
                 chunk = keys[i:i + 500]
-                q = "SELECT key, text, prompt_tokens, completion_tokens, seconds FROM generations WHERE key IN (%s)"
+                q = ("SELECT key, text, prompt_tokens, completion_tokens, seconds, finish_reason FROM generations "
+                     "WHERE key IN (%s)")
                 rows = self._retry(lambda chunk=chunk, q=q: self._db.execute(
                     q % ",".join("?" * len(chunk)), chunk).fetchall())
-                for k, text, pt, ct, sec in rows:
-                    out[k] = (text, pt or 0, ct or 0, sec or 0.0)
+                for k, text, pt, ct, sec, finish in rows:
+                    out[k] = (text, pt or 0, ct or 0, sec or 0.0, finish)
         return out
 
-    def put_many(self, items: list[tuple[str, str, int, int, float]]) -> None:
+    def put_many(self, items: list[tuple]) -> None:
+        """Store (key, text, prompt_tokens, completion_tokens, seconds[, finish_reason]) rows."""
         if not items:
             return
         now = time.time()
@@ -74,8 +89,9 @@ class Cache:
                 self._db.execute("BEGIN IMMEDIATE")
                 try:
                     self._db.executemany(
-                        "INSERT OR REPLACE INTO generations VALUES (?, ?, ?, ?, ?, ?)",
-                        [(k, t, pt, ct, s, now) for k, t, pt, ct, s in items])
+                        "INSERT OR REPLACE INTO generations (key, text, prompt_tokens, completion_tokens, "
+                        "seconds, created, finish_reason) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        [(k, t, pt, ct, s, now, rest[0] if rest else None) for k, t, pt, ct, s, *rest in items])
                     self._db.execute("COMMIT")
                 except BaseException:
                     self._db.execute("ROLLBACK")

@@ -35,5 +35,6 @@ class ClassifierBackend:
                 pred = self.model(enc["input_ids"], enc["attention_mask"]).argmax(-1).tolist()
             secs = (time.perf_counter() - t0) / len(chunk)
             lengths = enc["attention_mask"].sum(1).tolist()
-            out.extend(Generation(self.labels[p], int(n) + self.virtual, 1, secs) for p, n in zip(pred, lengths))
+            out.extend(Generation(self.labels[p], int(n) + self.virtual, 1, secs, finish_reason="stop")
+                       for p, n in zip(pred, lengths))
         return out

@@ -284,9 +284,12 @@ class HFBackend:
         elapsed = time.perf_counter() - t0
         gens = []
         for row, prompt in zip(out[:, width:].tolist(), ids):
-            n = row.index(eos) if eos in row else len(row)
+            # no eos within the budget: generation stopped because max_new_tokens ran out
+            stopped = eos in row
+            n = row.index(eos) if stopped else len(row)
             text = tok.decode(row[:n], skip_special_tokens=True)
-            gens.append(Generation(text, len(prompt), n + (1 if n < len(row) else 0), elapsed / len(ids)))
+            gens.append(Generation(text, len(prompt), n + (1 if stopped else 0), elapsed / len(ids),
+                                   finish_reason="stop" if stopped else "length"))
         return gens
 
 

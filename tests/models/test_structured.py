@@ -1,0 +1,88 @@
+"""Structured outputs you can count on: finish reasons, honest cut-offs, bounded grammars, budget-aware
+decoding, and a property test that every constrained output of random tiny models is schema-valid."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+
+from promptc import ir
+from promptc.execution import run_requests
+from promptc.models import Decoding, Request, generate, load_backend
+from promptc.models.cache import Cache
+from promptc.models.hf import HFBackend
+from promptc.outputs import CUTOFF, INVALID, OK, parse_output
+
+
+@pytest.fixture(scope="module")
+def tiny() -> HFBackend:
+    return load_backend("tiny-causal")
+
+
+def req(text: str, output: ir.Type) -> Request:
+    return Request([{"role": "user", "content": text}], text + "\nAnswer:", output)
+
+
+RECORD = ir.RecordT("R", (("a", ir.StrT(max_len=8)), ("n", ir.IntT(0, 99))))
+ENUM = ir.EnumT("Q", ("billing", "bug", "account", "other"))
+
+
+# ------------------------------------------------------------------ finish reasons
+def test_finish_reason_is_length_at_the_budget_and_stop_otherwise(tiny):
+    cut = generate(tiny, [req("go on", ir.StrT())], Decoding(max_new_tokens=5, constrained=False))[0]
+    assert cut.finish_reason == "length" and cut.completion_tokens == 5
+    done = generate(tiny, [req("pick", ENUM)], Decoding(max_new_tokens=16))[0]
+    assert done.finish_reason == "stop" and done.text in ENUM.members
+
+
+def test_cache_keeps_the_finish_reason(tiny, tmp_path):
+    cache = Cache(tmp_path / "c.db")
+    rs = [req("go on", ir.StrT()), req("pick", ENUM)]
+    d = Decoding(max_new_tokens=5, constrained=False)
+    first = generate(tiny, rs, d, cache)
+    again = generate(tiny, rs, d, cache)
+    assert all(g.cached for g in again)
+    assert [g.finish_reason for g in again] == [g.finish_reason for g in first]
+    assert first[0].finish_reason == "length"
+
+
+def test_old_cache_files_gain_the_column(tmp_path):
+    path = tmp_path / "old.db"
+    db = sqlite3.connect(path)
+    db.execute("CREATE TABLE generations (key TEXT PRIMARY KEY, text TEXT NOT NULL, prompt_tokens INTEGER, "
+               "completion_tokens INTEGER, seconds REAL, created REAL)")
+    db.execute("INSERT INTO generations VALUES ('k', 'hello', 3, 2, 0.5, 0)")
+    db.commit()
+    db.close()
+    c = Cache(path)
+    assert c.get_many(["k"]) == {"k": ("hello", 3, 2, 0.5, None)}  # unknown, not invented
+    c.put_many([("k2", "x", 1, 1, 0.1, "length")])
+    assert c.get_many(["k2"])["k2"][4] == "length"
+    c.close()
+    assert Cache(path).get_many(["k2"])["k2"][4] == "length"  # reopening does not migrate twice
+
+
+# ------------------------------------------------------------------ cut-offs are their own outcome
+def test_a_cut_off_json_output_is_a_cutoff_naming_the_budget():
+    p = parse_output(RECORD, '{"a": "xy", "n": 1', finish_reason="length", budget=64)
+    assert not p.ok and p.kind == CUTOFF and p.cutoff
+    assert "64 new tokens" in p.error and "max_new_tokens" in p.error and "--max-new-tokens" in p.error
+    # the same text when the model stopped by itself is an invalid output, not a cut-off
+    stopped = parse_output(RECORD, '{"a": "xy", "n": 1', finish_reason="stop", budget=64)
+    assert stopped.kind == INVALID and "cut off" not in stopped.error
+
+
+def test_a_complete_value_before_the_budget_ran_out_still_counts():
+    p = parse_output(RECORD, '{"a": "xy", "n": 1} and then some rambling', finish_reason="length", budget=8)
+    assert p.ok and p.kind == OK and p.value == {"a": "xy", "n": 1}
+
+
+def test_a_cut_off_str_output_is_a_cutoff():
+    assert parse_output(ir.StrT(), "Dear customer, we", finish_reason="length", budget=4).kind == CUTOFF
+    assert parse_output(ir.StrT(), "Dear customer.", finish_reason="stop", budget=4).ok
+
+
+def test_run_requests_reports_the_cutoff_end_to_end(tiny):
+    [r] = run_requests(tiny, [req("go on", ir.StrT())], [{}], Decoding(max_new_tokens=3, constrained=False))
+    assert r.parsed.kind == CUTOFF and "3 new tokens" in r.error
