@@ -8,23 +8,21 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from promptc.cli import EXIT_DIAGNOSTICS, EXIT_OK, _emit_diagnostics
-from promptc.errors import InputError, Interrupted, PromptcError, UsageError
+from promptc.cli.output import EXIT_DIAGNOSTICS, EXIT_OK, emit_diagnostics
+from promptc.errors import DiagnosticError, InputError, Interrupted, UsageError
 
 
 def load_program(path: str, fmt: str = "text"):
-    """Load a program for a command; diagnostics (errors) become exit 1 through PromptcError."""
+    """Load a program for a command; its errors raise DiagnosticError (exit 1); warnings are printed."""
     from promptc.api import Program
     from promptc.compiler import compile_file
 
     result = compile_file(path)
     if result.program is None:
-
-
-        raise PromptcError(result.diagnostics)
+        raise DiagnosticError(result.diagnostics)
     warnings = [d for d in result.diagnostics if not d.is_error]
     if warnings and fmt != "json":
-        _emit_diagnostics(warnings, "text")
+        emit_diagnostics(warnings, "text")
     return Program(result)
 
 

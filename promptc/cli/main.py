@@ -8,18 +8,9 @@ import sys
 from collections.abc import Callable
 
 from promptc._version import __version__
-from promptc.diagnostics import Diagnostic, render_all, summary, to_json, use_color
-from promptc.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, InternalError, PromptcError
-
-EXIT_DIAGNOSTICS = EXIT_FAILED
-
-
-def _emit_diagnostics(diags: list[Diagnostic], fmt: str, stream=None) -> None:
-    stream = stream or sys.stderr
-    if fmt == "json":
-        return
-    if diags:
-        print(render_all(diags, color=use_color(stream)), file=stream)
+from promptc.cli.output import EXIT_DIAGNOSTICS, emit_diagnostics, report_error
+from promptc.diagnostics import Diagnostic, summary, to_json
+from promptc.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, InternalError, PromptcError
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -32,7 +23,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         all_diags.extend(result.diagnostics)
         failed |= not result.ok
         if args.format == "text":
-            _emit_diagnostics(result.diagnostics, "text")
+            emit_diagnostics(result.diagnostics, "text")
             if result.ok:
                 tail = f" ({summary(result.diagnostics)})" if result.diagnostics else ""
                 print(f"{path}: ok{tail}", file=sys.stderr if args.quiet else sys.stdout)
@@ -96,20 +87,6 @@ def main(argv: list[str] | None = None) -> int:
             print("promptc: this is a bug in promptc; rerun with PROMPTC_DEBUG=1 for the traceback",
                   file=sys.stderr)
         return err.exit_code
-
-
-def report_error(e: PromptcError, fmt: str = "text") -> int:
-    """Print a PromptcError as the user should see it; its class decides the exit code."""
-    if not e.diagnostics:
-        print(f"promptc: error: {e}", file=sys.stderr)
-        if e.hint:
-            print(f"  hint: {e.hint}", file=sys.stderr)
-    elif fmt == "json":
-        print(to_json(e.diagnostics))
-    else:
-        _emit_diagnostics(e.diagnostics, "text")
-        print(f"promptc: {summary(e.diagnostics)}", file=sys.stderr)
-    return e.exit_code
 
 
 def _debug() -> bool:
