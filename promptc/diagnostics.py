@@ -112,6 +112,11 @@ class Diagnostics:
                 notes: tuple[str, ...] = ()) -> None:
         self.items.append(Diagnostic("warning", code, message, span, hint, notes))
 
+    def checkpoint(self) -> Checkpoint:
+        """Remember how many diagnostics there are now, to ask later whether errors came after it:
+        `since = diags.checkpoint(); ...; if since.ok: ...`."""
+        return Checkpoint(self, len(self.items))
+
     def extend(self, other: list[Diagnostic] | Diagnostics) -> None:
         self.items.extend(other.items if isinstance(other, Diagnostics) else other)
 
@@ -131,6 +136,24 @@ class Diagnostics:
 
     def __len__(self) -> int:
         return len(self.items)
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """A point in a Diagnostics collector; see `Diagnostics.checkpoint`."""
+
+    diags: Diagnostics
+    start: int
+
+    @property
+    def has_errors(self) -> bool:
+        """Whether an error was reported since the checkpoint."""
+        return any(d.is_error for d in self.diags.items[self.start:])
+
+    @property
+    def ok(self) -> bool:
+        """No error since the checkpoint (warnings allowed)."""
+        return not self.has_errors
 
 
 _COLORS = {"error": "\x1b[1;31m", "warning": "\x1b[1;33m", "note": "\x1b[1;36m"}

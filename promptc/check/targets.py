@@ -1,0 +1,145 @@
+"""Check stage, targets: `target KIND NAME for TASK { key = value }` against the option registry."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from promptc import ast, ir
+from promptc.check.context import Context
+from promptc.diagnostics import closest
+from promptc.options import OPTIONS, TUNE_METHODS, OptionSpec
+from promptc.source import Span
+
+_BAD = object()
+_KIND_WORDS = {"str": "a string", "int": "an integer", "float": "a number", "bool": "true or false",
+               "list[str]": "a list of strings"}
+
+
+def check_targets(cx: Context) -> None:
+    seen: dict[str, Span] = {}
+    for tg in cx.program.of(ast.TargetDecl):
+        dup = cx.dup(seen, tg.name, "target")
+        kind = tg.kind.name
+        if kind not in OPTIONS:
+            near = closest(kind, OPTIONS)
+            cx.d.error("E216", f"unknown target kind '{kind}'", tg.kind.span,
+                       hint=f"did you mean '{near}'?" if near else "target kinds: text, tune")
+            continue
+        if tg.task.name not in cx.out.tasks:
+            near = closest(tg.task.name, cx.task_names())
+            cx.d.error("E203", f"unknown task '{tg.task.name}'", tg.task.span,
+                       hint=f"did you mean '{near}'?" if near else None)
+        opts = options(cx, kind, tg.options)
+        if opts is not None and kind == "text" and tg.task.name in cx.out.tasks:
+            _check_variants(cx, tg, opts)
+        if opts is not None and not dup:
+            cx.out.targets[tg.name.name] = ir.Target(kind, tg.name.name, tg.task.name, opts)
+
+
+def _check_variants(cx: Context, tg: ast.TargetDecl, opts: dict[str, Any]) -> None:
+    task = cx.out.tasks[tg.task.name].decl
+    for kind in ("system", "prompt"):
+        want = opts.get(f"{kind}_variant")
+        if want is None:
+            continue
+        names = [i.variant for i in task.texts(kind) if i.variant is not None]
+        if want not in names:
+            opt = next(o for o in tg.options if o.key.name == f"{kind}_variant")
+            near = closest(want, names)
+            cx.d.error("E307", f"task '{task.name.name}' has no {kind} variant '{want}'", opt.value.span,
+                       hint=f"did you mean '{near}'?" if near else
+                       (f"variants: {', '.join(names)}" if names else f'declare one: {kind} variant "{want}" "..."'))
+
+
+def options(cx: Context, kind: str, opts: tuple[ast.Option, ...]) -> dict[str, Any] | None:
+    """A target's options as values (defaults are filled in later, by lower); None if any is wrong."""
+    specs = OPTIONS[kind]
+    since = cx.d.checkpoint()
+    vals: dict[str, Any] = {}
+    spans: dict[str, ast.Option] = {}
+    oseen: dict[str, Span] = {}
+    for o in opts:
+        key = o.key.name
+        if cx.dup(oseen, o.key, "option"):
+            continue
+        spec = specs.get(key)
+        if spec is None:
+            near = closest(key, specs)
+            cx.d.error("E208", f"unknown {kind} target option '{key}'", o.key.span,
+                       hint=f"did you mean '{near}'?" if near else f"options: {', '.join(specs)}")
+            continue
+        v = _option_value(cx, spec, o.value)
+        if v is not _BAD:
+            vals[key] = v
+            spans[key] = o
+    if kind == "tune":
+        _tune_options(cx, specs, vals, spans)
+    return vals if since.ok else None
+
+
+def _tune_options(cx: Context, specs: dict[str, OptionSpec], vals: dict[str, Any],
+                  spans: dict[str, ast.Option]) -> None:
+    """Rules across tune options: an option must apply to the method; init = "text" needs init_text."""
+    method = vals.get("method", specs["method"].default)
+    for key, o in spans.items():
+        spec = specs[key]
+        if spec.methods is not None and method not in spec.methods:
+            cx.d.error("E311", f"option '{key}' does not apply to method '{method}'", o.key.span,
+                       hint=f"'{key}' applies to: {', '.join(spec.methods)}")
+    if vals.get("init") == "text" and not vals.get("init_text"):
+        cx.d.error("E307", 'init = "text" needs init_text = "..."', spans["init"].value.span)
+
+
+def _option_value(cx: Context, spec: OptionSpec, v: ast.Value) -> Any:
+    val = _typed_option(spec, v)
+    if val is _BAD:
+        if spec.name == "method" and isinstance(v, (ast.Literal, ast.EnumRef)):
+            name = v.value if isinstance(v, ast.Literal) else v.name
+            _unknown_method(cx, str(name), v.span)
+            return _BAD
+        cx.d.error("E307", f"option '{spec.name}' takes {_KIND_WORDS[spec.kind]}", v.span, hint=spec.help)
+        return _BAD
+    if spec.choices is not None and val not in spec.choices:
+        if spec.name == "method":
+            _unknown_method(cx, val, v.span)
+        else:
+            near = closest(str(val), [str(c) for c in spec.choices])
+            cx.d.error("E307", f"option '{spec.name}' must be one of {', '.join(map(str, spec.choices))}",
+                       v.span, hint=f"did you mean '{near}'?" if near else None)
+        return _BAD
+    if spec.min is not None and isinstance(val, (int, float)) and val < spec.min:
+        cx.d.error("E307", f"option '{spec.name}' must be at least {spec.min:g}", v.span)
+        return _BAD
+    if spec.max is not None and isinstance(val, (int, float)) and val > spec.max:
+        cx.d.error("E307", f"option '{spec.name}' must be at most {spec.max:g}", v.span)
+        return _BAD
+    return val
+
+
+def _typed_option(spec: OptionSpec, v: ast.Value) -> Any:
+    """The option's value if it has the option's kind, else _BAD."""
+    if spec.kind == "list[str]":
+        if isinstance(v, ast.ListLit) and all(isinstance(i, ast.Literal) and isinstance(i.value, str)
+                                              for i in v.items):
+            return [i.value for i in v.items]  # type: ignore[union-attr]
+        return _BAD
+    if isinstance(v, ast.Literal):
+        x = v.value
+        if spec.kind == "str" and isinstance(x, str):
+            return x
+        if spec.kind == "int" and isinstance(x, int) and not isinstance(x, bool):
+            return x
+        if spec.kind == "float" and isinstance(x, (int, float)) and not isinstance(x, bool):
+            return float(x)
+        if spec.kind == "bool" and isinstance(x, bool):
+            return x
+        return _BAD
+    if isinstance(v, ast.EnumRef) and spec.kind == "str" and spec.choices and v.name in spec.choices:
+        return v.name
+    return _BAD
+
+
+def _unknown_method(cx: Context, name: str, span: Span) -> None:
+    near = closest(name, TUNE_METHODS)
+    cx.d.error("E209", f"unknown tune method '{name}'", span,
+               hint=(f"did you mean '{near}'? " if near else "") + f"methods: {', '.join(TUNE_METHODS)}")

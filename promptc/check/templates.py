@@ -1,0 +1,182 @@
+"""Check stage, templates: jinja2 `system` and `prompt` texts against the task's declared inputs.
+
+Every variable, attribute path, filter and test is checked on the template's syntax tree, and
+each mistake is located inside the triple-quoted text in the .prompt source.
+"""
+
+from __future__ import annotations
+
+import re
+
+from promptc import ast, ir
+from promptc.check.context import Context
+from promptc.diagnostics import closest
+from promptc.source import Span
+
+# Names jinja2 provides to every template; a template may use them without declaring them.
+_JINJA_GLOBALS = {"loop", "range", "namespace", "cycler", "joiner", "dict", "lipsum"}
+
+
+def check_template(cx: Context, lit: ast.Literal, env: dict[str, ir.Type]) -> None:
+    from jinja2 import TemplateSyntaxError, nodes
+
+    from promptc.templating import environment
+
+    jenv = environment()
+    try:
+        tree = jenv.parse(lit.value)
+    except TemplateSyntaxError as e:
+        cx.d.error("E105", f"template syntax error: {e.message}", template_span(lit, e.lineno or 1, None))
+        return
+    bound: set[str] = set(_JINJA_GLOBALS)
+    for n in tree.find_all(nodes.Name):
+        if n.ctx in ("store", "param"):
+            bound.add(n.name)
+    scope: dict[str, ir.Type | None] = {**env}
+    _TemplateWalker(cx, lit, jenv).visit(tree, scope, bound)
+
+
+def template_names(text: str) -> set[str]:
+    """Every name a template mentions (empty when it does not parse: that is reported elsewhere)."""
+    from jinja2 import TemplateSyntaxError, nodes
+
+    from promptc.templating import environment
+
+    try:
+        tree = environment().parse(text)
+    except TemplateSyntaxError:
+        return set()
+    return {n.name for n in tree.find_all(nodes.Name)}
+
+
+class _TemplateWalker:
+    """Walks a jinja AST and checks names and attribute paths against the declared input types."""
+
+    def __init__(self, cx: Context, lit: ast.Literal, jenv):
+        self.cx = cx
+        self.lit = lit
+        self.jenv = jenv
+
+    def visit(self, node, scope: dict[str, ir.Type | None], bound: set[str]) -> None:
+        from jinja2 import nodes
+
+        if isinstance(node, nodes.For):
+            self._visit_for(node, scope, bound)
+            return
+        if isinstance(node, (nodes.Name, nodes.Getattr, nodes.Getitem)):
+            self.type_of(node, scope, bound, report=True)
+            if isinstance(node, nodes.Getitem):
+                self.visit(node.arg, scope, bound)
+            return
+        if isinstance(node, nodes.Filter) and node.name not in self.jenv.filters:
+            self._err("E205", f"unknown filter '{node.name}'", node.lineno, node.name,
+                      hint=_near_hint(node.name, self.jenv.filters))
+        if isinstance(node, nodes.Test) and node.name not in self.jenv.tests:
+            self._err("E205", f"unknown test '{node.name}'", node.lineno, node.name,
+                      hint=_near_hint(node.name, self.jenv.tests))
+        for child in node.iter_child_nodes():
+            self.visit(child, scope, bound)
+
+    def _visit_for(self, node, scope: dict[str, ir.Type | None], bound: set[str]) -> None:
+        """`{% for x in xs %}`: inside the loop, `x` has the item type of `xs` when that is a list."""
+        from jinja2 import nodes
+
+        self.visit(node.iter, scope, bound)
+        item_t = None
+        it = self.type_of(node.iter, scope, bound, report=False)
+        if it is not None:
+            base = ir.strip_optional(it)
+            item_t = base.item if isinstance(base, ir.ListT) else None
+        inner = dict(scope)
+        if isinstance(node.target, nodes.Name):
+            inner[node.target.name] = item_t
+        for n in node.target.find_all(nodes.Name):  # tuple unpacking: element types unknown
+            inner[n.name] = None
+        inner["loop"] = None
+        for child in (*node.body, *node.else_):
+            self.visit(child, inner, bound)
+        if node.test is not None:
+            self.visit(node.test, inner, bound)
+
+    def type_of(self, node, scope, bound, report: bool) -> ir.Type | None:
+        """The IR type of a name/attribute chain, or None when it cannot be known statically."""
+        from jinja2 import nodes
+
+        if isinstance(node, nodes.Name):
+            return self._name_type(node, scope, bound, report)
+        if isinstance(node, (nodes.Getattr, nodes.Getitem)):
+            return self._member_type(node, scope, bound, report)
+        return None
+
+    def _name_type(self, node, scope, bound, report: bool) -> ir.Type | None:
+        if node.ctx != "load":
+            return None
+        if node.name in scope:
+            return scope[node.name]
+        if node.name in bound:
+            return None
+        if report:
+            names = [k for k in scope if k != "output"]
+            near = closest(node.name, names)
+            self._err("E201", f"undeclared variable '{node.name}'", node.lineno, node.name,
+                      hint=f"did you mean '{near}'?" if near else
+                      (f"the task's inputs are: {', '.join(names)}" if names else "the task has no inputs"))
+        return None
+
+    def _member_type(self, node, scope, bound, report: bool) -> ir.Type | None:
+        from jinja2 import nodes
+
+        if isinstance(node, nodes.Getattr):
+            key: str | int | None = node.attr
+        else:
+            key = node.arg.value if isinstance(node.arg, nodes.Const) else None
+        if isinstance(key, str) and key.startswith("_"):
+            if report:
+                self._err("E210", f"access to '{key}' is not allowed in templates", node.lineno, key,
+                          hint="templates may only read declared input fields")
+            return None
+        base_t = self.type_of(node.node, scope, bound, report)
+        if base_t is None or key is None:
+            return None
+        base = ir.strip_optional(base_t)
+        if isinstance(base, ir.RecordT) and isinstance(key, str):
+            ft = base.field(key)
+            if ft is None and report:
+                near = closest(key, base.field_names)
+                self._err("E204", f"unknown field '{key}' in {base.name}", node.lineno, key,
+                          hint=f"did you mean '{near}'?" if near else
+                          f"fields of {base.name}: {', '.join(base.field_names)}")
+            return ft
+        if isinstance(base, ir.ListT) and isinstance(key, int):
+            return base.item
+        if isinstance(base, ir.AnyT):
+            return None
+        if report:
+            hint = "use a filter instead, e.g. {{ x | upper }}" if isinstance(base, ir.StrT) else None
+            self._err("E204", f"{base} has no field '{key}'", node.lineno, str(key), hint=hint)
+        return None
+
+    def _err(self, code: str, msg: str, lineno: int, needle: str, hint: str | None = None) -> None:
+        self.cx.d.error(code, msg, template_span(self.lit, lineno, needle), hint=hint)
+
+
+def _near_hint(name: str, options) -> str | None:
+    near = closest(name, options)
+    return f"did you mean '{near}'?" if near else None
+
+
+def template_span(lit: ast.Literal, lineno: int, needle: str | None) -> Span:
+    """Map a template line (1-based) and a word on it to a span in the .prompt source."""
+    src = lit.span.source
+    if lit.line_origins:
+        idx = min(max(lineno - 1, 0), len(lit.line_origins) - 1)
+        line, col = lit.line_origins[idx]
+    else:
+        line, col = lit.span.line, lit.span.col + 1
+    text = src.line_text(line)
+    if needle:
+        m = re.search(r"(?<![\w.])" + re.escape(needle) + r"(?!\w)", text[col - 1:]) or \
+            re.search(re.escape(needle), text[col - 1:])
+        if m:
+            return src.span_at(line, col + m.start(), len(needle))
+    return src.span_at(line, col, max(1, len(text) - col + 1))
