@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 
-.PHONY: demo test test-slow lint bench clean
+.PHONY: demo test test-slow lint wheel-smoke bench clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -30,6 +30,12 @@ test-slow: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check promptc tests bench
+	$(BIN)/lint-imports
+	$(BIN)/mypy
+
+# a new user's install: the built wheel, non-editable, in a fresh venv, used from another folder
+wheel-smoke:
+	bash scripts/wheel_smoke.sh
 
 bench: $(STAMP)
 	$(BIN)/python bench/frontend.py
