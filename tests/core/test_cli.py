@@ -92,3 +92,36 @@ def test_check_compile_and_render_are_fast_to_start(tmp_path):
             "print(sorted(m for m in ('torch', 'transformers', 'peft', 'hypothesis') if m in sys.modules))")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert r.stdout.strip().splitlines()[-1] == "[]", r.stdout + r.stderr
+
+
+# ------------------------------------------------------------------ exit codes follow the error's class
+@pytest.mark.parametrize("argv,code,needle", [
+    (["render", "route.prompt", "--target", "route_text", "--format", "hf_chat",
+      "--input", '{"ticket": {"subject": "a", "body": "b"}}'], 2, "needs a tokenizer"),
+    (["render", "route.prompt", "--target", "nope", "--input", "{}"], 2, "no target 'nope'"),
+    (["render", "route.prompt", "--target", "route_txt", "--input", "{}"], 2, "did you mean 'route_text'"),
+    (["compile", "route.prompt", "--target", "route_soft"], 2, "is a tune target"),
+    (["render", "route.prompt", "--target", "route_text", "--input", '{"ticket": 3}'], 1, "invalid input"),
+])
+def test_usage_errors_exit_2_and_program_errors_exit_1(argv, code, needle, capsys, monkeypatch):
+    monkeypatch.chdir(PROGRAMS)
+    assert main(argv) == code
+    err = capsys.readouterr().err
+    assert needle in err and "Traceback" not in err and "internal error" not in err
+
+
+def test_a_text_artifact_without_a_model_is_a_usage_error(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(PROGRAMS)
+    assert main(["compile", "route.prompt", "--target", "route_text", "-o", str(tmp_path / "art")]) == 0
+    assert main(["test", "route.prompt", "--artifact", str(tmp_path / "art")]) == 2
+    err = capsys.readouterr().err
+    assert "needs a model" in err and "--model" in err
+
+
+def test_every_error_class_has_the_documented_exit_code():
+    from promptc import errors
+
+    expected = {errors.PromptcError: 1, errors.DiagnosticError: 1, errors.InputError: 1, errors.ModelError: 1,
+                errors.ArtifactError: 1, errors.UsageError: 2, errors.InternalError: 2, errors.Interrupted: 130}
+    assert {cls: cls.exit_code for cls in expected} == expected
+    assert all(issubclass(cls, errors.PromptcError) for cls in expected)
