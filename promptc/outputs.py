@@ -1,15 +1,16 @@
 """Output parsing: every model output, from any backend, becomes a value of the task's output type or
-a precise error naming the field. A parse failure is a result, never an exception."""
+a precise error naming the field. A parse failure is a result, never an exception. Values are checked
+by `schema.validate`, the same rule that inputs and examples meet."""
 
 from __future__ import annotations
 
-import functools
 import json
 import re
 from dataclasses import dataclass
 from typing import Any
 
 from promptc import ir
+from promptc.schema import conform, validate
 
 # Parse outcomes (`Parsed.kind`), counted separately in reports: a wrong answer is not a cut-off.
 OK = "ok"  # a value of the output type
@@ -76,69 +77,6 @@ def extract_json(text: str) -> Any:
     raise ValueError("no JSON value found in the output")
 
 
-@functools.lru_cache(maxsize=64)
-def _adapter(t: ir.Type):
-    from pydantic import TypeAdapter
-
-    return TypeAdapter(pydantic_type(t))
-
-
-def pydantic_type(t: ir.Type, _models: dict | None = None) -> Any:
-    """The pydantic type of an IR type: records become models that forbid extra fields; field
-    constraints become pydantic constraints (patterns match the whole string, Python `re` syntax)."""
-    from typing import Annotated, Literal, Optional
-
-    from pydantic import ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr, create_model
-
-    models = {} if _models is None else _models
-    if isinstance(t, ir.OptionalT):
-        return Optional[pydantic_type(t.inner, models)]  # noqa: UP045 - built at run time
-    if isinstance(t, ir.StrT):
-        kw: dict[str, Any] = {}
-        if t.min_len is not None:
-            kw["min_length"] = t.min_len
-        if t.max_len is not None:
-            kw["max_length"] = t.max_len
-        if t.pattern is not None:
-            kw["pattern"] = f"^(?:{t.pattern})$"
-        return Annotated[StrictStr, Field(**kw)] if kw else StrictStr
-    if isinstance(t, ir.IntT):
-        return Annotated[StrictInt, Field(ge=t.ge, le=t.le)]
-    if isinstance(t, ir.FloatT):
-        return Annotated[StrictFloat | StrictInt, Field(ge=t.ge, le=t.le)]
-    if isinstance(t, ir.BoolT):
-        return StrictBool
-    if isinstance(t, ir.EnumT):
-        return Literal[tuple(t.members)]  # type: ignore[valid-type]
-    if isinstance(t, ir.ListT):
-        return Annotated[list[pydantic_type(t.item, models)], Field(min_length=t.min_len, max_length=t.max_len)]
-    if isinstance(t, ir.RecordT):
-        if t.name not in models:
-            fields = {}
-            for k, ft in t.fields:
-                pt = pydantic_type(ft, models)
-                fields[k] = (pt, None) if isinstance(ft, ir.OptionalT) else (pt, ...)
-            models[t.name] = create_model(
-                _model_name(t.name), __config__=ConfigDict(extra="forbid", regex_engine="python-re"), **fields)
-        return models[t.name]
-    return Any
-
-
-def _model_name(name: str) -> str:
-    return re.sub(r"\W", "_", name) or "Record"
-
-
-def _loc(loc: tuple) -> str:
-    out = "output"
-    for p in loc:
-        if isinstance(p, int):
-            out += f"[{p}]"
-        elif isinstance(p, str) and not p.startswith(("function-", "constrained-", "literal[")) \
-                and p not in ("int", "float", "str", "bool"):
-            out += f".{p}"
-    return out
-
-
 def parse_output(t: ir.Type, text: str, *, finish_reason: str | None = None, budget: int | None = None) -> Parsed:
     """Parse raw model text into the output type. `str` and enum outputs are read as raw text
     (an enum is matched case-insensitively after stripping quotes and punctuation); everything else
@@ -156,8 +94,6 @@ def parse_output(t: ir.Type, text: str, *, finish_reason: str | None = None, bud
 
 
 def _parse(t: ir.Type, text: str) -> Parsed:
-    from pydantic import ValidationError
-
     base = ir.strip_optional(t)
     raw = text
     stripped = text.strip()
@@ -175,13 +111,12 @@ def _parse(t: ir.Type, text: str) -> Parsed:
             value = extract_json(text)
         except ValueError as e:
             return Parsed(False, error=f"output: {e}", raw=raw)
-    try:
-        validated = _adapter(t).validate_python(value)
-    except ValidationError as e:
-        first = e.errors()[0]
-        more = f" (and {e.error_count() - 1} more)" if e.error_count() > 1 else ""
-        return Parsed(False, error=f"{_loc(first['loc'])}: {first['msg']}{more}", raw=raw)
-    return Parsed(True, _plain(validated), raw=raw)
+    # the one validator of the type (schema.validate), as for inputs and examples
+    problems = validate(t, value)
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        return Parsed(False, error=f"{problems[0].where('output')}: {problems[0].message}{more}", raw=raw)
+    return Parsed(True, conform(t, value), raw=raw)
 
 
 def _enum_member(t: ir.EnumT, text: str) -> str | None:
@@ -200,13 +135,3 @@ def _enum_member(t: ir.EnumT, text: str) -> str | None:
     if first and first.group(0).lower() in lowered:
         return lowered[first.group(0).lower()]
     return None
-
-
-def _plain(v: Any) -> Any:
-    if hasattr(v, "model_dump"):
-        return {k: _plain(x) for k, x in v.model_dump(mode="python").items()}
-    if isinstance(v, list):
-        return [_plain(x) for x in v]
-    if isinstance(v, dict):
-        return {k: _plain(x) for k, x in v.items()}
-    return v

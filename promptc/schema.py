@@ -3,6 +3,7 @@ hypothesis strategies. Field constraints feed all of them, so the three never di
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -57,6 +58,44 @@ def compiled(pattern: str) -> re.Pattern:
     return r
 
 
+# One rule per type, used for inputs, examples, model outputs and property checks alike (every path
+# calls `validate`, `is_valid_fn` or `conform` below; tests/core/test_schema.py holds them to one verdict):
+# - `int` is a 64-bit signed integer. A number with no fractional part (`3.0`) is an int, as in JSON
+#   Schema's "integer" (a model's JSON may well print it that way); `conform` reads it as the int 3.
+#   Booleans and strings are never numbers.
+# - `float` is a finite IEEE double: any int or float, never NaN or an infinity (JSON has neither).
+INT_MIN, INT_MAX = -(2**63), 2**63 - 1
+
+
+def number_problem(t: ir.IntT | ir.FloatT, v: Any) -> str | None:
+    """Why `v` is not a number of `t`'s kind (bounds aside), or None when it is."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return f"expected {t}, got {type_name_of(v)}"
+    if isinstance(v, float) and not math.isfinite(v):
+        return f"expected {t}, got {v} (not a finite number)"
+    if isinstance(t, ir.IntT):
+        if isinstance(v, float) and not v.is_integer():
+            return f"expected {t}, got float {v!r} (it has a fractional part)"
+        if not INT_MIN <= v <= INT_MAX:
+            return f"{v:.0f} is outside the 64-bit int range" if isinstance(v, float) else \
+                f"{v} is outside the 64-bit int range"
+    return None
+
+
+def conform(t: ir.Type, v: Any) -> Any:
+    """A valid value in its canonical form: ints of an `int` type as Python ints (`3.0` -> `3`), and
+    optional record fields that were left out as None. Call it after `validate` found nothing."""
+    if isinstance(t, ir.OptionalT):
+        return None if v is None else conform(t.inner, v)
+    if isinstance(t, ir.IntT) and isinstance(v, float):
+        return int(v)
+    if isinstance(t, ir.ListT) and isinstance(v, list):
+        return [conform(t.item, x) for x in v]
+    if isinstance(t, ir.RecordT) and isinstance(v, dict):
+        return {k: conform(ft, v.get(k)) for k, ft in t.fields}
+    return v
+
+
 def validate(t: ir.Type, value: Any, path: tuple[str | int, ...] = ()) -> list[Violation]:
     """Every way `value` (a JSON value; enums as member-name strings) fails to fit `t`."""
     out: list[Violation] = []
@@ -92,13 +131,9 @@ def _validate(t: ir.Type, v: Any, path, out: list[Violation]) -> None:
         if not isinstance(v, bool):
             out.append(Violation(path, f"expected bool, got {type_name_of(v)}"))
     elif isinstance(t, (ir.IntT, ir.FloatT)):
-        ok = isinstance(v, int) and not isinstance(v, bool)
-        if isinstance(t, ir.FloatT):
-            ok = ok or isinstance(v, float)
-        elif isinstance(v, float) and v.is_integer():
-            ok = True
-        if not ok:
-            out.append(Violation(path, f"expected {t}, got {type_name_of(v)}"))
+        problem = number_problem(t, v)
+        if problem is not None:
+            out.append(Violation(path, problem))
             return
         if t.ge is not None and v < t.ge:
             out.append(Violation(path, f"{v} is under ge={t.ge}", "constraint"))
@@ -175,11 +210,13 @@ def is_valid_fn(t: ir.Type):
                 lines.append(f"{ind}if {const(compiled(t.pattern).fullmatch)}({v}) is None: return False")
         elif isinstance(t, ir.BoolT):
             lines.append(f"{ind}if not isinstance({v}, bool): return False")
-        elif isinstance(t, ir.IntT):
-            lines.append(f"{ind}if isinstance({v}, bool) or not (isinstance({v}, int) or "
-                         f"(isinstance({v}, float) and {v}.is_integer())): return False")
-        elif isinstance(t, ir.FloatT):
+        elif isinstance(t, (ir.IntT, ir.FloatT)):
             lines.append(f"{ind}if isinstance({v}, bool) or not isinstance({v}, (int, float)): return False")
+            if isinstance(t, ir.IntT):  # is_integer() is False for NaN and the infinities too
+                lines.append(f"{ind}if isinstance({v}, float) and not {v}.is_integer(): return False")
+                lines.append(f"{ind}if not {INT_MIN} <= {v} <= {INT_MAX}: return False")
+            else:
+                lines.append(f"{ind}if isinstance({v}, float) and not {const(math.isfinite)}({v}): return False")
         elif isinstance(t, ir.EnumT):
             lines.append(f"{ind}if not isinstance({v}, str) or {v} not in {const(frozenset(t.members))}: "
                          "return False")
@@ -329,11 +366,9 @@ def strategy(t: ir.Type, overrides: dict[tuple, Any] | None = None, _path: tuple
             return st.from_regex(t.pattern, fullmatch=True).filter(lambda s: lo <= len(s) <= hi)
         return st.text(min_size=lo, max_size=min(hi, max(lo, DEFAULT_MAX_TEXT)))
     if isinstance(t, ir.IntT):
-        import math
-
-        lo = math.ceil(t.ge) if t.ge is not None else None
-        hi = math.floor(t.le) if t.le is not None else None
-        return st.integers(min_value=lo, max_value=hi)
+        lo = math.ceil(t.ge) if t.ge is not None else INT_MIN
+        hi = math.floor(t.le) if t.le is not None else INT_MAX
+        return st.integers(min_value=max(lo, INT_MIN), max_value=min(hi, INT_MAX))
     if isinstance(t, ir.FloatT):
         return st.floats(min_value=t.ge, max_value=t.le, allow_nan=False, allow_infinity=False)
     if isinstance(t, ir.BoolT):

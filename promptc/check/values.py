@@ -83,13 +83,18 @@ def _scalar_value(cx: Context, v: ast.Value, t: ir.Type) -> Any:
     val = v.value
     ok = (isinstance(t, ir.StrT) and isinstance(val, str)) or \
          (isinstance(t, ir.BoolT) and isinstance(val, bool)) or \
-         (isinstance(t, ir.IntT) and isinstance(val, int) and not isinstance(val, bool)) or \
+         (isinstance(t, ir.IntT) and _integral(val)) or \
          (isinstance(t, ir.FloatT) and isinstance(val, (int, float)) and not isinstance(val, bool))
     if not ok:
         return _mismatch(cx, v, t)
     for viol in validate(t, val):
         cx.d.error("E303", viol.message, v.span)
-    return float(val) if isinstance(t, ir.FloatT) else val
+    return float(val) if isinstance(t, ir.FloatT) else int(val) if isinstance(t, ir.IntT) else val
+
+
+def _integral(val: Any) -> bool:
+    """An int, or a float with no fractional part (`3.0`): schema.py's one rule for `int`."""
+    return not isinstance(val, bool) and (isinstance(val, int) or (isinstance(val, float) and val.is_integer()))
 
 
 def _mismatch(cx: Context, v: ast.Value, t: ir.Type) -> Any:

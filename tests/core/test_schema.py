@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -65,3 +66,65 @@ def test_json_schema_shapes():
     assert r["properties"]["y"]["anyOf"][1] == {"type": "null"}
     assert s["$defs"]["E"] == {"type": "string", "enum": ["a", "b"]}
     assert json_schema(ir.StrT(pattern="a+"))["pattern"] == "^(?:a+)$"
+
+
+# ------------------------------------------------------------------ one rule per type, on every path
+# (int: a 64-bit integer, `3.0` included; float: finite). The same value gets the same verdict as an
+# inline example, a JSONL example, a task input, a parsed model output, and through Task.check.
+ONE_RULE = [
+    ("int", "3", True), ("int", "3.0", True), ("int", "-3.0", True), ("int", "3.5", False),
+    ("int", "true", False), ("int", '"3"', False), ("int", "9223372036854775807", True),
+    ("int", "9223372036854775808", False), ("int", "1e300", False),
+    ("float", "3", True), ("float", "2.5e-3", True), ("float", "false", False), ("float", '"1.0"', False),
+]
+
+
+def _program(kind: str, example: str | None) -> str:
+    ex = f'  example "e" {{ input {{ x: 1 }} output {{ v: {example} }} }}\n' if example is not None else ""
+    return (f'type Out {{ v: {kind} }}\n'
+            f'task t(x: {kind}) -> Out {{\n  prompt "{{{{ x }}}}"\n{ex}}}\n')
+
+
+@pytest.mark.parametrize("kind,text,accepted", ONE_RULE)
+def test_one_validation_rule_on_every_path(kind, text, accepted, tmp_path):
+    import json
+
+    import promptc
+    from promptc.errors import InputError
+    from promptc.outputs import parse_output
+    from promptc.targets.text.prompt import check_inputs
+
+    value = json.loads(text)
+    t = ir.IntT() if kind == "int" else ir.FloatT()
+    verdicts = {"validate": not validate(t, value), "is_valid_fn": is_valid_fn(t)(value)}
+    # an inline example in the program source
+    inline = promptc.compiler.compile_text(_program(kind, text))
+    verdicts["inline example"] = not [d for d in inline.diagnostics if d.severity == "error"]
+    # a JSONL examples file
+    (tmp_path / "ex.jsonl").write_text(json.dumps({"input": {"x": 1}, "output": {"v": value}}) + "\n")
+    src = _program(kind, None).replace('  prompt "{{ x }}"\n', '  prompt "{{ x }}"\n  examples "ex.jsonl"\n')
+    (tmp_path / "p.prompt").write_text(src)
+    jsonl = promptc.compiler.compile_file(tmp_path / "p.prompt")
+    verdicts["jsonl example"] = not [d for d in jsonl.diagnostics if d.severity == "error"]
+    # a task input, a parsed model output, and the API's judge of an output
+    task = promptc.loads(_program(kind, None)).task("t")
+    try:
+        check_inputs(task.ir, {"x": value})
+        verdicts["input"] = True
+    except InputError:
+        verdicts["input"] = False
+    parsed = parse_output(task.ir.output, json.dumps({"v": value}))
+    verdicts["output"] = parsed.ok
+    verdicts["Task.check"] = not task.check({"x": 1}, {"v": value})
+    assert verdicts == dict.fromkeys(verdicts, accepted), verdicts
+    if accepted and kind == "int":
+        assert parsed.value == {"v": int(value)} and type(parsed.value["v"]) is int
+
+
+def test_non_finite_numbers_are_never_floats():
+    from promptc.outputs import parse_output
+
+    for text in ("NaN", "Infinity", "-Infinity"):
+        assert not parse_output(ir.FloatT(), text).ok
+        assert validate(ir.FloatT(), float(text.replace("Infinity", "inf")))
+        assert not is_valid_fn(ir.FloatT())(float(text.replace("Infinity", "inf")))
