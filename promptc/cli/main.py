@@ -51,9 +51,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("-q", "--quiet", action="store_true", help="print nothing for clean files")
     c.set_defaults(func=cmd_check)
 
-    from promptc.cli import commands
+    from promptc.cli import authoring, commands
 
     commands.register(sub)
+    authoring.register(sub)  # fmt, lsp, init
     return p
 
 
