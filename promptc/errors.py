@@ -5,6 +5,7 @@
       InputError                 exit 1   an input, examples line or output that breaks the task's schema
       ModelError                 exit 1   a model or backend could not be loaded or called
       ArtifactError              exit 1   an artifact is missing, tampered with, or built for something else
+      CacheError                 exit 1   the generation cache file is unreadable (corrupt, not SQLite)
       UsageError                 exit 2   how promptc was called: flags, target and task names, formats
       InternalError              exit 2   a bug in promptc (the CLI adds "this is a bug" and the traceback hint)
 
@@ -66,6 +67,10 @@ class ModelError(PromptcError):
 
 class ArtifactError(PromptcError):
     """An artifact that cannot be used: missing, not promptc's, tampered with, or built for another task."""
+
+
+class CacheError(PromptcError):
+    """The generation cache cannot be read: a corrupt or foreign file where cache.db should be."""
 
 
 class UsageError(PromptcError):

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from promptc.cli.inputs import parse_json_arg
 from promptc.cli.output import EXIT_DIAGNOSTICS, EXIT_OK, emit_diagnostics
 from promptc.errors import DiagnosticError, InputError, Interrupted, UsageError
 
@@ -24,22 +25,6 @@ def load_program(path: str, fmt: str = "text"):
     if warnings and fmt != "json":
         emit_diagnostics(warnings, "text")
     return Program(result)
-
-
-def parse_json_arg(value: str, what: str) -> Any:
-    """`--input '{"a": 1}'` or `--input @file.json`."""
-    if value.startswith("@"):
-        path = Path(value[1:])
-        try:
-            value = path.read_text(encoding="utf-8")
-        except OSError as e:
-            raise UsageError(f"cannot read {what} file {path}: {e.strerror}") from None
-        except UnicodeDecodeError:
-            raise UsageError(f"{what} file {path} is not UTF-8") from None
-    try:
-        return json.loads(value)
-    except json.JSONDecodeError as e:
-        raise UsageError(f"{what} is not valid JSON: {e.msg} at line {e.lineno} column {e.colno}") from None
 
 
 def _text_target(prog, name: str):
@@ -78,31 +63,15 @@ def cmd_render(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def read_inputs(args: argparse.Namespace) -> list[dict[str, Any]]:
-    """--input JSON|@file, or --inputs FILE.jsonl (one object per line; '-' reads stdin)."""
-    if args.input is not None:
-        value = parse_json_arg(args.input, "--input")
-        items = [value]
-    else:
-        path = args.inputs
-        try:
-            text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
-        except OSError as e:
-            raise UsageError(f"cannot read --inputs {path}: {e.strerror}") from None
-        items = []
-        for n, line in enumerate(text.splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                items.append(json.loads(line))
-            except json.JSONDecodeError as e:
-                raise UsageError(f"{path}:{n}:{e.colno}: invalid JSON: {e.msg}") from None
-    for i, item in enumerate(items):
-        if not isinstance(item, dict):
-            raise UsageError(f"input {i + 1} is not a JSON object with one entry per task input")
-        if set(item) == {"input"} or ("input" in item and "output" in item):
-            items[i] = item["input"]  # accept examples-format lines
-    return items
+def read_inputs(args: argparse.Namespace, task=None) -> list[dict[str, Any]]:
+    """--input or --inputs as a list of input objects; with `task`, each is validated (file:line)."""
+    from promptc.cli.inputs import check_inputs
+    from promptc.cli.inputs import read_inputs as read
+
+    items = read(getattr(args, "input", None), getattr(args, "inputs", None))
+    if task is not None:
+        check_inputs(task.ir, items)
+    return [i.value for i in items]
 
 
 def _subject_args(p: argparse.ArgumentParser, task_help: str, target_help: str) -> None:
@@ -168,7 +137,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     prog = load_program(args.file)
     task = prog.task(args.task)
-    inputs = read_inputs(args)
+    inputs = read_inputs(args, task)
     subject = make_subject(args, prog, task)
     try:
         requests = subject.requests(inputs)
@@ -364,7 +333,7 @@ def cmd_distill(args: argparse.Namespace) -> int:
             raise UsageError("--generate takes a positive number of inputs")
         inputs = generate_inputs(task.ir, args.generate, args.seed)
     else:
-        inputs = read_inputs(argparse.Namespace(input=None, inputs=args.inputs))
+        inputs = read_inputs(argparse.Namespace(input=None, inputs=args.inputs), task)
     teacher = make_backend(args.teacher, args)
     dec = decoding_overrides(args)
     from promptc.execution import make_decoding
@@ -431,11 +400,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_cache(args: argparse.Namespace) -> int:
     from promptc.models.cache import Cache
 
-    cache = Cache(Path(args.dir) / "cache.db" if args.dir else None)
+    path = Path(args.dir) / "cache.db" if args.dir else None
     if args.action == "clear":
-        n = cache.clear()
-        print(f"removed {n} cached generation{'s' if n != 1 else ''} from {cache.path}")
+        cache, n, aside = Cache.reset(path)
+        if aside is not None:
+            print(f"the cache could not be read; moved it to {aside} and started a new one at {cache.path}")
+        else:
+            print(f"removed {n} cached generation{'s' if n != 1 else ''} from {cache.path}")
     else:
+        cache = Cache(path)
         print(f"{cache.path}: {cache.count()} cached generations")
     return EXIT_OK
 
@@ -559,3 +532,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     ca.add_argument("action", choices=("info", "clear"))
     ca.add_argument("--dir", metavar="DIR", help="cache directory (default: .promptc or $PROMPTC_CACHE_DIR)")
     ca.set_defaults(func=cmd_cache)
+
+    from promptc.cli import explain
+
+    explain.register(sub)

@@ -15,6 +15,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from promptc.errors import CacheError
+
 DEFAULT_DIR = ".promptc"
 
 
@@ -33,8 +35,32 @@ class Cache:
 
     def __init__(self, path: str | Path | None = None):
         self.path = Path(path) if path is not None else default_path()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
+        try:
+            self._open()
+        except sqlite3.DatabaseError as e:
+            raise CacheError(f"the generation cache {self.path} cannot be read ({e})",
+                             hint="`promptc cache clear` moves the damaged file aside and starts a new cache; "
+                                  "or run with --no-cache") from None
+
+    @classmethod
+    def reset(cls, path: str | Path | None = None) -> tuple[Cache, int, Path | None]:
+        """Open the cache and empty it: (cache, rows removed, where a damaged file was moved aside)."""
+        target = Path(path) if path is not None else default_path()
+        try:
+            cache = cls(target)
+            return cache, cache.clear(), None
+        except (CacheError, sqlite3.DatabaseError):
+            aside = target.with_name(f"{target.name}.damaged-{int(time.time())}")
+            target.replace(aside)
+            for suffix in ("-wal", "-shm"):
+                side = target.with_name(target.name + suffix)
+                if side.exists():
+                    side.replace(aside.with_name(aside.name + suffix))
+            return cls(target), 0, aside
+
+    def _open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(str(self.path), timeout=60, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA busy_timeout = 60000")
         self._retry(lambda: self._db.execute("PRAGMA journal_mode = WAL"))
