@@ -49,93 +49,113 @@ def split_dev(examples: list[ir.Example], share: float, seed: int) -> tuple[list
     return pool, dev
 
 
-def optimize(program: ir.Program, target: str, backend, *, budget: int = 20, seed: int = 0, dev_share: float = 0.3,
-             cache=None, decoding=None, progress=None) -> SearchResult:
-    from promptc.execution import run_requests
-    from promptc.models import Decoding
-    from promptc.targets.text.prompt import compile_text_target
-    from promptc.testing.suite import judge
+class _Search:
+    """The seeded local search: its state, the scoring of one configuration, and the moves."""
 
-    t = program.target(target, kind="text")
-    task = program.tasks[t.task]
-    examples = program.without_test_inputs(task.name, task.examples, lambda ex: ex.input)
-    if len(examples) < 2:
-        raise UsageError("optimize needs at least two examples (a shot pool and a dev split)")
-    pool, dev = split_dev(examples, dev_share, seed)
-    k = min(t.options.get("shots", 0) or 2, len(pool))
-    systems = [v.name for v in task.system] or [None]
-    prompts = [v.name for v in task.prompt]
-    dec = decoding or Decoding(max_new_tokens=t.options.get("max_new_tokens", 256))
-    scores: dict[Config, float] = {}
-    result = SearchResult(Config((), None, None), 0.0, Config((), None, None), 0.0, pool=pool, dev=dev)
+    def __init__(self, program: ir.Program, target: ir.Target, backend: Any, *, budget: int, seed: int,
+                 dev_share: float, cache: Any, decoding: Any, progress: Any):
+        from promptc.models import Decoding
 
-    def score(cfg: Config) -> float:
-        if cfg in scores:
-            return scores[cfg]
-        opts = {**t.options, "system_variant": cfg.system_variant, "prompt_variant": cfg.prompt_variant,
+        self.program, self.target, self.backend = program, target, backend
+        self.task = program.tasks[target.task]
+        examples = program.without_test_inputs(self.task.name, self.task.examples, lambda ex: ex.input)
+        if len(examples) < 2:
+            raise UsageError("optimize needs at least two examples (a shot pool and a dev split)")
+        self.pool, self.dev = split_dev(examples, dev_share, seed)
+        self.k = min(target.options.get("shots", 0) or 2, len(self.pool))
+        self.systems: list[str | None] = [v.name for v in self.task.system] or [None]
+        self.prompts: list[str | None] = [v.name for v in self.task.prompt]
+        self.decoding = decoding or Decoding(max_new_tokens=target.options.get("max_new_tokens", 256))
+        self.budget, self.cache, self.progress = budget, cache, progress
+        self.rng = random.Random(seed)
+        self.scores: dict[Config, float] = {}
+        self.log: list[dict[str, Any]] = []
+
+    def score(self, cfg: Config) -> float:
+        """The dev pass rate of one configuration (each is evaluated once)."""
+        from promptc.execution import run_requests, text_requests
+        from promptc.targets.text.prompt import compile_text_target
+        from promptc.testing.suite import judge
+
+        if cfg in self.scores:
+            return self.scores[cfg]
+        opts = {**self.target.options, "system_variant": cfg.system_variant, "prompt_variant": cfg.prompt_variant,
                 "select": "first", "shots": len(cfg.shots)}
-        prompt = compile_text_target(program, task.name, opts, explicit_shots=[pool[i] for i in cfg.shots])
-        inputs = [e.input for e in dev]
-        from promptc.models.base import Request
-
-        reqs = [Request(prompt.render(i, "chat"), prompt.render(i, "plain"), task.output) for i in inputs]
-        res = run_requests(backend, reqs, inputs, dec, cache)
+        prompt = compile_text_target(self.program, self.task.name, opts,
+                                     explicit_shots=[self.pool[i] for i in cfg.shots])
+        inputs = [e.input for e in self.dev]
+        results = run_requests(self.backend, text_requests(prompt, inputs), inputs, self.decoding, self.cache)
         passed = 0
-        for e, r in zip(dev, res):
-            s = judge(task, e.input, r, (), "check")
+        for e, r in zip(self.dev, results):
+            s = judge(self.task, e.input, r, (), "check")
             passed += s.passed and s.output == e.output
-        scores[cfg] = passed / len(dev)
-        result.log.append({"evaluation": len(scores), **cfg.describe(pool), "dev_pass_rate": scores[cfg]})
-        if progress:
-            progress(f"evaluated {len(scores)}/{budget}: dev pass rate {scores[cfg]:.2f}")
-        return scores[cfg]
+        self.scores[cfg] = passed / len(self.dev)
+        self.log.append({"evaluation": len(self.scores), **cfg.describe(self.pool), "dev_pass_rate": self.scores[cfg]})
+        if self.progress:
+            self.progress(f"evaluated {len(self.scores)}/{self.budget}: dev pass rate {self.scores[cfg]:.2f}")
+        return self.scores[cfg]
 
-    rng = random.Random(seed)
-    from promptc.targets.text.prompt import select_shots
+    def baseline(self) -> Config:
+        """The target as declared: its own shot selection, its own variants."""
+        from promptc.targets.text.prompt import select_shots
 
-    declared = t.options.get("select", "first")
-    picked = select_shots(pool, task, k, declared if declared != "similar" else "first", t.options.get("seed", 0))
-    # the baseline is the target as declared: its own shot selection, its own variants
-    baseline = Config(tuple(pool.index(e) for e in picked), t.options.get("system_variant") or systems[0],
-                      t.options.get("prompt_variant") or prompts[0])
-    best, best_score = baseline, score(baseline)
-    result.baseline, result.baseline_score = baseline, best_score
+        opts = self.target.options
+        declared = opts.get("select", "first")
+        picked = select_shots(self.pool, self.task, self.k, declared if declared != "similar" else "first",
+                              opts.get("seed", 0))
+        return Config(tuple(self.pool.index(e) for e in picked), opts.get("system_variant") or self.systems[0],
+                      opts.get("prompt_variant") or self.prompts[0])
 
-    def neighbour(cfg: Config) -> Config:
-        moves = ["swap_in", "reorder", "system", "prompt"]
-        move = rng.choice(moves)
-        shots = list(cfg.shots)
-        if move == "swap_in" and len(pool) > len(shots) and shots:
-            unused = [i for i in range(len(pool)) if i not in shots]
+    def neighbour(self, cfg: Config) -> Config:
+        """One change: swap a shot in, reorder two shots, or switch a variant."""
+        rng, shots = self.rng, list(cfg.shots)
+        move = rng.choice(["swap_in", "reorder", "system", "prompt"])
+        if move == "swap_in" and len(self.pool) > len(shots) and shots:
+            unused = [i for i in range(len(self.pool)) if i not in shots]
             shots[rng.randrange(len(shots))] = rng.choice(unused)
         elif move == "reorder" and len(shots) > 1:
             a, b = rng.sample(range(len(shots)), 2)
             shots[a], shots[b] = shots[b], shots[a]
-        elif move == "system" and len(systems) > 1:
-            return Config(cfg.shots, rng.choice([s for s in systems if s != cfg.system_variant]), cfg.prompt_variant)
-        elif move == "prompt" and len(prompts) > 1:
-            return Config(cfg.shots, cfg.system_variant, rng.choice([p for p in prompts if p != cfg.prompt_variant]))
+        elif move == "system" and len(self.systems) > 1:
+            return Config(cfg.shots, rng.choice([s for s in self.systems if s != cfg.system_variant]),
+                          cfg.prompt_variant)
+        elif move == "prompt" and len(self.prompts) > 1:
+            return Config(cfg.shots, cfg.system_variant,
+                          rng.choice([p for p in self.prompts if p != cfg.prompt_variant]))
         return Config(tuple(shots), cfg.system_variant, cfg.prompt_variant)
 
-    def random_config() -> Config:
-        return Config(tuple(rng.sample(range(len(pool)), k)), rng.choice(systems), rng.choice(prompts))
+    def random_config(self) -> Config:
+        return Config(tuple(self.rng.sample(range(len(self.pool)), self.k)), self.rng.choice(self.systems),
+                      self.rng.choice(self.prompts))
 
-    stale = 0
-    attempts = 0
-    while len(scores) < budget and attempts < budget * 50 and best_score < 1.0:
-        attempts += 1
-        # random restarts while the local moves stop paying off
-        cand = random_config() if stale >= 3 else neighbour(best)
-        if cand in scores:
-            stale += 1
-            continue
-        s = score(cand)
-        if s > best_score:
-            best, best_score, stale = cand, s, 0
-        else:
-            stale += 1
-    result.best, result.best_score = best, best_score
-    return result
+    def run(self) -> SearchResult:
+        baseline = self.baseline()
+        best, best_score = baseline, self.score(baseline)
+        result = SearchResult(best, best_score, baseline, best_score, self.log, self.pool, self.dev)
+        stale = attempts = 0
+        while len(self.scores) < self.budget and attempts < self.budget * 50 and best_score < 1.0:
+            attempts += 1
+            # random restarts while the local moves stop paying off
+            cand = self.random_config() if stale >= 3 else self.neighbour(best)
+            if cand in self.scores:
+                stale += 1
+                continue
+            s = self.score(cand)
+            if s > best_score:
+                best, best_score, stale = cand, s, 0
+            else:
+                stale += 1
+        result.best, result.best_score = best, best_score
+        return result
+
+
+def optimize(program: ir.Program, target: str, backend: Any, *, budget: int = 20, seed: int = 0,
+             dev_share: float = 0.3, cache: Any = None, decoding: Any = None, progress: Any = None) -> SearchResult:
+    """Search shots and declared variants of a text target for the best dev pass rate within `budget`
+    evaluations; the same seed and budget reproduce the search."""
+    search = _Search(program, program.target(target, kind="text"), backend, budget=budget, seed=seed,
+                     dev_share=dev_share, cache=cache, decoding=decoding, progress=progress)
+    return search.run()
 
 
 def write_optimized(program: ir.Program, target: str, result: SearchResult, out: str | Path, *, budget: int,
