@@ -183,6 +183,19 @@ class Case:
     input: dict[str, Any] = field(hash=False)
     expects: tuple[tuple[Any, str], ...] = ()  # (expr.Node, source text)
     origin: str = ""
+    expected: Any = field(default=None, hash=False)  # a dataset row's labelled output (when `labelled`)
+    labelled: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Dataset:
+    """`cases "file.jsonl"`: labelled rows (one input and its expected output per line), judged as one
+    test whose pass rate is the share of rows that pass; `min_pass` is the share it needs."""
+
+    name: str  # the path as written
+    rows: tuple[Case, ...]
+    min_pass: float | None = None
+    origin: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,12 +208,25 @@ class Given:
 
 
 @dataclass(frozen=True, slots=True)
+class Perturb:
+    """`perturb PATH = KIND(args)`: a metamorphic change to one input path (or the whole input)."""
+
+    path: tuple[str | int, ...]
+    kind: str
+    args: tuple[Any, ...] = ()
+    kwargs: tuple[tuple[str, Any], ...] = ()
+    source: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class Property:
     name: str
     givens: tuple[Given, ...]
     checks: tuple[tuple[Any, str], ...]
     max_examples: int | None = None
     origin: str = ""
+    perturbs: tuple[Perturb, ...] = ()  # non-empty: a robustness property (checks see `original`)
+    from_cases: bool = False  # `from cases`: perturb the suite's case and dataset inputs, not drawn ones
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,6 +234,11 @@ class TestSuite:
     task: str
     cases: tuple[Case, ...]
     properties: tuple[Property, ...]
+    datasets: tuple[Dataset, ...] = ()
+
+    def test_inputs(self) -> list[dict[str, Any]]:
+        """Every input a test judges by name: inline cases and every dataset row."""
+        return [c.input for c in self.cases] + [r.input for d in self.datasets for r in d.rows]
 
     __test__ = False
 
@@ -271,20 +302,22 @@ class Program:
         return t
 
     def is_test_input(self, task: str, inputs: dict[str, Any]) -> bool:
-        """Whether `inputs` is one of `task`'s test-case inputs."""
-        return input_key(inputs) in {input_key(c.input) for c in self.tests_for(task).cases}
+        """Whether `inputs` is one of `task`'s test inputs (an inline case or a dataset row)."""
+        return input_key(inputs) in {input_key(i) for i in self.tests_for(task).test_inputs()}
 
     def without_test_inputs(self, task: str, items: Iterable[T], key: Callable[[T], dict[str, Any]]) -> list[T]:
         """The one owner of the rule "test inputs are never shots, training data or distilled inputs":
         `items` less those whose inputs (`key(item)`) equal a test case's inputs."""
-        tests = {input_key(c.input) for c in self.tests_for(task).cases}
+        tests = {input_key(i) for i in self.tests_for(task).test_inputs()}
         return [x for x in items if input_key(key(x)) not in tests]
 
     def tests_for(self, task: str) -> TestSuite:
         cases: list[Case] = []
         props: list[Property] = []
+        datasets: list[Dataset] = []
         for t in self.tests:
             if t.task == task:
                 cases.extend(t.cases)
                 props.extend(t.properties)
-        return TestSuite(task, tuple(cases), tuple(props))
+                datasets.extend(t.datasets)
+        return TestSuite(task, tuple(cases), tuple(props), tuple(datasets))

@@ -45,6 +45,9 @@ def pytest_collect_file(parent: pytest.Collector, file_path: Path):
 
 
 class PromptFile(pytest.File):
+    """A .prompt file: one TaskTests collector per task with tests, so node IDs read
+    `file.prompt::task::case NAME`, and re-run as printed (pytest splits node IDs on `::`)."""
+
     def collect(self):
         from promptc.compiler import compile_file
 
@@ -56,12 +59,8 @@ class PromptFile(pytest.File):
         self._reports: dict[str, Any] = {}
         for task in self.program.tasks:
             suite = self.program.tests_for(task)
-            for c in suite.cases:
-                yield PromptItem.from_parent(self, name=f"{task}::case {c.name}", task=task, test=c.name,
-                                             origin=c.origin)
-            for p in suite.properties:
-                yield PromptItem.from_parent(self, name=f"{task}::property {p.name}", task=task, test=p.name,
-                                             origin=p.origin)
+            if suite.cases or suite.properties or suite.datasets:
+                yield TaskTests.from_parent(self, name=task)
 
     def report_for(self, task: str):
         if task not in self._reports:
@@ -87,6 +86,27 @@ class PromptFile(pytest.File):
         return run_suite(self.program, task, subject, max_examples=cfg.get("max_examples"), cache=open_cache(True))
 
 
+def item_name(kind: str, name: str) -> str:
+    """A test's item name: `case NAME`; a `::` inside NAME becomes `:` so the node ID splits cleanly."""
+    return f"{kind} {name}".replace("::", ":")
+
+
+class TaskTests(pytest.Collector):
+    """The declared tests of one task: a case, a property or a dataset per item."""
+
+    def collect(self):
+        suite = self.parent.program.tests_for(self.name)
+        for c in suite.cases:
+            yield PromptItem.from_parent(self, name=item_name("case", c.name), task=self.name, test=c.name,
+                                         origin=c.origin)
+        for d in suite.datasets:
+            yield PromptItem.from_parent(self, name=item_name("cases", d.name), task=self.name, test=d.name,
+                                         origin=d.origin)
+        for p in suite.properties:
+            yield PromptItem.from_parent(self, name=item_name("property", p.name), task=self.name, test=p.name,
+                                         origin=p.origin)
+
+
 class PromptTestFailure(AssertionError):
     def __init__(self, lines: list[str]):
         super().__init__("\n".join(lines))
@@ -101,7 +121,7 @@ class PromptItem(pytest.Item):
     def runtest(self) -> None:
         from promptc.testing.report import _result_lines
 
-        report = self.parent.report_for(self.task)
+        report = self.parent.parent.report_for(self.task)
         result = next(r for r in report.results if r.name == self.test)
         if result.status == "skipped":
             pytest.skip(result.reason)

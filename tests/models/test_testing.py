@@ -115,7 +115,7 @@ test t {
                      "ok": []}
     schema_fail = next(r for r in report.results if r.name == "schema").samples[0]
     assert schema_fail.raw == '{"n": 50, "s": "a"}' and schema_fail.output is None
-    assert "output.n: Input should be less than or equal to 10" in schema_fail.checks[0].details[0]
+    assert schema_fail.checks[0].details[0].startswith("output.n: ")  # the validator's wording is its own
     assert report.summary_line() == "1 passed, 4 failed"
 
 
@@ -161,19 +161,24 @@ def test_tiny_causal_semantic_failures_are_failures_not_errors(tmp_path, monkeyp
 def test_json_report_follows_the_documented_schema():
     report, _ = suite(ECHO, lambda p, s: data_of(p))
     doc = json.loads(to_json(report))
-    assert set(doc) == {"promptc", "schema_version", "program", "task", "subject", "summary", "usage", "tests"}
+    assert set(doc) == {"promptc", "schema_version", "program", "task", "subject", "run", "summary", "warnings",
+                        "usage", "tests"}
+    assert doc["schema_version"] == 2
     assert doc["summary"] == {"passed": 1, "failed": 2, "skipped": 0, "total": 3, "ok": False,
-                              "seconds": doc["summary"]["seconds"]}
+                              "seconds": doc["summary"]["seconds"], "flaky": [], "robustness": None}
     t = doc["tests"][1]
-    assert set(t) == {"name", "kind", "status", "origin", "pass_rate", "samples", "inputs_tried", "inputs_failed",
-                      "reason", "failures", "outputs", "shrunk"}
+    assert set(t) == {"name", "kind", "status", "origin", "pass_rate", "pass_rate_ci95", "samples", "inputs_tried",
+                      "inputs_failed", "reason", "flaky_inputs", "robustness", "metrics", "failures", "outputs",
+                      "shrunk"}
+    assert t["pass_rate_ci95"] == [0.0, 0.7935]  # Wilson interval of 0 of 1
     assert t["outputs"] == [{"input": {"text": "hey"}, "output": "hey", "raw": "hey", "passed": False,
                              "failed": ['output == "HEY"']}]
     assert t["failures"][0]["checks"][1] == {"kind": "expect", "name": 'output == "HEY"', "source": 'output == "HEY"',
                                              "passed": False, "applicable": True, "details": ['output = "hey"']}
     assert doc["tests"][2]["shrunk"]["input"] == {"text": "0"}
     documented = (ROOT / "docs" / "testing.md").read_text()
-    for key in ("schema_version", "inputs_tried", "shrunk", "applicable", "prompt_tokens_per_request", "outputs"):
+    for key in ("schema_version", "inputs_tried", "shrunk", "applicable", "prompt_tokens_per_request", "outputs",
+                "pass_rate_ci95", "flaky_inputs", "robustness", "metrics", "warnings", "run"):
         assert f"`{key}`" in documented, key
 
 
@@ -233,11 +238,15 @@ def test_user_property_suite_with_task_inputs():
         assert 1 <= len(inputs["ticket"]["body"]) <= 2000
         reply = {"tag": "billing", "reply": "ok"}
         problems = task.check(inputs, reply)
-        assert problems == [] or "no_secrets" not in problems[0]
+        assert problems == []  # a billing tag and a short reply break no constraint
 
     prop()
     assert len(seen) == 30
 
+
+# pytest-lsp's runtest_call hook (a dev dependency of the language server) fails on every item that is not a
+# Python function, ours included ("did not yield"); keep it out of the inner sessions.
+NO_LSP = ("-p", "no:pytest-lsp")
 
 PLUGIN_PROGRAM = '''
 task echo(text: str) -> str [max_len=30] {
@@ -255,7 +264,7 @@ target text echo_plain for echo { format = "plain" }
 def test_pytest_plugin_collects_and_reports(pytester, monkeypatch, tmp_path):
     monkeypatch.setenv("PROMPTC_CACHE_DIR", str(tmp_path))
     pytester.makefile(".prompt", echo=PLUGIN_PROGRAM)
-    result = pytester.runpytest("--promptc-model", "tiny-causal", "-p", "no:cacheprovider", "-v")
+    result = pytester.runpytest("--promptc-model", "tiny-causal", "-p", "no:cacheprovider", "-v", *NO_LSP)
     result.assert_outcomes(passed=2, failed=1)
     result.stdout.fnmatch_lines(["*echo.prompt::echo::case short PASSED*",
                                  "*echo.prompt::echo::case impossible FAILED*",
@@ -265,16 +274,16 @@ def test_pytest_plugin_collects_and_reports(pytester, monkeypatch, tmp_path):
 def test_pytest_plugin_reads_pyproject_and_skips_without_a_model(pytester, monkeypatch, tmp_path):
     monkeypatch.setenv("PROMPTC_CACHE_DIR", str(tmp_path))
     pytester.makefile(".prompt", echo=PLUGIN_PROGRAM)
-    result = pytester.runpytest("-p", "no:cacheprovider")
+    result = pytester.runpytest("-p", "no:cacheprovider", *NO_LSP)
     result.assert_outcomes(skipped=3)
     pytester.makepyprojecttoml('[tool.promptc]\nmodel = "tiny-causal"\nmax_examples = 2\n')
-    result = pytester.runpytest("-p", "no:cacheprovider")
+    result = pytester.runpytest("-p", "no:cacheprovider", *NO_LSP)
     result.assert_outcomes(passed=2, failed=1)
 
 
 def test_pytest_plugin_reports_broken_programs_as_diagnostics(pytester):
     pytester.makefile(".prompt", broken='task t(x: str) -> str { prompt "{{ y }}" }')
-    result = pytester.runpytest("-p", "no:cacheprovider")
+    result = pytester.runpytest("-p", "no:cacheprovider", *NO_LSP)
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*broken.prompt:1:36: error: undeclared variable 'y'*"])
 
@@ -287,3 +296,26 @@ def test_api_never_picks_a_model_silently():
         task.run({"ticket": {"subject": "a", "body": "b"}})
     with pytest.raises(PromptcError, match="needs a model"):
         task.test(target="triage_chat")
+
+
+@pytest.mark.slow  # four pytest sessions in subprocesses, each loading tiny-causal (~40 s)
+def test_pytest_node_ids_rerun_as_printed_and_last_failed(pytester, monkeypatch, tmp_path):
+    monkeypatch.setenv("PROMPTC_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("HYPOTHESIS_STORAGE_DIRECTORY", raising=False)
+    pytester.makefile(".prompt", echo=PLUGIN_PROGRAM.replace('"bounded"', '"bounded :: twice"'))
+    first = pytester.runpytest_subprocess("--promptc-model", "tiny-causal", "-v", *NO_LSP)
+    first.assert_outcomes(passed=2, failed=1)
+    printed = [line.split(" ")[0] for line in first.outlines if line.startswith("echo.prompt::")]
+    assert printed == ["echo.prompt::echo::case", "echo.prompt::echo::case", "echo.prompt::echo::property"]
+    failed_line = next(line for line in first.outlines if line.startswith("echo.prompt::") and "FAILED" in line)
+    node_id = failed_line.rsplit(" FAILED", 1)[0]
+    assert node_id == "echo.prompt::echo::case impossible"
+    again = pytester.runpytest_subprocess(node_id, "--promptc-model", "tiny-causal", "-v", *NO_LSP)
+    again.assert_outcomes(failed=1)
+    prop = pytester.runpytest_subprocess("echo.prompt::echo::property bounded : twice", "--promptc-model", "tiny-causal",
+                              *NO_LSP)
+    prop.assert_outcomes(passed=1)
+    last = pytester.runpytest_subprocess("--lf", "--promptc-model", "tiny-causal", "-v", *NO_LSP)
+    last.assert_outcomes(failed=1, deselected=2)
+    assert not (pytester.path / ".hypothesis").exists()
+    assert (tmp_path / "cache" / "hypothesis").is_dir()
