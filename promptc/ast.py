@@ -156,6 +156,9 @@ class NamedType:
 class ListType:
     item: TypeUse
     span: Span = _span()
+    # Written `T[]` (a newcomer's list, which promptc writes `list[T]`): the checker reports it once, at
+    # the declaration, and reads it as `list[T]` so that the rest of the program checks as intended.
+    suffix: bool = field(default=False, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)

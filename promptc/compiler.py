@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from promptc import ir
+from promptc import codes, ir
 from promptc.check import check
 from promptc.diagnostics import Diagnostic, Diagnostics
 from promptc.lower import lower
@@ -43,17 +43,17 @@ def compile_file(path: str | Path) -> FrontEndResult:
         src = SourceFile.read(path)
     except SourceDecodeError as e:
         bad = SourceFile(e.path, e.text)
-        diags.error("E101", f"file is not valid UTF-8 (byte 0x{e.byte:02x})", bad.span_at(e.line, e.col),
+        diags.error(codes.NOT_UTF8, f"file is not valid UTF-8 (byte 0x{e.byte:02x})", bad.span_at(e.line, e.col),
                     hint="save the file as UTF-8")
         return FrontEndResult(None, diags.sorted())
     except FileNotFoundError:
-        diags.error("E108", f"no such file: {path}", None)
+        diags.error(codes.FILE_NOT_FOUND, f"no such file: {path}", None)
         return FrontEndResult(None, diags.sorted())
     except IsADirectoryError:
-        diags.error("E108", f"{path} is a directory, not a .prompt file", None)
+        diags.error(codes.FILE_NOT_FOUND, f"{path} is a directory, not a .prompt file", None)
         return FrontEndResult(None, diags.sorted())
     except OSError as e:
-        diags.error("E108", f"cannot read {path}: {e.strerror}", None)
+        diags.error(codes.FILE_NOT_FOUND, f"cannot read {path}: {e.strerror}", None)
         return FrontEndResult(None, diags.sorted())
     return compile_source(src)
 

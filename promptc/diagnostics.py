@@ -1,4 +1,4 @@
-"""Diagnostics: codes, the collector, and the rustc/mypy-style renderer shared by every stage."""
+"""Diagnostics: the collector, and the rustc/mypy-style renderer shared by every stage."""
 
 from __future__ import annotations
 
@@ -8,59 +8,13 @@ import sys
 from dataclasses import dataclass, field
 from typing import Literal
 
+from promptc import codes as _codes
 from promptc.source import Span
 
 Severity = Literal["error", "warning", "note"]
 
-# Code ranges: E1xx syntax and files, E2xx names, E3xx types and schema, E4xx tests and targets,
-# E5xx training data, W for warnings. docs/language.md lists every code with an example.
-CODES: dict[str, str] = {
-    "E101": "file is not valid UTF-8",
-    "E102": "syntax error",
-    "E103": "unexpected character",
-    "E104": "unterminated string",
-    "E105": "template syntax error",
-    "E106": "invalid regular expression",
-    "E107": "malformed examples file",
-    "E108": "file not found",
-    "E109": "invalid string escape",
-    "E201": "undeclared template variable",
-    "E202": "unknown type",
-    "E203": "unknown task",
-    "E204": "unknown field",
-    "E205": "unknown function",
-    "E206": "duplicate name",
-    "E207": "unknown enum member",
-    "E208": "unknown target option",
-    "E209": "unknown tune method",
-    "E210": "unsafe template access",
-    "E211": "unknown name",
-    "E212": "unknown generator",
-    "E213": "given path does not exist",
-    "E214": "duplicate key",
-    "E215": "unknown field constraint",
-    "E216": "unknown target kind",
-    "E217": "unknown property setting",
-    "E301": "type mismatch",
-    "E302": "value does not match schema",
-    "E303": "value violates field constraint",
-    "E304": "example violates task constraint",
-    "E305": "contradictory bounds",
-    "E306": "constraint does not apply to type",
-    "E307": "invalid option value",
-    "E308": "recursive type",
-    "E309": "task has no prompt",
-    "E310": "wrong number of arguments",
-    "E311": "option does not apply to method",
-    "E312": "duplicate task item",
-    "E402": "invalid property setting",
-    "E403": "invalid generator argument",
-    "E501": "secret in training data",
-    "W201": "input never used in the prompt",
-    "W301": "pattern cannot be enforced by constrained decoding",
-    "W401": "test input duplicates an example",
-    "W402": "regular expression flag ignored",
-}
+# Every code, its one-line meaning and its long explanation live in promptc.codes.
+CODES = _codes.CODES
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,8 +8,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from promptc import ast, ir
-from promptc.diagnostics import Diagnostics, closest
+from promptc import ast, codes, ir
+from promptc.diagnostics import Diagnostics, did_you_mean
 
 # ------------------------------------------------------------------ IR nodes
 
@@ -133,7 +133,7 @@ class Checker:
 
     def _want_bool(self, t: ir.Type, e: ast.Expr) -> None:
         if not isinstance(ir.strip_optional(t), (ir.BoolT, ir.AnyT)):
-            self.diags.error("E301", f"expected a boolean condition, got {t}", e.span,
+            self.diags.error(codes.TYPE_MISMATCH, f"expected a boolean condition, got {t}", e.span,
                              hint="compare values with == != < <= > >= in contains matches")
 
     def check(self, e: ast.Expr, expected: ir.Type | None = None) -> tuple[ir.Type, Node]:
@@ -152,8 +152,12 @@ class Checker:
         if isinstance(v, float):
             return ir.FloatT(), Const(v)
         exp = ir.strip_optional(expected) if expected is not None else None
-        if isinstance(exp, ir.EnumT) and v in exp.members:
-            return exp, Const(v)
+        if isinstance(exp, ir.EnumT):  # a string that names a member stands for the member
+            if v in exp.members:
+                return exp, Const(v)
+            self.diags.error(codes.UNKNOWN_MEMBER, f"'{v}' is not a member of enum {exp.name}", e.span,
+                             hint=did_you_mean(v, exp.members, "members"))
+            return ir.AnyT(), StrConst(v)
         return ir.StrT(), StrConst(v)
 
     def _Regex(self, e: ast.Regex, expected):
@@ -168,10 +172,8 @@ class Checker:
         if root not in self.env:
             if not e.parts:
                 return self._enum_member(e, expected)
-            near = closest(root, self.env)
-            self.diags.error("E211", f"unknown name '{root}'", e.root.span,
-                             hint=f"did you mean '{near}'?" if near else
-                             f"names in scope: {', '.join(sorted(self.env))}")
+            self.diags.error(codes.UNKNOWN_NAME, f"unknown name '{root}'", e.root.span,
+                             hint=did_you_mean(root, sorted(self.env), "names in scope"))
             return ir.AnyT(), Const(None)
         t = self.env[root]
         for part, span in zip(e.parts, e.part_spans or (e.span,) * len(e.parts)):
@@ -182,20 +184,18 @@ class Checker:
                     t = ir.OptionalT(base.item) if not isinstance(base.item, ir.OptionalT) else base.item
                     continue
                 if not isinstance(base, ir.AnyT):
-                    self.diags.error("E301", f"cannot index {base}: only lists take [n]", span)
+                    self.diags.error(codes.TYPE_MISMATCH, f"cannot index {base}: only lists take [n]", span)
                 return ir.AnyT(), Const(None)
             if isinstance(base, ir.RecordT):
                 ft = base.field(part)
                 if ft is None:
-                    near = closest(part, base.field_names)
-                    self.diags.error("E204", f"unknown field '{part}' in {base.name}", span,
-                                     hint=f"did you mean '{near}'?" if near else
-                                     f"fields of {base.name}: {', '.join(base.field_names)}")
+                    self.diags.error(codes.UNKNOWN_FIELD, f"unknown field '{part}' in {base.name}", span,
+                                     hint=did_you_mean(part, base.field_names, f"fields of {base.name}"))
                     return ir.AnyT(), Const(None)
                 t = ir.OptionalT(ft) if opt and not isinstance(ft, ir.OptionalT) else ft
                 continue
             if not isinstance(base, ir.AnyT):
-                self.diags.error("E204", f"{base} has no field '{part}'", span,
+                self.diags.error(codes.UNKNOWN_FIELD, f"{base} has no field '{part}'", span,
                                  hint="only records have fields")
             return ir.AnyT(), Const(None)
         return t, Var(root, e.parts)
@@ -206,9 +206,8 @@ class Checker:
         if isinstance(exp, ir.EnumT):
             if name in exp.members:
                 return exp, Const(name)
-            near = closest(name, exp.members)
-            self.diags.error("E207", f"'{name}' is not a member of enum {exp.name}", e.span,
-                             hint=f"did you mean '{near}'?" if near else f"members: {', '.join(exp.members)}")
+            self.diags.error(codes.UNKNOWN_MEMBER, f"'{name}' is not a member of enum {exp.name}", e.span,
+                             hint=literal_hint(name) or did_you_mean(name, exp.members, "members"))
             return ir.AnyT(), Const(name)
         owners = [en for en in self.enums.values() if name in en.members]
         if len(owners) == 1:
@@ -216,10 +215,9 @@ class Checker:
         if len(owners) > 1:
             return ir.AnyT(), Const(name)  # ambiguous on its own; the other operand decides
         candidates = list(self.env) + [m for en in self.enums.values() for m in en.members]
-        near = closest(name, candidates)
-        self.diags.error("E211", f"unknown name '{name}'", e.span,
-                         hint=f"did you mean '{near}'?" if near else
-                         f"names in scope: {', '.join(sorted(self.env))}")
+        self.diags.error(codes.UNKNOWN_NAME, f"unknown name '{name}'", e.span,
+                         hint=literal_hint(name) or did_you_mean(name, candidates) or
+                         did_you_mean(name, sorted(self.env), "names in scope"))
         return ir.AnyT(), Const(None)
 
     def _ListLit(self, e: ast.ListLit, expected):
@@ -241,16 +239,16 @@ class Checker:
                 break
         for t, item in zip(types, e.items):
             if not compatible(item_t, t):
-                self.diags.error("E301", f"list items must share one type: {item_t} and {t}", item.span)
+                self.diags.error(codes.TYPE_MISMATCH, f"list items must share one type: {item_t} and {t}", item.span)
         return ir.ListT(item_t), ListE(tuple(nodes))
 
     def _RecordLit(self, e: ast.RecordLit, expected):
-        self.diags.error("E301", "record literals cannot be used in expressions", e.span,
+        self.diags.error(codes.TYPE_MISMATCH, "record literals cannot be used in expressions", e.span,
                          hint="compare fields one by one, e.g. output.tag == billing")
         return ir.AnyT(), Const(None)
 
     def _KwArg(self, e: ast.KwArg, expected):
-        self.diags.error("E310", f"keyword arguments are not accepted here ('{e.name.name}=')", e.span)
+        self.diags.error(codes.WRONG_ARG_COUNT, f"keyword arguments are not accepted here ('{e.name.name}=')", e.span)
         return ir.AnyT(), Const(None)
 
     # --- compound
@@ -259,13 +257,11 @@ class Checker:
         sig = FUNCTIONS.get(name)
         arg_tn = [self.check(a) for a in e.args]
         if sig is None:
-            near = closest(name, FUNCTIONS)
-            self.diags.error("E205", f"unknown function '{name}'", e.func.span,
-                             hint=f"did you mean '{near}'?" if near else
-                             f"functions: {', '.join(sorted(FUNCTIONS))}")
+            self.diags.error(codes.UNKNOWN_FUNCTION, f"unknown function '{name}'", e.func.span,
+                             hint=did_you_mean(name, sorted(FUNCTIONS), "functions"))
             return ir.AnyT(), Const(None)
         if len(e.args) != len(sig.params):
-            self.diags.error("E310", f"{name}() takes {len(sig.params)} argument"
+            self.diags.error(codes.WRONG_ARG_COUNT, f"{name}() takes {len(sig.params)} argument"
                              f"{'s' if len(sig.params) != 1 else ''}, got {len(e.args)}", e.span)
             return sig.result([ir.AnyT()] * len(sig.params)), Const(None)
         for (t, _), accepted, a in zip(arg_tn, sig.params, e.args):
@@ -273,26 +269,52 @@ class Checker:
             if not isinstance(base, (ir.AnyT, *accepted)):
                 kinds = " or ".join({ir.StrT: "str", ir.ListT: "list", ir.IntT: "int",
                                      ir.FloatT: "float"}[k] for k in accepted)
-                self.diags.error("E301", f"{name}() expects {kinds}, got {t}", a.span)
+                self.diags.error(codes.TYPE_MISMATCH, f"{name}() expects {kinds}, got {t}", a.span)
         return sig.result([t for t, _ in arg_tn]), Fn(name, tuple(n for _, n in arg_tn))
 
     def _BinOp(self, e: ast.BinOp, expected):
         op = e.op
-        # Resolve bare enum names against the other operand's type.
-        lt, ln = self.check(e.left) if not _bare(e.left) else (None, None)
-        if lt is None:
+        lt, ln, rt, rn = self._operands(e)
+        bad, rn = self._operator_problem(e, lt, rt, rn)
+        if bad:
+            self.diags.error(codes.TYPE_MISMATCH, bad, e.op_span if op in ("==", "!=", "<", "<=", ">", ">=") else e.span)
+        return ir.BoolT(), Cmp(op, ln, rn)
+
+    def _operands(self, e: ast.BinOp) -> tuple[ir.Type, Node, ir.Type, Node]:
+        """Check both operands. A bare enum name or a string literal is resolved against the other
+        operand's type, so `output.tag == billing`, `output == "billing"` and `billing == output.tag`
+        all name the member, and `"billling"` is an unknown member (E207) rather than a type mismatch."""
+        op = e.op
+        members = op in ("==", "!=", "in", "not in", "contains")  # where a name or a string can be a member
+        if self._late(e.left) and not self._late(e.right):
             rt, rn = self.check(e.right)
-            ctx = rt
+            ctx: ir.Type | None = rt
             if op in ("in", "not in") and isinstance(ir.strip_optional(rt), ir.ListT):
-                ctx = ir.strip_optional(rt).item
-            lt, ln = self.check(e.left, ctx)
-        else:
-            ctx = lt
-            if op in ("in", "not in"):
-                ctx = ir.ListT(lt)
-            elif op == "contains" and isinstance(ir.strip_optional(lt), ir.ListT):
-                ctx = ir.strip_optional(lt).item
-            rt, rn = self.check(e.right, ctx)
+                ctx = ir.strip_optional(rt).item  # type: ignore[union-attr]
+            lt, ln = self.check(e.left, ctx if members else None)
+            return lt, ln, rt, rn
+        lt, ln = self.check(e.left)
+        ctx = lt
+        if op in ("in", "not in"):
+            ctx = ir.ListT(lt)
+        elif op == "contains" and isinstance(ir.strip_optional(lt), ir.ListT):
+            ctx = ir.strip_optional(lt).item  # type: ignore[union-attr]
+        rt, rn = self.check(e.right, ctx if members else None)
+        return lt, ln, rt, rn
+
+    def _late(self, e: ast.Expr) -> bool:
+        """An operand whose meaning depends on the other side: a bare name that is not an input or
+        `output` (an enum member), or a string literal (which may name a member)."""
+        if isinstance(e, ast.EnumRef):
+            return True
+        if isinstance(e, ast.Path):
+            return not e.parts and e.root.name not in self.env
+        return isinstance(e, ast.Literal) and isinstance(e.value, str)
+
+    def _operator_problem(self, e: ast.BinOp, lt: ir.Type, rt: ir.Type, rn: Node) -> tuple[str | None, Node]:
+        """What is wrong with the operand types for this operator (None if nothing), and the right
+        operand (a string literal after `matches` becomes a pattern)."""
+        op = e.op
         L, R = ir.strip_optional(lt), ir.strip_optional(rt)
         bad = None
         if op in ("==", "!="):
@@ -326,13 +348,11 @@ class Checker:
                 try:
                     re.compile(rn.value)
                 except re.error as err:
-                    self.diags.error("E106", f"invalid regular expression: {err}", e.right.span)
+                    self.diags.error(codes.BAD_REGEX, f"invalid regular expression: {err}", e.right.span)
                 rn = Pattern(rn.value)
             elif not isinstance(R, (ir.RegexT, ir.AnyT)):
                 bad = f"'matches' needs a /regex/ on the right, got {rt}"
-        if bad:
-            self.diags.error("E301", bad, e.op_span if op in ("==", "!=", "<", "<=", ">", ">=") else e.span)
-        return ir.BoolT(), Cmp(op, ln, rn)
+        return bad, rn
 
     def _BoolOp(self, e: ast.BoolOp, expected):
         lt, ln = self.check(e.left)
@@ -354,8 +374,15 @@ class Checker:
         return ir.BoolT(), When(tn, cn)
 
 
-def _bare(e: ast.Expr) -> bool:
-    return isinstance(e, ast.EnumRef) or (isinstance(e, ast.Path) and not e.parts)
+# Literals as other languages spell them (Python, JSON's friends): `None` for null, `True` for true.
+_LITERAL_SPELLINGS = {"None": "null", "NULL": "null", "Null": "null", "nil": "null", "none": "null",
+                      "True": "true", "TRUE": "true", "False": "false", "FALSE": "false"}
+
+
+def literal_hint(name: str) -> str | None:
+    """"use null" for `None`, "use true" for `True`, ...: a hint for a name that is a misspelt literal."""
+    lit = _LITERAL_SPELLINGS.get(name)
+    return f"use {lit} (literals are lower case: null, true, false)" if lit else None
 
 
 def compatible(a: ir.Type, b: ir.Type) -> bool:
@@ -376,13 +403,13 @@ def compatible(a: ir.Type, b: ir.Type) -> bool:
 def check_regex(e: ast.Regex, diags: Diagnostics) -> bool:
     bad_flags = [c for c in e.flags if c not in _FLAGS]
     if bad_flags:
-        diags.error("E106", f"unknown regex flag '{bad_flags[0]}'", e.span, hint="flags are i, m, s and x")
+        diags.error(codes.BAD_REGEX, f"unknown regex flag '{bad_flags[0]}'", e.span, hint="flags are i, m, s and x")
         return False
     try:
         _compile(e.pattern, e.flags)
     except re.error as err:
         start = e.span.start + 1 + (err.pos or 0) if err.pos is not None else e.span.start
-        diags.error("E106", f"invalid regular expression: {err.msg}", e.span.sub(start, start + 1))
+        diags.error(codes.BAD_REGEX, f"invalid regular expression: {err.msg}", e.span.sub(start, start + 1))
         return False
     return True
 

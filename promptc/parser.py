@@ -12,7 +12,7 @@ from importlib import resources
 from lark import Lark, Token, Transformer, Tree, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
 
-from promptc import ast
+from promptc import ast, codes
 from promptc.diagnostics import Diagnostic, Diagnostics
 from promptc.errors import DiagnosticError
 from promptc.source import SourceFile, Span
@@ -112,19 +112,19 @@ def _syntax_diagnostic(src: SourceFile, err: UnexpectedInput) -> Diagnostic:
         ch = src.text[pos] if pos < len(src.text) else ""
         if ch == '"':
             triple = src.text.startswith('"""', pos)
-            diags.error("E104", "unterminated string", src.span(pos, pos + (3 if triple else 1)),
+            diags.error(codes.UNTERMINATED_STRING, "unterminated string", src.span(pos, pos + (3 if triple else 1)),
                         hint='close it with """' if triple else
                         'strings end on the same line; use """...""" for text over several lines')
         elif ch == "/":
-            diags.error("E102", "unexpected '/'", src.span(pos, pos + 1),
+            diags.error(codes.SYNTAX, "unexpected '/'", src.span(pos, pos + 1),
                         hint="a regex is written /pattern/flags on one line and is only allowed as a value")
         elif ch == ";":
-            diags.error("E103", "unexpected character ';'", src.span(pos, pos + 1),
+            diags.error(codes.UNEXPECTED_CHAR, "unexpected character ';'", src.span(pos, pos + 1),
                         hint="promptc has no ';': separate fields and items with newlines or commas")
         else:
             expected = _describe(err.allowed or set())
             shown = repr(ch)[1:-1] if ch.isprintable() else f"\\u{ord(ch):04x}"
-            diags.error("E103", f"unexpected character '{shown}'", src.span(pos, pos + 1),
+            diags.error(codes.UNEXPECTED_CHAR, f"unexpected character '{shown}'", src.span(pos, pos + 1),
                         hint=f"expected {_join(expected)}" if expected else None)
         return diags.items[0]
     if isinstance(err, UnexpectedToken):
@@ -138,15 +138,17 @@ def _syntax_diagnostic(src: SourceFile, err: UnexpectedInput) -> Diagnostic:
             span = src.span(tok.start_pos, tok.end_pos)
             msg = f"unexpected {_token_desc(tok)}"
         hint = None
+        if str(tok) == "=" and _WORDS["CMP_OP"] in expected:
+            hint = "did you mean `==`? `=` sets options and given values; conditions compare with =="
         for want, _, text in _HINTS:
-            if want & set(expected):
+            if hint is None and want & set(expected):
                 hint = text
                 break
-        return Diagnostic("error", "E102", f"{msg}; expected {_join(expected)}", span, hint)
+        return Diagnostic("error", codes.SYNTAX, f"{msg}; expected {_join(expected)}", span, hint)
     if isinstance(err, UnexpectedEOF):
         pos = len(src.text)
-        return Diagnostic("error", "E102", "unexpected end of file", src.span(max(0, pos - 1), pos))
-    return Diagnostic("error", "E102", "syntax error", src.span(0, 0))
+        return Diagnostic("error", codes.SYNTAX, "unexpected end of file", src.span(max(0, pos - 1), pos))
+    return Diagnostic("error", codes.SYNTAX, "syntax error", src.span(0, 0))
 
 
 # ------------------------------------------------------------------ strings
@@ -168,7 +170,7 @@ def _unescape(raw: str, span: Span) -> str:
         if e.startswith("u") and len(e) == 5:
             return chr(int(e[1:], 16))
         start = span.start + 1 + m.start()
-        raise _ParseIssue(Diagnostic("error", "E109", f"invalid escape '\\{e}' in string",
+        raise _ParseIssue(Diagnostic("error", codes.BAD_ESCAPE, f"invalid escape '\\{e}' in string",
                                      span.sub(start, start + 2),
                                      hint=r'valid escapes: \n \t \r \" \\ \uXXXX'))
 
@@ -254,7 +256,10 @@ class _ToAst(Transformer):
 
     def type_use(self, meta, children):
         texpr, constraints = children[0], children[1] if len(children) > 1 else None
-        return ast.TypeUse(texpr, tuple(constraints or ()), self._span(meta))
+        span = self._span(meta)
+        if constraints == ():  # `T[]`: empty brackets constrain nothing; the writer meant a list
+            return ast.TypeUse(ast.ListType(ast.TypeUse(texpr, (), texpr.span), span, suffix=True), (), span)
+        return ast.TypeUse(texpr, tuple(constraints or ()), span)
 
     def named_type(self, meta, children):
         return ast.NamedType(self._ident(children[0]), self._span(meta))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from promptc import ast, ir
+from promptc import ast, codes, ir
 from promptc.diagnostics import Diagnostics
 from promptc.expr import Checker, Node
 from promptc.source import SourceFile, Span
@@ -74,7 +74,7 @@ class Context:
         """Report `ident` as a duplicate (E206) if `seen` has it; else remember it. True if duplicate."""
         if ident.name in seen:
             prev = seen[ident.name]
-            self.d.error("E206", f"duplicate {what} '{ident.name}'", ident.span,
+            self.d.error(codes.DUPLICATE_NAME, f"duplicate {what} '{ident.name}'", ident.span,
                          notes=(f"first declared at {prev}",))
             return True
         seen[ident.name] = ident.span

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path as FsPath
 
-from promptc import ast, ir
+from promptc import ast, codes, ir
 from promptc.check.context import CheckedExample, CheckedTask, Context
 from promptc.diagnostics import Diagnostics
 from promptc.expr import constraint_failures
@@ -23,7 +23,7 @@ def example_constraints(cx: Context, ct: CheckedTask, ce: CheckedExample, span: 
     for f in constraint_failures(ct.constraints, env):
         c = f.constraint
         desc = f" ({c.description})" if c.description else ""
-        cx.d.error("E304", f"example violates constraint '{c.name}'{desc}", span,
+        cx.d.error(codes.EXAMPLE_VIOLATES_CONSTRAINT, f"example violates constraint '{c.name}'{desc}", span,
                    notes=(f"constraint: {c.source}", *f.details),
                    hint="fix the example, or the constraint if the example is right")
 
@@ -39,7 +39,7 @@ def examples_file(cx: Context, ct: CheckedTask, ef: ast.ExamplesFile) -> None:
         fsrc = SourceFile.from_bytes(str(path), data)
     except SourceDecodeError as e:
         bad = SourceFile(e.path, e.text)
-        cx.d.error("E101", f"examples file is not valid UTF-8 (byte 0x{e.byte:02x})",
+        cx.d.error(codes.NOT_UTF8, f"examples file is not valid UTF-8 (byte 0x{e.byte:02x})",
                    bad.span_at(e.line, e.col), hint="save the file as UTF-8")
         return
     for ce in read_examples(fsrc, str(path), ct.input_type, ct.output, cx.d):
@@ -54,12 +54,12 @@ def _read_file(cx: Context, ef: ast.ExamplesFile) -> tuple[FsPath, bytes] | None
     try:
         return path, path.read_bytes()
     except FileNotFoundError:
-        cx.d.error("E108", f"examples file not found: {rel}", ef.path.span,
+        cx.d.error(codes.FILE_NOT_FOUND, f"examples file not found: {rel}", ef.path.span,
                    hint=f"the path is resolved relative to the program: {path}")
     except OSError as e:
-        cx.d.error("E108", f"cannot read examples file {rel}: {e.strerror or e}", ef.path.span)
+        cx.d.error(codes.FILE_NOT_FOUND, f"cannot read examples file {rel}: {e.strerror or e}", ef.path.span)
     except ValueError:  # e.g. a NUL byte in the path
-        cx.d.error("E108", f"invalid examples file path {rel!r}", ef.path.span)
+        cx.d.error(codes.FILE_NOT_FOUND, f"invalid examples file path {rel!r}", ef.path.span)
     return None
 
 
@@ -76,15 +76,15 @@ def read_examples(fsrc: SourceFile, label: str, in_t: ir.RecordT, out_t: ir.Type
         try:
             obj = json.loads(line)
         except json.JSONDecodeError as e:
-            diags.error("E107", f"invalid JSON: {e.msg}", fsrc.span_at(lineno, e.colno), hint=_LINE_HINT)
+            diags.error(codes.BAD_EXAMPLES_LINE, f"invalid JSON: {e.msg}", fsrc.span_at(lineno, e.colno), hint=_LINE_HINT)
             continue
         whole = fsrc.span_at(lineno, 1, max(1, len(line)))
         if not isinstance(obj, dict) or "input" not in obj or "output" not in obj:
-            diags.error("E107", 'each line must be an object with "input" and "output"', whole, hint=_LINE_HINT)
+            diags.error(codes.BAD_EXAMPLES_LINE, 'each line must be an object with "input" and "output"', whole, hint=_LINE_HINT)
             continue
         extra = [k for k in obj if k not in EXAMPLE_KEYS]
         if extra:
-            diags.error("E107", f"unknown key '{extra[0]}' in an example line", _find_key(fsrc, lineno, extra[0]),
+            diags.error(codes.BAD_EXAMPLES_LINE, f"unknown key '{extra[0]}' in an example line", _find_key(fsrc, lineno, extra[0]),
                         hint=f"keys: {', '.join(sorted(EXAMPLE_KEYS))}")
             continue
         if _validate_line(fsrc, lineno, obj, in_t, out_t, diags):
@@ -100,7 +100,7 @@ def _validate_line(fsrc: SourceFile, lineno: int, obj: dict, in_t: ir.RecordT, o
         for viol in validate(t, val):
             ok = False
             key = next((p for p in reversed(viol.path) if isinstance(p, str)), root)
-            code = "E303" if viol.kind == "constraint" else ("E207" if "not a member" in viol.message else "E302")
+            code = codes.FIELD_CONSTRAINT_VIOLATED if viol.kind == "constraint" else (codes.UNKNOWN_MEMBER if "not a member" in viol.message else codes.SCHEMA_MISMATCH)
             diags.error(code, f"{viol.where(root)}: {viol.message}", _find_key(fsrc, lineno, key), hint=viol.hint)
     return ok
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from promptc import ast, ir
+from promptc import ast, codes, ir
 from promptc.check import values
 from promptc.check.context import Context
-from promptc.diagnostics import closest
+from promptc.diagnostics import did_you_mean
 from promptc.expr import check_regex
 
 # given generators: name -> (positional arity range, keyword names, the kinds of field they fill)
@@ -28,9 +28,8 @@ def generator(cx: Context, call: ast.Call, ft: ir.Type | None) -> Generator | No
     name = call.func.name
     spec = GENERATORS.get(name)
     if spec is None:
-        near = closest(name, GENERATORS)
-        cx.d.error("E212", f"unknown generator '{name}'", call.func.span,
-                   hint=f"did you mean '{near}'?" if near else f"generators: {', '.join(GENERATORS)}")
+        cx.d.error(codes.UNKNOWN_GENERATOR, f"unknown generator '{name}'", call.func.span,
+                   hint=did_you_mean(name, GENERATORS, "generators"))
         return None
     (lo, hi), kwnames, kinds = spec
     pos = [a for a in call.args if not isinstance(a, ast.KwArg)]
@@ -38,19 +37,19 @@ def generator(cx: Context, call: ast.Call, ft: ir.Type | None) -> Generator | No
     since = cx.d.checkpoint()
     if not lo <= len(pos) <= hi:
         want = str(lo) if lo == hi else f"at least {lo}"
-        cx.d.error("E403", f"{name}() takes {want} positional argument{'s' if hi != 1 else ''}, "
+        cx.d.error(codes.BAD_GENERATOR_ARG, f"{name}() takes {want} positional argument{'s' if hi != 1 else ''}, "
                    f"got {len(pos)}", call.span)
     base = ir.strip_optional(ft) if ft is not None else None
     if base is not None and not isinstance(base, (ir.AnyT, *kinds)):
-        cx.d.error("E403", f"{name}() cannot generate values for a field of type {ft}", call.span,
+        cx.d.error(codes.BAD_GENERATOR_ARG, f"{name}() cannot generate values for a field of type {ft}", call.span,
                    hint=_generator_hint(base))
     args = _positional(cx, name, pos, base)
     if name in ("ints", "floats") and len(args) == 2 and args[0] > args[1]:
-        cx.d.error("E305", f"{name}({args[0]}, {args[1]}): the low bound is above the high bound", call.span)
+        cx.d.error(codes.CONTRADICTORY_BOUNDS, f"{name}({args[0]}, {args[1]}): the low bound is above the high bound", call.span)
     kwargs = _keywords(cx, name, kws, kwnames)
     kd = dict(kwargs)
     if "min_len" in kd and "max_len" in kd and kd["min_len"] > kd["max_len"]:
-        cx.d.error("E305", f"min_len={kd['min_len']} is greater than max_len={kd['max_len']}", call.span)
+        cx.d.error(codes.CONTRADICTORY_BOUNDS, f"min_len={kd['min_len']} is greater than max_len={kd['max_len']}", call.span)
     return (name, tuple(args), tuple(kwargs)) if since.ok else None
 
 
@@ -59,7 +58,7 @@ def _positional(cx: Context, name: str, pos: list[ast.Expr], base: ir.Type | Non
     for a in pos:
         if name == "regex":
             if not isinstance(a, ast.Regex):
-                cx.d.error("E403", "regex() takes a /regex/", a.span)
+                cx.d.error(codes.BAD_GENERATOR_ARG, "regex() takes a /regex/", a.span)
             elif check_regex(a, cx.d):
                 args.append(a.pattern)
         elif name == "one_of":
@@ -67,7 +66,7 @@ def _positional(cx: Context, name: str, pos: list[ast.Expr], base: ir.Type | Non
         elif isinstance(a, ast.Literal) and isinstance(a.value, (int, float)) and not isinstance(a.value, bool):
             args.append(a.value)
         else:
-            cx.d.error("E403", f"{name}() takes numbers", a.span)
+            cx.d.error(codes.BAD_GENERATOR_ARG, f"{name}() takes numbers", a.span)
     return args
 
 
@@ -76,7 +75,7 @@ def _keywords(cx: Context, name: str, kws: list[ast.KwArg], kwnames: tuple[str, 
     for k in kws:
         key = k.name.name
         if key not in kwnames:
-            cx.d.error("E403", f"{name}() has no argument '{key}'", k.name.span,
+            cx.d.error(codes.BAD_GENERATOR_ARG, f"{name}() has no argument '{key}'", k.name.span,
                        hint=f"arguments: {', '.join(kwnames)}" if kwnames else None)
             continue
         v = k.value
@@ -86,7 +85,7 @@ def _keywords(cx: Context, name: str, kws: list[ast.KwArg], kwnames: tuple[str, 
             good = isinstance(v, ast.Literal) and isinstance(v.value, int) and not isinstance(v.value, bool) \
                 and v.value >= 0
         if not good:
-            cx.d.error("E403", f"{key} takes {'a non-empty string' if key == 'alphabet' else 'a non-negative integer'}",
+            cx.d.error(codes.BAD_GENERATOR_ARG, f"{key} takes {'a non-empty string' if key == 'alphabet' else 'a non-negative integer'}",
                        v.span)
             continue
         kwargs.append((key, v.value))  # type: ignore[union-attr]

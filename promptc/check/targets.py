@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from promptc import ast, ir
+from promptc import ast, codes, ir
 from promptc.check.context import Context
-from promptc.diagnostics import closest
+from promptc.diagnostics import did_you_mean
+from promptc.expr import literal_hint
 from promptc.options import OPTIONS, TUNE_METHODS, OptionSpec
 from promptc.source import Span
 
@@ -21,14 +22,12 @@ def check_targets(cx: Context) -> None:
         dup = cx.dup(seen, tg.name, "target")
         kind = tg.kind.name
         if kind not in OPTIONS:
-            near = closest(kind, OPTIONS)
-            cx.d.error("E216", f"unknown target kind '{kind}'", tg.kind.span,
-                       hint=f"did you mean '{near}'?" if near else "target kinds: text, tune")
+            cx.d.error(codes.UNKNOWN_TARGET_KIND, f"unknown target kind '{kind}'", tg.kind.span,
+                       hint=did_you_mean(kind, OPTIONS, "target kinds"))
             continue
         if tg.task.name not in cx.out.tasks:
-            near = closest(tg.task.name, cx.task_names())
-            cx.d.error("E203", f"unknown task '{tg.task.name}'", tg.task.span,
-                       hint=f"did you mean '{near}'?" if near else None)
+            cx.d.error(codes.UNKNOWN_TASK, f"unknown task '{tg.task.name}'", tg.task.span,
+                       hint=did_you_mean(tg.task.name, cx.task_names()))
         opts = options(cx, kind, tg.options)
         if opts is not None and kind == "text" and tg.task.name in cx.out.tasks:
             _check_variants(cx, tg, opts)
@@ -45,10 +44,9 @@ def _check_variants(cx: Context, tg: ast.TargetDecl, opts: dict[str, Any]) -> No
         names = [i.variant for i in task.texts(kind) if i.variant is not None]
         if want not in names:
             opt = next(o for o in tg.options if o.key.name == f"{kind}_variant")
-            near = closest(want, names)
-            cx.d.error("E307", f"task '{task.name.name}' has no {kind} variant '{want}'", opt.value.span,
-                       hint=f"did you mean '{near}'?" if near else
-                       (f"variants: {', '.join(names)}" if names else f'declare one: {kind} variant "{want}" "..."'))
+            cx.d.error(codes.BAD_OPTION_VALUE, f"task '{task.name.name}' has no {kind} variant '{want}'",
+                       opt.value.span, hint=did_you_mean(want, names, "variants") if names else
+                       f'declare one: {kind} variant "{want}" "..."')
 
 
 def options(cx: Context, kind: str, opts: tuple[ast.Option, ...]) -> dict[str, Any] | None:
@@ -64,9 +62,8 @@ def options(cx: Context, kind: str, opts: tuple[ast.Option, ...]) -> dict[str, A
             continue
         spec = specs.get(key)
         if spec is None:
-            near = closest(key, specs)
-            cx.d.error("E208", f"unknown {kind} target option '{key}'", o.key.span,
-                       hint=f"did you mean '{near}'?" if near else f"options: {', '.join(specs)}")
+            cx.d.error(codes.UNKNOWN_OPTION, f"unknown {kind} target option '{key}'", o.key.span,
+                       hint=did_you_mean(key, specs, "options"))
             continue
         v = _option_value(cx, spec, o.value)
         if v is not _BAD:
@@ -84,10 +81,10 @@ def _tune_options(cx: Context, specs: dict[str, OptionSpec], vals: dict[str, Any
     for key, o in spans.items():
         spec = specs[key]
         if spec.methods is not None and method not in spec.methods:
-            cx.d.error("E311", f"option '{key}' does not apply to method '{method}'", o.key.span,
+            cx.d.error(codes.OPTION_NOT_FOR_METHOD, f"option '{key}' does not apply to method '{method}'", o.key.span,
                        hint=f"'{key}' applies to: {', '.join(spec.methods)}")
     if vals.get("init") == "text" and not vals.get("init_text"):
-        cx.d.error("E307", 'init = "text" needs init_text = "..."', spans["init"].value.span)
+        cx.d.error(codes.BAD_OPTION_VALUE, 'init = "text" needs init_text = "..."', spans["init"].value.span)
 
 
 def _option_value(cx: Context, spec: OptionSpec, v: ast.Value) -> Any:
@@ -97,21 +94,22 @@ def _option_value(cx: Context, spec: OptionSpec, v: ast.Value) -> Any:
             name = v.value if isinstance(v, ast.Literal) else v.name
             _unknown_method(cx, str(name), v.span)
             return _BAD
-        cx.d.error("E307", f"option '{spec.name}' takes {_KIND_WORDS[spec.kind]}", v.span, hint=spec.help)
+        hint = literal_hint(v.name) if isinstance(v, ast.EnumRef) else None
+        cx.d.error(codes.BAD_OPTION_VALUE, f"option '{spec.name}' takes {_KIND_WORDS[spec.kind]}", v.span,
+                   hint=hint or spec.help)
         return _BAD
     if spec.choices is not None and val not in spec.choices:
         if spec.name == "method":
             _unknown_method(cx, val, v.span)
         else:
-            near = closest(str(val), [str(c) for c in spec.choices])
-            cx.d.error("E307", f"option '{spec.name}' must be one of {', '.join(map(str, spec.choices))}",
-                       v.span, hint=f"did you mean '{near}'?" if near else None)
+            cx.d.error(codes.BAD_OPTION_VALUE, f"option '{spec.name}' must be one of {', '.join(map(str, spec.choices))}",
+                       v.span, hint=did_you_mean(str(val), [str(c) for c in spec.choices]))
         return _BAD
     if spec.min is not None and isinstance(val, (int, float)) and val < spec.min:
-        cx.d.error("E307", f"option '{spec.name}' must be at least {spec.min:g}", v.span)
+        cx.d.error(codes.BAD_OPTION_VALUE, f"option '{spec.name}' must be at least {spec.min:g}", v.span)
         return _BAD
     if spec.max is not None and isinstance(val, (int, float)) and val > spec.max:
-        cx.d.error("E307", f"option '{spec.name}' must be at most {spec.max:g}", v.span)
+        cx.d.error(codes.BAD_OPTION_VALUE, f"option '{spec.name}' must be at most {spec.max:g}", v.span)
         return _BAD
     return val
 
@@ -140,6 +138,6 @@ def _typed_option(spec: OptionSpec, v: ast.Value) -> Any:
 
 
 def _unknown_method(cx: Context, name: str, span: Span) -> None:
-    near = closest(name, TUNE_METHODS)
-    cx.d.error("E209", f"unknown tune method '{name}'", span,
-               hint=(f"did you mean '{near}'? " if near else "") + f"methods: {', '.join(TUNE_METHODS)}")
+    near = did_you_mean(name, TUNE_METHODS)
+    cx.d.error(codes.UNKNOWN_METHOD, f"unknown tune method '{name}'", span,
+               hint=(f"{near} " if near else "") + f"methods: {', '.join(TUNE_METHODS)}")

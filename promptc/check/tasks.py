@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from promptc import ast, ir
+from promptc import ast, codes, ir
 from promptc.check import examples, templates, types, values
 from promptc.check.context import CheckedExample, CheckedTask, Context
 from promptc.expr import to_source
@@ -37,7 +37,7 @@ def _params(cx: Context, task: ast.TaskDecl) -> list[ir.Param]:
     for prm in task.params:
         t = types.type_use(cx, prm.type)
         if prm.name.name == "output":
-            cx.d.error("E206", "'output' is reserved for the task's output", prm.name.span,
+            cx.d.error(codes.DUPLICATE_NAME, "'output' is reserved for the task's output", prm.name.span,
                        hint="rename the parameter")
             continue
         if not cx.dup(seen, prm.name, "parameter"):
@@ -53,14 +53,14 @@ def _texts(cx: Context, task: ast.TaskDecl, env: dict[str, ir.Type]) -> None:
         vseen: dict[str, Span] = {}
         defaults = [i for i in items if i.variant is None]
         if len(defaults) > 1:
-            cx.d.error("E312", f"task '{task.name.name}' has more than one {kind}", defaults[1].span,
+            cx.d.error(codes.DUPLICATE_TASK_ITEM, f"task '{task.name.name}' has more than one {kind}", defaults[1].span,
                        hint=f'name alternatives: {kind} variant "name" """..."""')
         for i in items:
             if i.variant is not None:
                 cx.dup(vseen, ast.Ident(i.variant, i.span), f"{kind} variant")
             templates.check_template(cx, i.text, env)
     if not task.texts("prompt"):
-        cx.d.error("E309", f"task '{task.name.name}' has no prompt", task.name.span,
+        cx.d.error(codes.NO_PROMPT, f"task '{task.name.name}' has no prompt", task.name.span,
                    hint='add a template: prompt """ ... {{ input }} ... """')
     elif since.ok:
         _unused_inputs(cx, task, env)
@@ -72,7 +72,7 @@ def _unused_inputs(cx: Context, task: ast.TaskDecl, env: dict[str, ir.Type]) -> 
         used |= templates.template_names(i.text.value)
     for prm in task.params:
         if prm.name.name not in used and prm.name.name in env:
-            cx.d.warning("W201", f"input '{prm.name.name}' is never used in the prompt", prm.name.span,
+            cx.d.warning(codes.UNUSED_INPUT, f"input '{prm.name.name}' is never used in the prompt", prm.name.span,
                          hint=f"reference it as {{{{ {prm.name.name} }}}}, or remove it")
 
 

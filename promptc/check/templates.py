@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import re
 
-from promptc import ast, ir
+from promptc import ast, codes, ir
 from promptc.check.context import Context
-from promptc.diagnostics import closest
+from promptc.diagnostics import did_you_mean
 from promptc.source import Span
 
 # Names jinja2 provides to every template; a template may use them without declaring them.
@@ -26,7 +26,7 @@ def check_template(cx: Context, lit: ast.Literal, env: dict[str, ir.Type]) -> No
     try:
         tree = jenv.parse(lit.value)
     except TemplateSyntaxError as e:
-        cx.d.error("E105", f"template syntax error: {e.message}", template_span(lit, e.lineno or 1, None))
+        cx.d.error(codes.TEMPLATE_SYNTAX, f"template syntax error: {e.message}", template_span(lit, e.lineno or 1, None))
         return
     bound: set[str] = set(_JINJA_GLOBALS)
     for n in tree.find_all(nodes.Name):
@@ -69,11 +69,11 @@ class _TemplateWalker:
                 self.visit(node.arg, scope, bound)
             return
         if isinstance(node, nodes.Filter) and node.name not in self.jenv.filters:
-            self._err("E205", f"unknown filter '{node.name}'", node.lineno, node.name,
-                      hint=_near_hint(node.name, self.jenv.filters))
+            self._err(codes.UNKNOWN_FUNCTION, f"unknown filter '{node.name}'", node.lineno, node.name,
+                      hint=did_you_mean(node.name, self.jenv.filters))
         if isinstance(node, nodes.Test) and node.name not in self.jenv.tests:
-            self._err("E205", f"unknown test '{node.name}'", node.lineno, node.name,
-                      hint=_near_hint(node.name, self.jenv.tests))
+            self._err(codes.UNKNOWN_FUNCTION, f"unknown test '{node.name}'", node.lineno, node.name,
+                      hint=did_you_mean(node.name, self.jenv.tests))
         for child in node.iter_child_nodes():
             self.visit(child, scope, bound)
 
@@ -117,10 +117,9 @@ class _TemplateWalker:
             return None
         if report:
             names = [k for k in scope if k != "output"]
-            near = closest(node.name, names)
-            self._err("E201", f"undeclared variable '{node.name}'", node.lineno, node.name,
-                      hint=f"did you mean '{near}'?" if near else
-                      (f"the task's inputs are: {', '.join(names)}" if names else "the task has no inputs"))
+            self._err(codes.UNDECLARED_VARIABLE, f"undeclared variable '{node.name}'", node.lineno, node.name,
+                      hint=did_you_mean(node.name, names, "the task's inputs are") if names else
+                      "the task has no inputs")
         return None
 
     def _member_type(self, node, scope, bound, report: bool) -> ir.Type | None:
@@ -132,7 +131,7 @@ class _TemplateWalker:
             key = node.arg.value if isinstance(node.arg, nodes.Const) else None
         if isinstance(key, str) and key.startswith("_"):
             if report:
-                self._err("E210", f"access to '{key}' is not allowed in templates", node.lineno, key,
+                self._err(codes.UNSAFE_TEMPLATE_ACCESS, f"access to '{key}' is not allowed in templates", node.lineno, key,
                           hint="templates may only read declared input fields")
             return None
         base_t = self.type_of(node.node, scope, bound, report)
@@ -142,10 +141,8 @@ class _TemplateWalker:
         if isinstance(base, ir.RecordT) and isinstance(key, str):
             ft = base.field(key)
             if ft is None and report:
-                near = closest(key, base.field_names)
-                self._err("E204", f"unknown field '{key}' in {base.name}", node.lineno, key,
-                          hint=f"did you mean '{near}'?" if near else
-                          f"fields of {base.name}: {', '.join(base.field_names)}")
+                self._err(codes.UNKNOWN_FIELD, f"unknown field '{key}' in {base.name}", node.lineno, key,
+                          hint=did_you_mean(key, base.field_names, f"fields of {base.name}"))
             return ft
         if isinstance(base, ir.ListT) and isinstance(key, int):
             return base.item
@@ -153,16 +150,11 @@ class _TemplateWalker:
             return None
         if report:
             hint = "use a filter instead, e.g. {{ x | upper }}" if isinstance(base, ir.StrT) else None
-            self._err("E204", f"{base} has no field '{key}'", node.lineno, str(key), hint=hint)
+            self._err(codes.UNKNOWN_FIELD, f"{base} has no field '{key}'", node.lineno, str(key), hint=hint)
         return None
 
     def _err(self, code: str, msg: str, lineno: int, needle: str, hint: str | None = None) -> None:
         self.cx.d.error(code, msg, template_span(self.lit, lineno, needle), hint=hint)
-
-
-def _near_hint(name: str, options) -> str | None:
-    near = closest(name, options)
-    return f"did you mean '{near}'?" if near else None
 
 
 def template_span(lit: ast.Literal, lineno: int, needle: str | None) -> Span:

@@ -9,10 +9,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from promptc import ast, ir
+from promptc import ast, codes, ir
 from promptc.check import generators, values
 from promptc.check.context import CheckedExample, CheckedTask, Context
-from promptc.diagnostics import closest
+from promptc.diagnostics import did_you_mean
 from promptc.expr import to_source
 from promptc.source import Span
 
@@ -23,9 +23,8 @@ def check_tests(cx: Context) -> None:
     for test in cx.program.of(ast.TestDecl):
         ct = cx.out.tasks.get(test.task.name)
         if ct is None:
-            near = closest(test.task.name, cx.task_names())
-            cx.d.error("E203", f"unknown task '{test.task.name}'", test.task.span,
-                       hint=f"did you mean '{near}'?" if near else "tests name the task they test")
+            cx.d.error(codes.UNKNOWN_TASK, f"unknown task '{test.task.name}'", test.task.span,
+                       hint=did_you_mean(test.task.name, cx.task_names()) or "tests name the task they test")
             continue
         cx.out.tests.append(check_test(cx, test, ct))
 
@@ -62,7 +61,7 @@ def check_case(cx: Context, item: ast.Case, ct: CheckedTask,
         return None
     dup = example_inputs.get(_canon(inp))
     if dup is not None:
-        cx.d.warning("W401", f"test case '{item.name}' uses the same input as an example",
+        cx.d.warning(codes.TEST_DUPLICATES_EXAMPLE, f"test case '{item.name}' uses the same input as an example",
                      item.input.span, notes=(f"the example is at {dup.example.origin}",),
                      hint="tests must be unseen: change the case or drop the example")
     return ir.Case(item.name, inp, tuple(expects), str(item.span))
@@ -96,13 +95,13 @@ def _settings(cx: Context, item: ast.Property) -> int | None:
     for s in item.settings:
         key = s.name.name
         if key not in PROPERTY_SETTINGS:
-            cx.d.error("E217", f"unknown property setting '{key}'", s.name.span,
+            cx.d.error(codes.UNKNOWN_SETTING, f"unknown property setting '{key}'", s.name.span,
                        hint=f"settings: {', '.join(PROPERTY_SETTINGS)}")
             continue
         v = s.value
         if not (isinstance(v, ast.Literal) and isinstance(v.value, int) and not isinstance(v.value, bool)
                 and v.value > 0):
-            cx.d.error("E402", f"{key} takes a positive integer", v.span)
+            cx.d.error(codes.BAD_SETTING, f"{key} takes a positive integer", v.span)
             continue
         max_examples = v.value
     return max_examples
@@ -112,10 +111,8 @@ def _given_target(cx: Context, path: ast.Path, in_t: ir.RecordT) -> ir.Type | No
     """The type of the input field a `given` path names, or None (reported) if there is none."""
     t: ir.Type | None = in_t.field(path.root.name)
     if t is None:
-        near = closest(path.root.name, in_t.field_names)
-        cx.d.error("E213", f"given path '{path.dotted()}' does not exist: no input '{path.root.name}'",
-                   path.root.span, hint=f"did you mean '{near}'?" if near else
-                   f"inputs: {', '.join(in_t.field_names)}")
+        cx.d.error(codes.BAD_GIVEN_PATH, f"given path '{path.dotted()}' does not exist: no input '{path.root.name}'",
+                   path.root.span, hint=did_you_mean(path.root.name, in_t.field_names, "inputs"))
         return None
     spans = path.part_spans or (path.span,) * len(path.parts)
     for part, span in zip(path.parts, spans):
@@ -128,9 +125,8 @@ def _given_target(cx: Context, path: ast.Path, in_t: ir.RecordT) -> ir.Type | No
             continue
         hint = None
         if isinstance(base, ir.RecordT):
-            near = closest(str(part), base.field_names)
-            hint = f"did you mean '{near}'?" if near else f"fields of {base.name}: {', '.join(base.field_names)}"
-        cx.d.error("E213", f"given path '{path.dotted()}' does not exist: {base} has no '{part}'", span, hint=hint)
+            hint = did_you_mean(str(part), base.field_names, f"fields of {base.name}")
+        cx.d.error(codes.BAD_GIVEN_PATH, f"given path '{path.dotted()}' does not exist: {base} has no '{part}'", span, hint=hint)
         return None
     return t
 

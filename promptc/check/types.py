@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from promptc import ast, ir
+from promptc import ast, codes, ir
 from promptc.check.context import Context, Unresolved
-from promptc.diagnostics import closest
+from promptc.diagnostics import did_you_mean
 from promptc.expr import check_regex
 from promptc.source import Span
 
@@ -36,7 +36,7 @@ def declare_types(cx: Context) -> None:
     for d in cx.program.decls:
         if isinstance(d, (ast.EnumDecl, ast.TypeDecl)):
             if d.name.name in PRIMITIVES or d.name.name == "list":
-                cx.d.error("E206", f"'{d.name.name}' is a built-in type and cannot be redeclared", d.name.span)
+                cx.d.error(codes.DUPLICATE_NAME, f"'{d.name.name}' is a built-in type and cannot be redeclared", d.name.span)
                 continue
             if cx.dup(seen, d.name, "type"):
                 continue
@@ -45,7 +45,8 @@ def declare_types(cx: Context) -> None:
             for m in d.members:
                 cx.dup(members, m, f"member of enum {d.name.name}")
             if not d.members:
-                cx.d.error("E302", f"enum {d.name.name} has no members", d.span)
+                cx.d.error(codes.EMPTY_ENUM, f"enum {d.name.name} has no members", d.span,
+                           hint=f"list its members: enum {d.name.name} {{ first, second }}")
             cx.enums[d.name.name] = ir.EnumT(d.name.name, tuple(members))
         elif isinstance(d, ast.TypeDecl):
             cx.records[d.name.name] = d
@@ -57,7 +58,7 @@ def record(cx: Context, name: str, use_span: Span) -> ir.Type:
         return cx.resolved[name]
     if name in cx.resolving:
         cycle = " -> ".join(cx.resolving[cx.resolving.index(name):] + [name])
-        cx.d.error("E308", f"recursive type: {cycle}", use_span,
+        cx.d.error(codes.RECURSIVE_TYPE, f"recursive type: {cycle}", use_span,
                    hint="records cannot contain themselves; flatten the structure or use a list of ids")
         raise Unresolved
     cx.resolving.append(name)
@@ -95,6 +96,10 @@ def _type_expr(cx: Context, te: ast.TypeExpr) -> ir.Type:
         inner = _type_expr(cx, te.inner)
         return inner if isinstance(inner, ir.OptionalT) else ir.OptionalT(inner)
     if isinstance(te, ast.ListType):
+        if te.suffix:
+            item = te.item.span.source.text[te.item.span.start:te.item.span.end]
+            cx.d.error(codes.SYNTAX, f"'{item}[]' is not a list type in promptc", te.span,
+                       hint=f"use list[{item}]")
         return ir.ListT(type_use(cx, te.item))
     name = te.name.name
     if name in PRIMITIVES:
@@ -108,9 +113,8 @@ def _type_expr(cx: Context, te: ast.TypeExpr) -> ir.Type:
             if cx.resolving:
                 raise
             return ir.AnyT()
-    near = closest(name, [*PRIMITIVES, *cx.enums, *cx.records])
-    cx.d.error("E202", f"unknown type '{name}'", te.name.span,
-               hint=f"did you mean '{near}'?" if near else "declare it with `type` or `enum`")
+    cx.d.error(codes.UNKNOWN_TYPE, f"unknown type '{name}'", te.name.span,
+               hint=did_you_mean(name, [*PRIMITIVES, *cx.enums, *cx.records]) or "declare it with `type` or `enum`")
     return ir.AnyT()
 
 
@@ -132,21 +136,42 @@ def _constraint_values(cx: Context, t: ir.Type, cs: tuple[ast.FieldConstraint, .
     for c in cs:
         key = c.name.name
         if key not in FIELD_CONSTRAINTS:
-            near = closest(key, FIELD_CONSTRAINTS)
-            cx.d.error("E215", f"unknown field constraint '{key}'", c.name.span,
-                       hint=f"did you mean '{near}'?" if near else
-                       f"field constraints: {', '.join(FIELD_CONSTRAINTS)}")
+            cx.d.error(codes.UNKNOWN_FIELD_CONSTRAINT, f"unknown field constraint '{key}'", c.name.span,
+                       hint=_constraint_hint(key, t))
             continue
         if cx.dup(seen, c.name, "field constraint"):
             continue
         applies, kinds = _APPLIES[key]
         if not isinstance(t, applies):
-            cx.d.error("E306", f"'{key}' does not apply to {t}", c.span, hint=f"'{key}' applies to {kinds}")
+            cx.d.error(codes.CONSTRAINT_NOT_APPLICABLE, f"'{key}' does not apply to {t}", c.span,
+                       hint=f"'{key}' applies to {kinds}")
             continue
         v = _constraint_value(cx, key, c.value)
         if v is not _BAD:
             vals[key] = v
     return vals
+
+
+# Keys newcomers reach for (from JSON Schema, pydantic, other languages), by the kind of bound they mean;
+# which promptc key fits depends on the type: `int [min=1]` is `ge`, `str [min=1]` is `min_len`.
+_LOWER_WORDS = {"min", "minimum", "gte", "min_value", "minvalue", "min_length", "minlength", "min_items", "minitems",
+                "lower", "low"}
+_UPPER_WORDS = {"max", "maximum", "lte", "max_value", "maxvalue", "max_length", "maxlength", "max_items", "maxitems",
+                "upper", "high"}
+
+
+def _constraint_hint(key: str, t: ir.Type) -> str:
+    """What to write instead of an unknown field constraint, for this type."""
+    fits = [k for k in FIELD_CONSTRAINTS if isinstance(t, _APPLIES[k][0])]
+    if not fits:
+        return f"no field constraint applies to {t}; field constraints: {', '.join(FIELD_CONSTRAINTS)}"
+    numeric = isinstance(t, (ir.IntT, ir.FloatT))
+    bounds = "ge and le (inclusive)" if numeric else "min_len and max_len (inclusive)"
+    word = key.lower().replace("-", "_")
+    if word in _LOWER_WORDS or word in _UPPER_WORDS:
+        want = ("ge" if numeric else "min_len") if word in _LOWER_WORDS else ("le" if numeric else "max_len")
+        return f"did you mean '{want}'? {t} bounds are {bounds}"
+    return did_you_mean(key, fits, f"field constraints for {t}") or ""
 
 
 def _constraint_value(cx: Context, key: str, v: ast.Value) -> Any:
@@ -156,11 +181,11 @@ def _constraint_value(cx: Context, key: str, v: ast.Value) -> Any:
         if isinstance(v, ast.Literal) and isinstance(v.value, int) and not isinstance(v.value, bool) \
                 and v.value >= 0:
             return v.value
-        cx.d.error("E307", f"{key} takes a non-negative integer", v.span)
+        cx.d.error(codes.BAD_OPTION_VALUE, f"{key} takes a non-negative integer", v.span)
         return _BAD
     if isinstance(v, ast.Literal) and isinstance(v.value, (int, float)) and not isinstance(v.value, bool):
         return v.value
-    cx.d.error("E307", f"{key} takes a number", v.span)
+    cx.d.error(codes.BAD_OPTION_VALUE, f"{key} takes a number", v.span)
     return _BAD
 
 
@@ -169,7 +194,7 @@ def _pattern_value(cx: Context, v: ast.Value) -> Any:
         if not check_regex(v, cx.d):
             return _BAD
         if v.flags:
-            cx.d.warning("W402", "flags on a field pattern are ignored", v.span,
+            cx.d.warning(codes.PATTERN_FLAGS_IGNORED, "flags on a field pattern are ignored", v.span,
                          hint="patterns must match the whole value; use (?i) inline for case")
         cx.pattern_spans.setdefault(v.pattern, v.span)
         return v.pattern
@@ -178,7 +203,7 @@ def _pattern_value(cx: Context, v: ast.Value) -> Any:
             return _BAD
         cx.pattern_spans.setdefault(v.value, v.span)
         return v.value
-    cx.d.error("E307", "pattern takes a /regex/", v.span)
+    cx.d.error(codes.BAD_OPTION_VALUE, "pattern takes a /regex/", v.span)
     return _BAD
 
 
@@ -187,7 +212,7 @@ def _check_bounds(cx: Context, cs: tuple[ast.FieldConstraint, ...], vals: dict[s
         if lo in vals and hi in vals and vals[lo] > vals[hi]:
             span = next(c.span for c in cs if c.name.name == lo).join(
                 next(c.span for c in cs if c.name.name == hi))
-            cx.d.error("E305", f"{lo}={vals[lo]} is greater than {hi}={vals[hi]}", span,
+            cx.d.error(codes.CONTRADICTORY_BOUNDS, f"{lo}={vals[lo]} is greater than {hi}={vals[hi]}", span,
                        hint="no value could satisfy both bounds")
 
 
@@ -213,7 +238,7 @@ def warn_unenforceable(cx: Context, t: ir.Type, seen: set[str]) -> None:
         seen.add(t.pattern)
         what = engine_unsupported(t.pattern)
         if what:
-            cx.d.warning("W301", f"constrained decoding cannot enforce {what} in this pattern",
+            cx.d.warning(codes.UNENFORCEABLE_PATTERN, f"constrained decoding cannot enforce {what} in this pattern",
                          cx.pattern_spans.get(t.pattern),
                          hint="outputs are still validated against it after generation; "
                               "rewrite the pattern without it to have it enforced while decoding")

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from promptc import ast, ir
+from promptc import ast, codes, ir
 from promptc.check.context import Context
-from promptc.diagnostics import closest
+from promptc.diagnostics import did_you_mean
+from promptc.expr import literal_hint
 from promptc.schema import validate
 from promptc.source import Span
 
@@ -21,7 +22,7 @@ def value(cx: Context, v: ast.Value, t: ir.Type) -> Any:
     if isinstance(t, ir.AnyT):
         return any_value(v)
     if isinstance(v, ast.Literal) and v.value is None:
-        cx.d.error("E302", f"expected {t}, got null", v.span, hint=f"make the type optional ({t}?) to allow null")
+        cx.d.error(codes.SCHEMA_MISMATCH, f"expected {t}, got null", v.span, hint=f"make the type optional ({t}?) to allow null")
         return None
     if isinstance(t, ir.EnumT):
         return _enum_value(cx, v, t)
@@ -36,9 +37,9 @@ def _enum_value(cx: Context, v: ast.Value, t: ir.EnumT) -> Any:
     if isinstance(v, ast.EnumRef) or (isinstance(v, ast.Literal) and isinstance(v.value, str)):
         name = v.name if isinstance(v, ast.EnumRef) else v.value
         if name not in t.members:
-            near = closest(name, t.members)
-            cx.d.error("E207", f"'{name}' is not a member of enum {t.name}", v.span,
-                       hint=f"did you mean '{near}'?" if near else f"members: {', '.join(t.members)}")
+            cx.d.error(codes.UNKNOWN_MEMBER, f"'{name}' is not a member of enum {t.name}", v.span,
+                       hint=(literal_hint(name) if isinstance(v, ast.EnumRef) else None) or
+                       did_you_mean(name, t.members, "members"))
         return name
     return _mismatch(cx, v, t)
 
@@ -50,20 +51,19 @@ def _record_value(cx: Context, v: ast.Value, t: ir.RecordT) -> Any:
     seen: dict[str, Span] = {}
     for f in v.fields:
         if f.key.name in seen:
-            cx.d.error("E214", f"duplicate key '{f.key.name}'", f.key.span,
+            cx.d.error(codes.DUPLICATE_KEY, f"duplicate key '{f.key.name}'", f.key.span,
                        notes=(f"first given at {seen[f.key.name]}",))
             continue
         seen[f.key.name] = f.key.span
         ft = t.field(f.key.name)
         if ft is None:
-            near = closest(f.key.name, t.field_names)
-            cx.d.error("E204", f"unknown field '{f.key.name}' in {t.name}", f.key.span,
-                       hint=f"did you mean '{near}'?" if near else f"fields of {t.name}: {', '.join(t.field_names)}")
+            cx.d.error(codes.UNKNOWN_FIELD, f"unknown field '{f.key.name}' in {t.name}", f.key.span,
+                       hint=did_you_mean(f.key.name, t.field_names, f"fields of {t.name}"))
             continue
         out[f.key.name] = value(cx, f.value, ft)
     missing = [k for k, ft in t.fields if k not in seen and not isinstance(ft, ir.OptionalT)]
     if missing:
-        cx.d.error("E302", f"missing field{'s' if len(missing) > 1 else ''} "
+        cx.d.error(codes.SCHEMA_MISMATCH, f"missing field{'s' if len(missing) > 1 else ''} "
                    f"{', '.join(repr(m) for m in missing)} of {t.name}", v.span)
     return out
 
@@ -73,7 +73,7 @@ def _list_value(cx: Context, v: ast.Value, t: ir.ListT) -> Any:
         return _mismatch(cx, v, t)
     items = [value(cx, i, t.item) for i in v.items]
     for viol in validate(ir.ListT(ir.AnyT(), t.min_len, t.max_len), items):
-        cx.d.error("E303", viol.message, v.span)
+        cx.d.error(codes.FIELD_CONSTRAINT_VIOLATED, viol.message, v.span)
     return items
 
 
@@ -88,7 +88,7 @@ def _scalar_value(cx: Context, v: ast.Value, t: ir.Type) -> Any:
     if not ok:
         return _mismatch(cx, v, t)
     for viol in validate(t, val):
-        cx.d.error("E303", viol.message, v.span)
+        cx.d.error(codes.FIELD_CONSTRAINT_VIOLATED, viol.message, v.span)
     return float(val) if isinstance(t, ir.FloatT) else int(val) if isinstance(t, ir.IntT) else val
 
 
@@ -99,12 +99,14 @@ def _integral(val: Any) -> bool:
 
 def _mismatch(cx: Context, v: ast.Value, t: ir.Type) -> Any:
     got = literal_kind(v)
-    hint = None
-    if isinstance(t, ir.EnumT):
+    hint = literal_hint(v.name) if isinstance(v, ast.EnumRef) else None
+    if hint is not None:
+        pass
+    elif isinstance(t, ir.EnumT):
         hint = f"write a member of {t.name} as a bare name: {', '.join(t.members[:5])}"
     elif isinstance(t, ir.StrT) and isinstance(v, ast.EnumRef):
         hint = f'strings are quoted: "{v.name}"'
-    cx.d.error("E302", f"expected {t}, got {got}", v.span, hint=hint)
+    cx.d.error(codes.SCHEMA_MISMATCH, f"expected {t}, got {got}", v.span, hint=hint)
     return any_value(v)
 
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from promptc import ir
+from promptc import codes, ir
 from promptc.diagnostics import Diagnostics
 from promptc.errors import DiagnosticError, InputError
 from promptc.source import SourceFile
@@ -157,14 +157,14 @@ def build_dataset(program: ir.Program, task: ir.Task, family: str, prompt, *, ex
     excluded = len(examples) - len(kept)
     for ex in kept:
         for f in constraint_failures(task.constraints, {**ex.input, "output": ex.output}):
-            d.error("E304", f"example violates constraint '{f.constraint.name}'", _span_for(ex.origin),
+            d.error(codes.EXAMPLE_VIOLATES_CONSTRAINT, f"example violates constraint '{f.constraint.name}'", _span_for(ex.origin),
                     notes=(f"constraint: {f.constraint.source}", *f.details))
     secrets: list[str] = []
     for ex in kept:
         for kind, _ in scan_secrets([ex.input, ex.output]):
             secrets.append(f"{ex.origin}: {kind}")
             if not allow_secrets:
-                d.error("E501", f"training example contains a secret ({kind})", _span_for(ex.origin),
+                d.error(codes.SECRET_IN_DATA, f"training example contains a secret ({kind})", _span_for(ex.origin),
                         hint="remove it from the data, or pass --allow-secrets to train with it redacted")
     if d.has_errors:
         raise DiagnosticError(d)

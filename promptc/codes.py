@@ -1,0 +1,286 @@
+"""Diagnostic codes: each code as a named constant with its one-line meaning, and the long explanation
+that `promptc explain CODE` prints (as mypy's errorcodes.py and `rustc --explain` do).
+
+Code ranges: E1xx syntax and files, E2xx names, E3xx types and schema, E4xx tests, E5xx training data,
+W for warnings. A code has one meaning; a new kind of mistake gets a new code here, a row in the table
+of docs/language.md §8 (`meaning` and `example` exactly as below; tests/core/test_codes.py checks it),
+and a golden case in tests/cases/errors/.
+
+Stages report with the constant, never a bare string: `diags.error(codes.UNKNOWN_TYPE, ...)`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+
+@dataclass(frozen=True, slots=True)
+class CodeInfo:
+    code: str
+    meaning: str  # one line: the `meaning` column of docs/language.md §8
+    example: str  # the `example` column of docs/language.md §8 (Markdown)
+    explanation: str  # what `promptc explain CODE` prints after the meaning
+
+    @property
+    def is_warning(self) -> bool:
+        return self.code.startswith("W")
+
+
+CODES: dict[str, CodeInfo] = {}
+
+
+def _code(code: str, meaning: str, example: str, explanation: str) -> str:
+    assert code not in CODES, f"{code} is defined twice"
+    CODES[code] = CodeInfo(code, meaning, example, explanation.strip("\n"))
+    return code
+
+
+# ------------------------------------------------------------------ E1xx: syntax and files
+NOT_UTF8: Final = _code("E101", "file is not valid UTF-8", "a Latin-1 `é` in a program or examples file", """
+A .prompt program and an examples file must be UTF-8 text. The diagnostic points at the line and
+column of the first byte that is not UTF-8 and names the byte.
+
+Fix: save the file as UTF-8 (most editors have "Save with encoding"). A leading byte-order mark is
+allowed and ignored.
+""")
+SYNTAX: Final = _code("E102", "syntax error (what was expected, in words)",
+                      "`task t(x: str) str {` — expected `'->'`", """
+The parser met a token where it expected something else; the message lists, in words, what could
+have come next, and a hint names the usual fix where there is one.
+
+    task t(x: str) str {        # expected '->': write  task t(x: str) -> str {
+    expect output.tag = bug     # '=' where a comparison fits: write  ==
+    items: LineItem[]           # not a list type: write  items: list[LineItem]
+
+A syntax error stops the check of that file, except `T[]`, which is reported at the declaration and
+then read as `list[T]` so that the rest of the program is still checked.
+""")
+UNEXPECTED_CHAR: Final = _code("E103", "unexpected character", "`type T { a: str; b: str }`", """
+A character that cannot start any token here, such as `;`, `@` or a non-breaking space. promptc has
+no `;`: fields, items and options are separated by newlines or commas.
+""")
+UNTERMINATED_STRING: Final = _code("E104", "unterminated string", '`prompt "{{ x }}` with no closing quote', """
+A string has no closing quote. A "..." string ends on the line it starts on; text over several
+lines is written as a triple-quoted string:
+
+    prompt \"\"\"
+    Summarise {{ doc }}.
+    \"\"\"
+""")
+TEMPLATE_SYNTAX: Final = _code("E105", "template syntax error", "`{{ x }`", """
+A `system` or `prompt` text is a jinja2 template, and this one does not parse: an unclosed `{{`,
+`{%` or block, or a misspelt tag. The diagnostic points at the template line jinja2 reported.
+""")
+BAD_REGEX: Final = _code("E106", "invalid regular expression or flag", "`/sk-[A-Z/`, `/a/q`", """
+A /regex/ (in a constraint, a field `pattern`, or `regex(...)`) is not a valid Python regular
+expression, or it has a flag other than i, m, s and x. The diagnostic points at the position Python's
+`re` module reported.
+""")
+BAD_EXAMPLES_LINE: Final = _code("E107", "malformed examples file line", '`{"input": {...} "output": 1}`', """
+Each non-blank line of an `examples "FILE.jsonl"` file must be one JSON object with "input" (an
+object with one key per task parameter) and "output", and optionally "name" and "provenance":
+
+    {"input": {"ticket": {"subject": "Hi", "body": "..."}}, "output": {"tag": "bug", "reply": "..."}}
+
+The diagnostic points at the line and column of the JSON mistake or at the unknown key.
+""")
+FILE_NOT_FOUND: Final = _code("E108", "file not found", '`examples "data/nope.jsonl"`', """
+A file named by the program (or on the command line) does not exist or cannot be read. An examples
+path is resolved relative to the program file, not to the current directory; the hint shows the
+path that was tried.
+""")
+BAD_ESCAPE: Final = _code("E109", "invalid string escape", '`"\\q"`', r"""
+A backslash in a "..." string starts an escape, and this one is not known. Valid escapes are
+\n \t \r \" \\ \/ \0 and \uXXXX. Write \\ for a backslash, or use a /regex/ literal for patterns.
+""")
+
+
+# ------------------------------------------------------------------ E2xx: names
+UNDECLARED_VARIABLE: Final = _code("E201", "undeclared template variable", "`{{ tikcet.subject }}`", """
+A template uses a name that is not a task input, a `{% for %}` or `{% set %}` variable, or one of
+jinja2's globals (`loop`, `range`, ...). The hint names the closest input.
+
+    task triage(ticket: Ticket) -> Triage {
+      prompt "Subject: {{ tikcet.subject }}"     # did you mean 'ticket'?
+""")
+UNKNOWN_TYPE: Final = _code("E202", "unknown type", "`body: Strng`", """
+A type name that is neither built in (str, int, float, bool, list[T]) nor declared with `type` or
+`enum` in this file. The hint names the closest type. Lists are written `list[T]`, optional values
+`T?`.
+""")
+UNKNOWN_TASK: Final = _code("E203", "unknown task", "`test summarise { ... }`", """
+A `test` block or a `target` names a task that is not declared in this file. The hint names the
+closest task.
+""")
+UNKNOWN_FIELD: Final = _code("E204", "unknown field", "`{{ ticket.subjet }}`, `output.nope`", """
+A field that the record does not declare: in a template path, an expression path, or a record
+literal (an example's input or output, a test input). The hint names the closest field, or lists the
+record's fields. Methods of values are not fields: in templates, use filters (`{{ x | upper }}`).
+""")
+UNKNOWN_FUNCTION: Final = _code("E205", "unknown function, filter or test", "`lenght(output)`, `{{ x \\| shout }}`", """
+An expression calls a function that promptc does not have (see docs/language.md §5 for the list),
+or a template uses a jinja2 filter or test that the sandboxed environment does not provide.
+""")
+DUPLICATE_NAME: Final = _code("E206", "duplicate name", "two tasks named `t`", """
+Two declarations of the same kind share a name: types, enum members, record fields, tasks,
+parameters, constraints, tests, targets, options, `given` paths or field constraints. A note points
+at the first one. Built-in type names cannot be redeclared, and `output` cannot name a parameter.
+""")
+UNKNOWN_MEMBER: Final = _code("E207", "unknown enum member", "`output biling`", """
+A value or an expression names something that is not a member of the enum it is compared with or
+assigned to. Members are written bare (`billing`); a string that names a member ("billing") is
+accepted too. The hint names the closest member.
+""")
+UNKNOWN_OPTION: Final = _code("E208", "unknown target option", "`shot = 2`", """
+A `target text` or `target tune` block sets an option that its kind does not have. The hint names
+the closest option; docs/language.md §7 lists them all.
+""")
+UNKNOWN_METHOD: Final = _code("E209", "unknown tune method", '`method = "prompt_tunning"`', """
+`method` of a tune target must be one of prompt_tuning, prefix_tuning, p_tuning, lora or ia3.
+""")
+UNSAFE_TEMPLATE_ACCESS: Final = _code("E210", "unsafe template access", "`{{ text.__class__ }}`", """
+Templates may only read declared input fields. Any attribute or key starting with `_` (such as
+`__class__` or `__subclasses__`) is refused when the program is checked, before the sandbox would
+refuse it at render time.
+""")
+UNKNOWN_NAME: Final = _code("E211", "unknown name in an expression", "`len(tickt.body)`", """
+An expression starts with a name that is neither a task input, `output`, nor a member of a declared
+enum. The hint names the closest one. `null`, `true` and `false` are written in lower case.
+""")
+UNKNOWN_GENERATOR: Final = _code("E212", "unknown generator", "`given x = txt()`", """
+`given PATH = GENERATOR(...)` in a property names a generator promptc does not have. The generators
+are text, regex, one_of, ints, floats and bools (docs/language.md §6).
+""")
+BAD_GIVEN_PATH: Final = _code("E213", "`given` path does not exist", "`given ticket.subjct = ...`", """
+The path of a `given` must name an input of the task, then fields of records and [n] indexes of lists.
+The hint names the closest input or field.
+""")
+DUPLICATE_KEY: Final = _code("E214", "duplicate key in a record literal", "`{ a: 1, a: 2 }`", """
+A record literal gives the same key twice; a note points at the first one. Remove one of them.
+""")
+UNKNOWN_FIELD_CONSTRAINT: Final = _code("E215", "unknown field constraint", "`[maxlen=3]`", """
+The keys of a field constraint list are min_len and max_len (str and list), pattern (str), and ge and
+le (int and float). The hint suggests the key that fits the type: `int [min=1]` is `int [ge=1]`,
+`str [max=80]` is `str [max_len=80]`.
+""")
+UNKNOWN_TARGET_KIND: Final = _code("E216", "unknown target kind", "`target prose t for x {}`", """
+A target is `target text NAME for TASK { ... }` or `target tune NAME for TASK { ... }`.
+""")
+UNKNOWN_SETTING: Final = _code("E217", "unknown property setting", "`max_example = 5`", """
+The only property setting is `max_examples = N`.
+""")
+
+
+# ------------------------------------------------------------------ E3xx: types and schema
+TYPE_MISMATCH: Final = _code("E301", "type mismatch in an expression", "`len(output.score)` on an int", """
+An expression combines values of types that do not fit: a function applied to the wrong type, a
+comparison of a string with a number, an ordering of non-numbers, a condition that is not a bool.
+Enum values compare with members of their own enum, written bare or as a string that names one.
+""")
+SCHEMA_MISMATCH: Final = _code("E302", "value does not match the schema", "a missing field, `\"high\"` for an int", """
+A value (an example's input or output, a test input, a `one_of` argument, an examples-file line)
+does not have the declared type: a string for an int, a missing required field, null for a type
+that is not optional (write `T?` to allow it). `null`, `true` and `false` are lower case.
+""")
+FIELD_CONSTRAINT_VIOLATED: Final = _code("E303", "value violates a field constraint",
+                                         "a 20-character reply with `max_len=5`", """
+A value has the right type but breaks a field constraint of it: a length outside min_len..max_len, a
+number outside ge..le, or a string that does not fully match the pattern.
+""")
+EXAMPLE_VIOLATES_CONSTRAINT: Final = _code("E304", "example violates a task constraint",
+                                           "a refund ticket labelled `bug`", """
+An example (inline or from an examples file) breaks one of the task's constraints. Examples teach
+the model, so a wrong example is an error; the notes show the constraint and the values it saw.
+Fix the example, or the constraint if the example is right.
+""")
+CONTRADICTORY_BOUNDS: Final = _code("E305", "contradictory bounds", "`[min_len=50, max_len=10]`", """
+A lower bound is above the upper bound (min_len > max_len, ge > le, or a generator's low > high),
+so no value could satisfy both.
+""")
+CONSTRAINT_NOT_APPLICABLE: Final = _code("E306", "field constraint does not apply to the type",
+                                         "`int [max_len=3]`", """
+The field constraint exists but not for this type: min_len and max_len apply to str and list,
+pattern to str, ge and le to int and float.
+""")
+BAD_OPTION_VALUE: Final = _code("E307", "invalid option or constraint value", '`format = "markdown"`, `shots = -1`', """
+A target option or a field constraint has a value of the wrong kind or out of range: a string where
+a number is expected, a value not among the option's choices, a negative length, a variant the task
+does not declare. The hint gives the option's help text or the closest choice.
+""")
+RECURSIVE_TYPE: Final = _code("E308", "recursive type", "`type Node { child: Node? }`", """
+A record contains itself, directly or through other records. Output schemas must be finite: flatten
+the structure, or refer to items by id.
+""")
+NO_PROMPT: Final = _code("E309", "task has no prompt", "a task with only `system`", """
+Every task needs a `prompt` template; `system`, examples, constraints and tests are optional.
+""")
+WRONG_ARG_COUNT: Final = _code("E310", "wrong number of arguments", "`len(a, b)`", """
+A function in an expression was called with the wrong number of arguments, or with a keyword
+argument (functions in expressions take positional arguments only).
+""")
+OPTION_NOT_FOR_METHOD: Final = _code("E311", "option does not apply to the method",
+                                     '`virtual_tokens` with `method = "lora"`', """
+A tune option that only one method uses was set for another method; the hint names the methods it
+applies to.
+""")
+DUPLICATE_TASK_ITEM: Final = _code("E312", "duplicate task item", "two unnamed `prompt`s", """
+A task has more than one unnamed `prompt` (or `system`). Give alternatives a name, and pick one
+from a text target with prompt_variant / system_variant:
+
+    prompt variant "terse" "Answer in one line: {{ q }}"
+""")
+EMPTY_ENUM: Final = _code("E313", "enum has no members", "`enum Tag { }`", """
+An enum must have at least one member; a field of an empty enum could hold no value.
+""")
+
+# ------------------------------------------------------------------ E4xx: tests
+BAD_SETTING: Final = _code("E402", "invalid property setting", "`max_examples = 0`", """
+`max_examples` takes a positive integer: how many inputs hypothesis draws for the property.
+""")
+BAD_GENERATOR_ARG: Final = _code("E403", "invalid generator argument", "`text()` for an `int` field", """
+A generator was called with the wrong arguments, or cannot produce values of the field's type; the
+hint lists the generators that fit.
+""")
+
+# ------------------------------------------------------------------ E5xx: training data
+SECRET_IN_DATA: Final = _code(
+    "E501",
+    "training data holds a secret (an API key, a private key, a token, a password); `promptc tune` stops "
+    "unless `--allow-secrets`, which trains with it redacted",
+    '`note: "sk-abc...xyz"` in an examples line', """
+A training example contains something that looks like a credential. A tuned adapter can memorise
+its training data, so `promptc tune` stops. Remove the secret from the example, or pass
+--allow-secrets to train with it redacted.
+""")
+
+# ------------------------------------------------------------------ warnings
+UNUSED_INPUT: Final = _code("W201", "input never used in the prompt", "`task t(x: str, y: str)` using only `x`", """
+A task input appears in neither the prompt nor the system text, so the model never sees it.
+Reference it as {{ name }}, or remove the parameter.
+""")
+UNENFORCEABLE_PATTERN: Final = _code(
+    "W301",
+    "an output pattern uses a regex feature constrained decoding cannot enforce (look-around, "
+    "back-references, ...); it is still validated after generation",
+    "`reply: str [pattern=/(?!x).*/]`", """
+Constrained decoding compiles output patterns to a grammar, which cannot express look-around or
+back-references. Such a pattern is dropped while decoding and checked after generation instead.
+Rewrite the pattern without the feature to have it enforced while decoding.
+""")
+TEST_DUPLICATES_EXAMPLE: Final = _code("W401", "test input duplicates an example",
+                                       "a case whose input is also an example", """
+A test case uses the same input as an example. Examples are shots and training data, so such a test
+measures memory rather than skill. Change the case, or drop the example.
+""")
+PATTERN_FLAGS_IGNORED: Final = _code("W402", "regex flags on a field pattern are ignored", "`[pattern=/a/i]`", """
+A field pattern must match the whole value and is used in JSON Schema, which has no flags. Write
+flags inline instead: `[pattern=/(?i)yes|no/]`.
+""")
+
+
+def explain(code: str) -> str:
+    """The long explanation of a code, as `promptc explain CODE` prints it. KeyError if unknown."""
+    info = CODES[code.upper()]
+    kind = "warning" if info.is_warning else "error"
+    return f"{info.code} ({kind}): {info.meaning}\n\n{info.explanation}\n\nExample: {info.example}\n"
