@@ -22,6 +22,10 @@ class Decoding:
     seed: int = 0
     constrained: bool = True  # hf: schema-constrained decoding
     structured: bool = False  # openai: send response_format with the output JSON Schema
+    # Caps for what an output type leaves unbounded under constrained decoding (target options of the
+    # same names): characters of a `str` without max_len, items of a list without max_len.
+    max_str_len: int = 2000
+    max_items: int = 100
 
     def key(self) -> dict[str, Any]:
         return asdict(self)

@@ -8,42 +8,46 @@ engine behind guidance and several inference servers. bench/decode.py measures i
 
 from __future__ import annotations
 
+import codecs
+import functools
 import hashlib
 import json
 import re
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from promptc import ir
 from promptc.errors import ModelError
 from promptc.models.base import Decoding, Generation, Request
-from promptc.schema import engine_unsupported, inline_refs, json_schema
+from promptc.models.grammar import GRAMMAR_VERSION, Caps, Tracker, lark_grammar, max_growth, raw_choice, shape
+from promptc.schema import engine_unsupported, json_schema
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf")
 
 
-def _strip_unsupported(schema: Any) -> Any:
-    """Drop patterns the engine cannot enforce (the checker warned about them, W301); outputs are
-    still validated after generation, so nothing is silently accepted."""
-    if isinstance(schema, dict):
-        out = {k: _strip_unsupported(v) for k, v in schema.items()}
-        pat = out.get("pattern")
-        if isinstance(pat, str) and engine_unsupported(pat[4:-2] if pat.startswith("^(?:") else pat):
-            out.pop("pattern")
-        return out
-    if isinstance(schema, list):
-        return [_strip_unsupported(x) for x in schema]
-    return schema
+@dataclass(frozen=True)
+class Constraint:
+    """What the decoder enforces for one request: an llguidance grammar, and the shape the budget-aware
+    guide tracks (None for free text, whose cut-off is reported rather than forced closed)."""
+
+    grammar: str
+    shape: Any = None
+
+    def tracker(self) -> Tracker | None:
+        return Tracker(self.shape) if self.shape is not None else None
 
 
-def grammar_for(t: ir.Type) -> str | None:
-    """The llguidance grammar for an output type, or None when any text is acceptable.
+@functools.lru_cache(maxsize=256)
+def constraint_for(t: ir.Type, caps: Caps | None = None) -> Constraint | None:
+    """The constraint for an output type, or None when any text is acceptable.
 
-    `str` and enum outputs are raw text (a regex grammar); everything else is JSON (a JSON Schema
-    grammar without flexible whitespace, so a weak model cannot stall in whitespace)."""
+    `str` and enum outputs are raw text (a regex grammar); everything else is bounded JSON from
+    grammar.lark_grammar (compact, no free whitespace, so a weak model cannot stall in whitespace)."""
     from llguidance import LLMatcher
 
+    caps = caps or Caps()
     base = ir.strip_optional(t)
     optional = isinstance(t, ir.OptionalT)
     if isinstance(base, ir.StrT):
@@ -54,13 +58,19 @@ def grammar_for(t: ir.Type) -> str | None:
             rx = f"(?s:.{{{lo},{base.max_len if base.max_len is not None else ''}}})"
         else:
             return None
-        return LLMatcher.grammar_from_regex(f"(?:null|{rx})" if optional else rx)
+        return Constraint(LLMatcher.grammar_from_regex(f"(?:null|{rx})" if optional else rx))
     if isinstance(base, ir.EnumT):
         rx = "|".join(re.escape(m) for m in base.members)
-        return LLMatcher.grammar_from_regex(f"(?:null|{rx})" if optional else f"(?:{rx})")
-    schema = _strip_unsupported(inline_refs(json_schema(t)))
-    schema["x-guidance"] = {"whitespace_flexible": False, "item_separator": ", ", "key_separator": ": "}
-    return LLMatcher.grammar_from_json_schema(schema)
+        members = (*base.members, "null") if optional else base.members
+        return Constraint(LLMatcher.grammar_from_regex(f"(?:null|{rx})" if optional else f"(?:{rx})"),
+                          raw_choice(members))
+    return Constraint(LLMatcher.grammar_from_lark(lark_grammar(t, caps)), shape(t, caps))
+
+
+def grammar_for(t: ir.Type, caps: Caps | None = None) -> str | None:
+    """The llguidance grammar for an output type, or None when any text is acceptable."""
+    c = constraint_for(t, caps)
+    return c.grammar if c is not None else None
 
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja",
@@ -93,18 +103,40 @@ def _identity(spec: str) -> str:
     return f"hub:{name}"
 
 
+class _Row:
+    """One batch row's budget-aware state: what it has emitted (as text, for the tracker) and, once the
+    budget is only just enough, the forced tokens of the shortest completion."""
+
+    def __init__(self, tracker: Tracker | None, margin: int):
+        self.tracker = tracker
+        self.margin = margin
+        self.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self.forced: list[int] | None = None
+        self.next_check = 0
+
+
 class _Guide:
-    """A logits processor that applies one llguidance matcher per batch row.
+    """A logits processor that applies one llguidance matcher per batch row, and closes each value
+    before the budget runs out.
 
     Masks for all rows are computed in parallel by llguidance's executor; they are applied with a few
     tensor ops rather than llguidance's TorchScript kernel, whose compilation on each new batch shape
-    cost more than the whole decode in bench/decode.py."""
+    cost more than the whole decode in bench/decode.py.
 
-    def __init__(self, matchers: list[Any], lltok, eos_id: int):
+    Budget: a row's tracker knows the shortest text that completes its value. While the budget left is
+    more than that (plus a margin for what one token can open, such as a new list item), decoding is
+    free. Once it is not, the guide forces the tokens of the shortest completion and then eos, so the
+    value comes out complete and valid. The check is cheap and runs only when the budget could be
+    near (`next_check`). A row it cannot close in time ends at the budget and is reported as cut off
+    (finish_reason "length"); it is never passed off as a complete value."""
+
+    def __init__(self, matchers: list[Any], lltok, eos_id: int, rows: list[_Row | None] | None = None,
+                 max_new_tokens: int | None = None, width: int = 0):
         import llguidance
         import torch
 
         self.matchers = matchers
+        self.lltok = lltok
         self.vocab = lltok.vocab_size
         self.eos = eos_id
         self.words = (self.vocab + 31) // 32
@@ -113,10 +145,15 @@ class _Guide:
         self.done = [m is None for m in matchers]
         self.executor = llguidance.LLExecutor() if len(matchers) > 1 else None
         self.shifts = torch.arange(32, dtype=torch.int32)
+        self.rows = rows or [None] * len(matchers)
+        self.max_new = max_new_tokens
+        self.width = width
+        self.forced_rows = 0  # how many rows were closed by force (for tests and benches)
 
     def __call__(self, input_ids, scores):
         import torch
 
+        step = input_ids.shape[1] - self.width
         if self.started:
             last = input_ids[:, -1].tolist()
             for i, m in enumerate(self.matchers):
@@ -124,10 +161,15 @@ class _Guide:
                     continue
                 if last[i] == self.eos or not m.consume_token(last[i]):
                     self.done[i] = True
+                    continue
+                row = self.rows[i]
+                if row is not None and row.tracker is not None:
+                    row.tracker.feed(row.decoder.decode(self.lltok.decode_bytes([last[i]])))
         self.started = True
+        forced = self._budget(step) if self.max_new is not None else {}
         self.mask.fill_(-1)
         live = [(m, i) for i, m in enumerate(self.matchers)
-                if m is not None and not self.done[i] and not m.is_stopped()]
+                if m is not None and not self.done[i] and not m.is_stopped() and i not in forced]
         # llguidance writes each row's mask straight into our int32 tensor (as llguidance.torch does,
         # without importing that module's TorchScript kernel)
         row_bytes = self.words * 4
@@ -147,7 +189,42 @@ class _Guide:
             if m is not None and (self.done[i] or m.is_stopped()):
                 scores[i, :] = -torch.inf
                 scores[i, self.eos] = 0.0
+            elif i in forced:
+                scores[i, :] = -torch.inf
+                scores[i, forced[i]] = 0.0
         return scores
+
+    def _budget(self, step: int) -> dict[int, int]:
+        """Rows whose next token is forced, and that token."""
+        left = self.max_new - step  # tokens still to generate, this one included
+        out: dict[int, int] = {}
+        for i, row in enumerate(self.rows):
+            if row is None or row.tracker is None or self.done[i] or self.matchers[i].is_stopped():
+                continue
+            if row.forced is None:
+                if step < row.next_check or row.decoder.getstate()[0]:
+                    continue  # not near the budget yet, or inside a multi-byte character
+                text = row.tracker.completion()
+                if text is None:
+                    continue  # the tracker cannot say; the row may end cut off, and is reported so
+                need = len(text) + 1  # an upper bound on tokens (one per byte at most), plus eos
+                if left > need + row.margin:
+                    # the need grows by at most `margin` per token, so nothing can change before this
+                    row.next_check = step + max(1, (left - need - row.margin) // (row.margin + 1))
+                    continue
+                ids = self.lltok.tokenize_str(text) if text else []
+                if left > len(ids) + 1 + row.margin:
+                    row.next_check = step + 1
+                    continue
+                row.forced = [*ids, self.eos]
+                self.forced_rows += 1
+            if row.forced:
+                tok = row.forced.pop(0)
+                if tok != self.eos and not self.matchers[i].validate_tokens([tok]):
+                    row.forced, row.tracker = [], None  # should not happen: leave the row to its mask
+                    continue
+                out[i] = tok
+        return out
 
 
 class HFBackend:
@@ -204,14 +281,24 @@ class HFBackend:
     def request_key(self, request: Request, decoding: Decoding) -> Any:
         # The identity covers the tokenizer files, so messages + plain prompt determine the final text
         # without loading the tokenizer (a warm run never loads the model).
-        grammar = json.dumps(json_schema(request.output), sort_keys=True) if decoding.constrained else None
+        grammar = f"v{GRAMMAR_VERSION}:" + json.dumps(json_schema(request.output), sort_keys=True) \
+            if decoding.constrained else None
         return {"messages": request.messages, "prompt": request.prompt, "grammar": grammar}
 
     def _ll(self):
         if self._lltok is None:
             import llguidance.hf
 
-            self._lltok = llguidance.hf.from_tokenizer(self.tokenizer)
+            try:
+                self._lltok = llguidance.hf.from_tokenizer(self.tokenizer)
+            except (ValueError, TypeError, AttributeError) as e:
+                # llguidance reads fast (tokenizers-library) tokenizers with a known decoder; a slow or
+                # unusual one fails here with e.g. "can't determine decoder type: None"
+                name = type(self.tokenizer).__name__
+                raise ModelError(
+                    f"constrained decoding cannot use the tokenizer of '{self.spec}' ({name}): {e}",
+                    hint="run without constraints (--unconstrained), or use a model with a fast tokenizer "
+                         "(tokenizer.json)") from None
         return self._lltok
 
     def context_size(self) -> int:
@@ -225,12 +312,14 @@ class HFBackend:
     # --- generation
     def generate(self, requests: list[Request], decoding: Decoding, sample: int = 0) -> list[Generation]:
         texts = [self.prompt_text(r) for r in requests]
-        grammars = [grammar_for(r.output) if decoding.constrained else None for r in requests]
+        caps = Caps(decoding.max_str_len, decoding.max_items)
+        grammars = [constraint_for(r.output, caps) if decoding.constrained else None for r in requests]
         return self.generate_text(texts, grammars, decoding, sample, templated=self.templated())
 
-    def generate_text(self, texts: list[str], grammars: list[str | None], decoding: Decoding, sample: int = 0,
-                      templated: bool = False) -> list[Generation]:
-        """Generate from final prompt strings, each with an optional llguidance grammar."""
+    def generate_text(self, texts: list[str], grammars: list[Constraint | str | None], decoding: Decoding,
+                      sample: int = 0, templated: bool = False) -> list[Generation]:
+        """Generate from final prompt strings, each with an optional constraint (or a bare llguidance
+        grammar, which is enforced without budget-aware closing)."""
         enc = [self.tokenizer(t, add_special_tokens=not templated)["input_ids"] for t in texts]
         out: list[Generation | None] = [None] * len(texts)
         limit = self.context_size() - decoding.max_new_tokens
@@ -262,15 +351,20 @@ class HFBackend:
         input_ids = torch.tensor([[pad] * (width - len(x)) + x for x in ids], dtype=torch.long)
         attn = torch.tensor([[0] * (width - len(x)) + [1] * len(x) for x in ids], dtype=torch.long)
         processors = LogitsProcessorList()
+        self.last_guide = None
         if any(g is not None for g in grammars):
             from llguidance import LLMatcher
 
             ll = self._ll()
-            matchers = [LLMatcher(ll, g) if g is not None else None for g in grammars]
+            cons = [Constraint(g) if isinstance(g, str) else g for g in grammars]
+            matchers = [LLMatcher(ll, c.grammar) if c is not None else None for c in cons]
             for m in matchers:
                 if m is not None and m.is_error():
                     raise ModelError(f"constrained decoding cannot use this schema: {m.get_error()}")
-            processors.append(_Guide(matchers, ll, eos))
+            rows = [_Row(c.tracker(), 2 * max_growth(c.shape) + 4) if c is not None and c.shape is not None
+                    else None for c in cons]
+            self.last_guide = _Guide(matchers, ll, eos, rows, decoding.max_new_tokens, width)
+            processors.append(self.last_guide)
         sampling = decoding.temperature > 0
         cfg = GenerationConfig(max_new_tokens=decoding.max_new_tokens, do_sample=sampling,
                                temperature=decoding.temperature if sampling else None,

@@ -13,6 +13,7 @@ from promptc.models import Decoding, Request, generate, load_backend
 from promptc.models.cache import Cache
 from promptc.models.hf import HFBackend
 from promptc.outputs import CUTOFF, INVALID, OK, parse_output
+from promptc.schema import validate
 
 
 @pytest.fixture(scope="module")
@@ -86,3 +87,69 @@ def test_a_cut_off_str_output_is_a_cutoff():
 def test_run_requests_reports_the_cutoff_end_to_end(tiny):
     [r] = run_requests(tiny, [req("go on", ir.StrT())], [{}], Decoding(max_new_tokens=3, constrained=False))
     assert r.parsed.kind == CUTOFF and "3 new tokens" in r.error
+
+
+# ------------------------------------------------------------------ the invoice regression (issue 12)
+INVOICE = '''
+type Line { description: str  quantity: int [ge=1]  unit_price: float [ge=0] }
+type Invoice { vendor: str  total: float  tax: float [ge=0]  lines: list[Line] }
+task extract(text: str) -> Invoice {
+  prompt "Extract the invoice as JSON.\\n{{ text }}"
+}
+'''
+
+
+def test_invoice_outputs_are_all_schema_valid_at_the_default_budget():
+    import promptc
+    from promptc.execution import text_subject
+
+    prog = promptc.loads(INVOICE)
+    task = prog.task("extract").ir
+    subject = text_subject(prog.ir, task, None, "tiny-causal")
+    assert subject.decoding.max_new_tokens == 256  # the default budget
+    inputs = [{"text": t} for t in ("ACME Corp, 3 widgets at 4.50, total 13.50", "Invoice 7: consulting, 10h",
+                                    "Bolt & Nut Ltd: 100 bolts", "", "tax 20% on 99.99", "x" * 300)]
+    results = subject.run(inputs)
+    assert [r.parsed.kind for r in results] == [OK] * len(inputs), [r.error for r in results]
+    for r in results:
+        assert validate(task.output, r.output) == []
+        assert r.generation.finish_reason == "stop"
+
+
+# ------------------------------------------------------------------ bounded grammars
+def test_floats_and_ints_are_bounded_in_the_grammar():
+    import re as _re
+
+    from promptc.models.grammar import float_regexes, int_regex
+
+    f = [_re.compile(x) for x in float_regexes(None, None)]
+    assert all(r.fullmatch("-1.2345678901234567e-290") for r in f)
+    assert not any(r.fullmatch("1" * 18) for r in f) and not any(r.fullmatch("1e291") for r in f)
+    bounded = [_re.compile(x) for x in float_regexes(0, 1000)]
+    assert all(r.fullmatch("999.5") for r in bounded) and not all(r.fullmatch("1000.5") for r in bounded)
+    i64 = _re.compile(int_regex(None, None))
+    assert i64.fullmatch(str(2**63 - 1)) and not i64.fullmatch(str(2**63)) and i64.fullmatch(str(-(2**63)))
+    assert _re.compile(int_regex(1, 12)).fullmatch("12") and not _re.compile(int_regex(1, 12)).fullmatch("13")
+
+
+def test_unbounded_strings_and_lists_take_the_caps(tiny):
+    t = ir.RecordT("C", (("s", ir.StrT()), ("xs", ir.ListT(ir.IntT(0, 9)))))
+    d = Decoding(max_new_tokens=400, max_str_len=3, max_items=2, temperature=1.5, seed=3)
+    for g in generate(tiny, [req(f"p{i}", t) for i in range(8)], d):
+        p = parse_output(t, g.text, finish_reason=g.finish_reason, budget=400)
+        assert p.ok and len(p.value["s"]) <= 3 and len(p.value["xs"]) <= 2, g.text
+
+
+# ------------------------------------------------------------------ budget-aware decoding
+def test_a_value_is_closed_when_the_budget_is_only_just_enough(tiny):
+    from promptc.models.grammar import Caps, shape
+
+    t = ir.RecordT("R", (("note", ir.StrT()), ("items", ir.ListT(ir.RecordT("I", (("n", ir.FloatT()),))))))
+    shortest = len(shape(t, Caps()).shortest)
+    d = Decoding(max_new_tokens=shortest + 1, temperature=2.0, seed=1)  # the value and eos, no more
+    gens = generate(tiny, [req(f"prompt {i}", t) for i in range(6)], d)
+    for g in gens:
+        assert g.finish_reason == "stop", g.text
+        assert parse_output(t, g.text).ok, g.text
+    assert tiny.last_guide.forced_rows == 6  # each was closed by force
+
