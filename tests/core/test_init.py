@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from promptc.cli import main
 from promptc.compiler import compile_file
 from promptc.fmt import format_text
@@ -41,3 +43,21 @@ def test_init_refuses_to_overwrite(tmp_path, capsys):
 def test_init_rejects_a_bad_name(tmp_path, capsys):
     assert main(["init", str(tmp_path), "--name", "1abc"]) == 2
     assert "not a valid program name" in capsys.readouterr().err
+
+
+def test_pre_commit_hooks_run_real_commands():
+    import re
+
+    yaml = pytest.importorskip("yaml")
+
+    from promptc.cli.main import build_parser
+    from tests.conftest import ROOT
+
+    hooks = {h["id"]: h for h in yaml.safe_load((ROOT / ".pre-commit-hooks.yaml").read_text())}
+    assert set(hooks) == {"promptc-check", "promptc-fmt"}
+    commands = build_parser()._subparsers._group_actions[0].choices  # noqa: SLF001 - argparse keeps them here
+    for h in hooks.values():
+        assert h["language"] == "python" and re.search(h["files"], "programs/triage.prompt")
+        prog, sub, *args = h["entry"].split()
+        assert prog == "promptc" and sub in commands
+        commands[sub].parse_args([*args, "x.prompt"])  # the flags exist
