@@ -136,7 +136,7 @@ class Checker:
             self.diags.error(codes.TYPE_MISMATCH, f"expected a boolean condition, got {t}", e.span,
                              hint="compare values with == != < <= > >= in contains matches")
 
-    def check(self, e: ast.Expr, expected: ir.Type | None = None) -> tuple[ir.Type, Node]:
+    def check(self, e: ast.Expr | ast.KwArg, expected: ir.Type | None = None) -> tuple[ir.Type, Node]:
         m = getattr(self, "_" + type(e).__name__)
         return m(e, expected)
 

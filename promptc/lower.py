@@ -58,7 +58,7 @@ def lower(c: Checked) -> ir.Program:
     files = b"".join(data for ct in c.tasks.values() for _, data in ct.example_files)
     return ir.Program(
         name=p.name.name if p.name else _stem(c.source.path),
-        version=p.version.value if isinstance(p.version, ast.Literal) else "0.0.0",
+        version=str(p.version.value) if isinstance(p.version, ast.Literal) else "0.0.0",
         path=c.source.path,
         tasks=tasks,
         tests=tuple(c.tests),

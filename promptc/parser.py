@@ -108,7 +108,7 @@ _HINTS = [
 def _syntax_diagnostic(src: SourceFile, err: UnexpectedInput) -> Diagnostic:
     diags = Diagnostics()
     if isinstance(err, UnexpectedCharacters):
-        pos = err.pos_in_stream
+        pos = err.pos_in_stream or 0
         ch = src.text[pos] if pos < len(src.text) else ""
         if ch == '"':
             triple = src.text.startswith('"""', pos)
@@ -218,7 +218,11 @@ class _ToAst(Transformer):
         return self.src.span(meta.start_pos, meta.end_pos)
 
     def _tok_span(self, tok: Token) -> Span:
-        return self.src.span(tok.start_pos, tok.end_pos)
+        return self.src.span(tok.start_pos or 0, tok.end_pos or 0)
+
+    def _text(self, tok: Token) -> str:
+        """The value of a STRING or LONG_STRING token."""
+        return str(self._string(tok).value)
 
     def _ident(self, tok: Token) -> ast.Ident:
         return ast.Ident(str(tok), self._tok_span(tok))
@@ -304,11 +308,11 @@ class _ToAst(Transformer):
         return self._text_item("prompt", meta, children)
 
     def variant(self, meta, children):
-        return self._string(children[0]).value
+        return self._text(children[0])
 
     def example_item(self, meta, children):
         name, record, output = children
-        return ast.Example(self._string(name).value if name is not None else None, record, output,
+        return ast.Example(self._text(name) if name is not None else None, record, output,
                            self._span(meta))
 
     def examples_item(self, meta, children):
@@ -316,7 +320,7 @@ class _ToAst(Transformer):
 
     def constraint_item(self, meta, children):
         name, desc, expr = children
-        return ast.ConstraintDecl(self._ident(name), self._string(desc).value if desc is not None else None,
+        return ast.ConstraintDecl(self._ident(name), self._text(desc) if desc is not None else None,
                                   expr, self._span(meta))
 
     # --- tests
@@ -326,7 +330,7 @@ class _ToAst(Transformer):
 
     def case_item(self, meta, children):
         name, record, *expects = children
-        return ast.Case(self._string(name).value, record, tuple(expects), self._span(meta))
+        return ast.Case(self._text(name), record, tuple(expects), self._span(meta))
 
     def expect_item(self, meta, children):
         return children[0]
@@ -334,7 +338,7 @@ class _ToAst(Transformer):
     def property_item(self, meta, children):
         name, *parts = children
         return ast.Property(
-            self._string(name).value,
+            self._text(name),
             tuple(p for p in parts if isinstance(p, ast.Given)),
             tuple(p[1] for p in parts if isinstance(p, tuple)),
             tuple(p for p in parts if isinstance(p, ast.Setting)),
@@ -369,7 +373,7 @@ class _ToAst(Transformer):
     def record_field(self, meta, children):
         key, value = children
         if key.type == "STRING":
-            k = ast.Ident(self._string(key).value, self._tok_span(key))
+            k = ast.Ident(self._text(key), self._tok_span(key))
         else:
             k = self._ident(key)
         return ast.RecordField(k, value, self._span(meta))

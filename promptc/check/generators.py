@@ -80,7 +80,7 @@ def _keywords(cx: Context, name: str, kws: list[ast.KwArg], kwnames: tuple[str, 
             continue
         v = k.value
         if key == "alphabet":
-            good = isinstance(v, ast.Literal) and isinstance(v.value, str) and v.value
+            good = isinstance(v, ast.Literal) and isinstance(v.value, str) and bool(v.value)
         else:
             good = isinstance(v, ast.Literal) and isinstance(v.value, int) and not isinstance(v.value, bool) \
                 and v.value >= 0

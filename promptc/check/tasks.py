@@ -69,7 +69,7 @@ def _texts(cx: Context, task: ast.TaskDecl, env: dict[str, ir.Type]) -> None:
 def _unused_inputs(cx: Context, task: ast.TaskDecl, env: dict[str, ir.Type]) -> None:
     used: set[str] = set()
     for i in (*task.texts("prompt"), *task.texts("system")):
-        used |= templates.template_names(i.text.value)
+        used |= templates.template_names(str(i.text.value))
     for prm in task.params:
         if prm.name.name not in used and prm.name.name in env:
             cx.d.warning(codes.UNUSED_INPUT, f"input '{prm.name.name}' is never used in the prompt", prm.name.span,

@@ -117,8 +117,9 @@ def _given_target(cx: Context, path: ast.Path, in_t: ir.RecordT) -> ir.Type | No
     spans = path.part_spans or (path.span,) * len(path.parts)
     for part, span in zip(path.parts, spans):
         base = ir.strip_optional(t)
-        if isinstance(part, str) and isinstance(base, ir.RecordT) and base.field(part) is not None:
-            t = base.field(part)
+        ft = base.field(part) if isinstance(part, str) and isinstance(base, ir.RecordT) else None
+        if ft is not None:
+            t = ft
             continue
         if isinstance(part, int) and isinstance(base, ir.ListT):
             t = base.item

@@ -35,7 +35,7 @@ def value(cx: Context, v: ast.Value, t: ir.Type) -> Any:
 
 def _enum_value(cx: Context, v: ast.Value, t: ir.EnumT) -> Any:
     if isinstance(v, ast.EnumRef) or (isinstance(v, ast.Literal) and isinstance(v.value, str)):
-        name = v.name if isinstance(v, ast.EnumRef) else v.value
+        name = v.name if isinstance(v, ast.EnumRef) else str(v.value)
         if name not in t.members:
             cx.d.error(codes.UNKNOWN_MEMBER, f"'{name}' is not a member of enum {t.name}", v.span,
                        hint=(literal_hint(name) if isinstance(v, ast.EnumRef) else None) or
@@ -71,7 +71,7 @@ def _record_value(cx: Context, v: ast.Value, t: ir.RecordT) -> Any:
 def _list_value(cx: Context, v: ast.Value, t: ir.ListT) -> Any:
     if not isinstance(v, ast.ListLit):
         return _mismatch(cx, v, t)
-    items = [value(cx, i, t.item) for i in v.items]
+    items = [value(cx, i, t.item) for i in v.items]  # type: ignore[arg-type]  # list items are values here
     for viol in validate(ir.ListT(ir.AnyT(), t.min_len, t.max_len), items):
         cx.d.error(codes.FIELD_CONSTRAINT_VIOLATED, viol.message, v.span)
     return items
@@ -80,7 +80,7 @@ def _list_value(cx: Context, v: ast.Value, t: ir.ListT) -> Any:
 def _scalar_value(cx: Context, v: ast.Value, t: ir.Type) -> Any:
     if not (isinstance(v, ast.Literal) and not isinstance(v.value, (dict, list))):
         return _mismatch(cx, v, t)
-    val = v.value
+    val: Any = v.value
     ok = (isinstance(t, ir.StrT) and isinstance(val, str)) or \
          (isinstance(t, ir.BoolT) and isinstance(val, bool)) or \
          (isinstance(t, ir.IntT) and _integral(val)) or \
@@ -119,7 +119,7 @@ def any_value(v: ast.Value) -> Any:
     if isinstance(v, ast.Regex):
         return v.pattern
     if isinstance(v, ast.ListLit):
-        return [any_value(i) for i in v.items]
+        return [any_value(i) for i in v.items]  # type: ignore[arg-type]
     if isinstance(v, ast.RecordLit):
         return {f.key.name: any_value(f.value) for f in v.fields}
     return None
