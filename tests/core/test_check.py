@@ -142,3 +142,120 @@ def test_unusable_examples_paths_are_diagnostics(path, needle):
     r = compile_text('task t(x: str) -> str {\n  prompt "{{ x }}"\n  examples "' + path + '"\n}')
     (d,) = r.diagnostics
     assert d.code == "E108" and needle in d.message and d.span.line == 3
+
+
+# ------------------------------------------------------------------ newcomer mistakes (issue 10, defect 5)
+LINE_ITEMS = '''
+type LineItem { name: str, qty: int }
+type Invoice { items: LineItem[] }
+task t(x: str) -> Invoice {
+  prompt "{{ x }}"
+  example { input { x: "a" } output { items: [{ name: "a", qty: 1 }] } }
+  constraint some: len(output.items) > 0 and output.items[0].qty >= 1
+}
+'''
+
+
+def test_list_suffix_is_one_error_at_the_declaration():
+    r = compile_text(LINE_ITEMS)
+    (d,) = r.diagnostics
+    assert (d.code, d.span.line, d.hint) == ("E102", 3, "use list[LineItem]")
+    assert "'LineItem[]' is not a list type" in d.message
+    fixed = compile_text(LINE_ITEMS.replace("LineItem[]", "list[LineItem]"))
+    assert fixed.ok and not fixed.diagnostics
+
+
+@pytest.mark.parametrize("decl,key,want", [
+    ("int [min=1]", "min", "did you mean 'ge'?"),
+    ("int [max=9]", "max", "did you mean 'le'?"),
+    ("float? [minimum=0]", "minimum", "did you mean 'ge'?"),
+    ("str [min=1]", "min", "did you mean 'min_len'?"),
+    ("str [max_length=80]", "max_length", "did you mean 'max_len'?"),
+    ("list[str] [max=3]", "max", "did you mean 'max_len'?"),
+    ("str [patern=/a/]", "patern", "did you mean 'pattern'?"),
+    ("bool [min=1]", "min", "no field constraint applies to bool"),
+])
+def test_unknown_field_constraint_suggests_the_key_for_the_type(decl, key, want):
+    r = compile_text(f'type T {{ a: {decl} }}\ntask t(x: str) -> T {{ prompt "{{{{ x }}}}" }}')
+    (d,) = r.diagnostics
+    assert d.code == "E215" and d.message == f"unknown field constraint '{key}'"
+    assert d.hint.startswith(want), d.hint
+
+
+@pytest.mark.parametrize("out,want", [
+    ("{ total: None, paid: true }", "use null"),
+    ("{ total: 1.0, paid: True }", "use true"),
+    ("{ total: 1.0, paid: FALSE }", "use false"),
+])
+def test_python_literals_in_values_say_what_to_write(out, want):
+    r = compile_text('type O { total: float?, paid: bool }\ntask t(x: str) -> O {\n  prompt "{{ x }}"\n'
+                     f'  example {{ input {{ x: "a" }} output {out} }}\n}}')
+    (d,) = r.diagnostics
+    assert d.code == "E302" and d.message.endswith("got a name") and d.hint.startswith(want)
+
+
+def test_python_none_in_an_expression_says_use_null():
+    r = compile_text('type O { total: float? }\ntask t(x: str) -> O {\n  prompt "{{ x }}"\n'
+                     '  constraint c: output.total != None\n}')
+    (d,) = r.diagnostics
+    assert d.code == "E211" and d.hint.startswith("use null")
+
+
+ENUM_OUT = '''
+enum Sentiment { positive, negative, neutral }
+type Review { label: Sentiment }
+task bare(text: str) -> Sentiment { prompt "{{ text }}" }
+task rec(text: str) -> Review { prompt "{{ text }}" }
+test bare { case "c" { input { text: "a" } expect %s } }
+test rec { case "c" { input { text: "a" } expect %s } }
+'''
+
+
+@pytest.mark.parametrize("cond", ['== "positive"', '!= "negative"', 'in ["positive", "neutral"]',
+                                  'not in ["negative"]', "== positive"])
+def test_bare_enum_output_accepts_what_a_record_field_accepts(cond):
+    r = compile_text(ENUM_OUT % (f"output {cond}", f"output.label {cond}"))
+    assert r.ok and not r.diagnostics, r.diagnostics
+    from promptc.expr import evaluate
+
+    (bare,) = r.program.tests_for("bare").cases[0].expects
+    (rec,) = r.program.tests_for("rec").cases[0].expects
+    assert evaluate(bare[0], {"output": "positive"}) is True
+    assert evaluate(rec[0], {"output": {"label": "positive"}}) is True
+    assert evaluate(bare[0], {"output": "negative"}) is False
+    assert bare[1].replace("output", "output.label", 1) == rec[1]  # the same expression, printed alike
+
+
+@pytest.mark.parametrize("cond", ['== "negatve"', '"negatve" == {}', 'in ["positive", "negatve"]'])
+def test_unknown_member_string_is_the_same_error_on_both(cond):
+    def expr(lhs: str) -> str:
+        return cond.format(lhs) if "{}" in cond else f"{lhs} {cond}"
+
+    r = compile_text(ENUM_OUT % (expr("output"), expr("output.label")))
+    diags = [(d.code, d.message, d.hint) for d in r.diagnostics]
+    want = ("E207", "'negatve' is not a member of enum Sentiment", "did you mean 'negative'?")
+    assert diags == [want, want]
+
+
+def test_a_string_still_compares_with_a_string_output():
+    r = compile_text('task t(x: str) -> str { prompt "{{ x }}" }\n'
+                     'test t { case "c" { input { x: "a" } expect output == "negatve" } }')
+    assert r.ok and not r.diagnostics
+
+
+def test_empty_enum_has_its_own_code():
+    r = compile_text('enum Tag { }\ntask t(x: str) -> Tag { prompt "{{ x }}" }')
+    assert [d.code for d in r.diagnostics] == ["E313"]
+
+
+def test_checkpoint_sees_only_errors_after_it():
+    from promptc.diagnostics import Diagnostics
+
+    d = Diagnostics()
+    d.error("E202", "before", None)
+    since = d.checkpoint()
+    assert since.ok
+    d.warning("W201", "a warning is not an error", None)
+    assert since.ok and not since.has_errors
+    d.error("E204", "after", None)
+    assert since.has_errors and not since.ok

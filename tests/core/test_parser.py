@@ -118,3 +118,32 @@ def test_parse_raises_promptc_error_with_diagnostics():
     with pytest.raises(PromptcError) as ei:
         parse("enum {")
     assert ei.value.diagnostics[0].code == "E102"
+
+
+def test_list_suffix_parses_as_a_marked_list():
+    """`T[]` is not promptc syntax, but it is read as `list[T]` (marked) so the checker can say so once."""
+    p = parse("type I { n: str }\ntype T { items: I[] }")
+    tu = p.decls[1].fields[0].type
+    assert isinstance(tu.type, ast.ListType) and tu.type.suffix
+    assert tu.type.item.type == ast.NamedType(ast.Ident("I")) and tu.constraints == ()
+    assert tu.type == ast.ListType(ast.TypeUse(ast.NamedType(ast.Ident("I")), ()))  # same structure as list[I]
+
+
+@pytest.mark.parametrize("item", ["expect output.tag = billing", "expect len(output) = 3"])
+def test_single_equals_in_a_condition_suggests_double(item):
+    text = 'enum Tag { billing }\ntask t(x: str) -> Tag { prompt "{{ x }}" }\n' \
+           'test t { case "c" { input { x: "a" } ' + item + ' } }'
+    program, diags = parse_source(SourceFile("p.prompt", text))
+    assert program is None
+    (d,) = diags
+    assert d.code == "E102" and d.message.startswith("unexpected '='")
+    assert d.hint.startswith("did you mean `==`?")
+    assert text[d.span.start:d.span.end] == "="
+
+
+def test_single_equals_in_given_and_options_is_still_fine():
+    text = ('task t(x: str) -> str { prompt "{{ x }}" }\n'
+            'test t { property "p" { given x = text(max_len=3)\n check len(output) >= 0\n max_examples = 5 } }\n'
+            'target text tt for t { shots = 1 }')
+    program, diags = parse_source(SourceFile("p.prompt", text))
+    assert program is not None and diags == []
