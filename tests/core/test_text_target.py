@@ -273,4 +273,4 @@ def test_format_instructions_and_constraint_sentences():
                       ' constraint c: len(output) <= 400\n}')
     out = s.task("t").render({"x": "y"}, format="plain")
     assert "Answer in plain text, at most 600 characters." in out
-    assert "- output: at most 400 characters" in out or "- the output: at most 400 characters" in out
+    assert "- the output: at most 400 characters" in out  # a bare output is named "the output"
