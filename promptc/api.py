@@ -55,7 +55,7 @@ class Task:
             raise UsageError("Task.run needs a model",
                              hint="a spec such as \"hf:./my-model\" or \"openai:gpt-4o-mini\", or a backend object")
         many = isinstance(inputs, list)
-        batch = inputs if many else [inputs]
+        batch: list[dict[str, Any]] = inputs if isinstance(inputs, list) else [inputs]
         subject = text_subject(self.program.ir, self.ir, target, model, **decoding)
         results = subject.run(batch, open_cache(cache))
         return results if many else results[0]
