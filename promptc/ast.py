@@ -288,18 +288,49 @@ class Setting:
 
 
 @dataclass(frozen=True, slots=True)
+class Perturb:
+    """`perturb PATH = KIND(args)` in a robustness property."""
+
+    path: Path
+    perturbation: Call
+    span: Span = _span()
+
+
+@dataclass(frozen=True, slots=True)
+class FromCases:
+    """`from cases`: a property over the suite's case and dataset inputs instead of drawn ones."""
+
+    span: Span = _span()
+
+
+@dataclass(frozen=True, slots=True)
 class Property:
     name: str
     givens: tuple[Given, ...]
     checks: tuple[Expr, ...]
     settings: tuple[Setting, ...]
     span: Span = _span()
+    perturbs: tuple[Perturb, ...] = ()
+    from_cases: FromCases | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CasesFile:
+    """`cases "data.jsonl" { min_pass = 0.9 }`: a labelled dataset, one test."""
+
+    path: Literal
+    settings: tuple[Setting, ...] = ()
+    span: Span = _span()
+
+    @property
+    def name(self) -> str:
+        return str(self.path.value)
 
 
 @dataclass(frozen=True, slots=True)
 class TestDecl:
     task: Ident
-    items: tuple[Case | Property, ...]
+    items: tuple[Case | Property | CasesFile, ...]
     span: Span = _span()
 
     __test__ = False  # not a pytest test class

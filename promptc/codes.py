@@ -242,6 +242,17 @@ BAD_GENERATOR_ARG: Final = _code("E403", "invalid generator argument", "`text()`
 A generator was called with the wrong arguments, or cannot produce values of the field's type; the
 hint lists the generators that fit.
 """)
+BAD_PERTURBATION: Final = _code("E404", "invalid perturbation", "`perturb ticket.body = typos(rate=2)`", """
+A robustness property's `perturb PATH = KIND(args)` names an unknown perturbation, passes it an
+argument it does not take or a value out of range, or points it at an input it cannot change: text
+perturbations (typos, case, whitespace, punctuation, distractor, injection, paraphrase) change a `str`,
+`reorder()` a record (or `input`, the task's inputs as a whole). docs/language.md lists them.
+""")
+TEST_ONLY_FUNCTION: Final = _code("E405", "judge() or similar() outside a test", '`constraint c: judge("polite")`', """
+judge() asks a judge model and similar() embeds text with MiniLM: both run only while a test suite
+runs, so they belong in `expect` and `check`. A constraint is also a sentence in the prompt and a
+filter on training data, where no judge model runs.
+""")
 
 # ------------------------------------------------------------------ E5xx: training data
 SECRET_IN_DATA: Final = _code(

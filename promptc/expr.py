@@ -3,6 +3,7 @@ evaluation with explanations, and a phrase in natural language for rendered prom
 
 from __future__ import annotations
 
+import contextvars
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -114,7 +115,23 @@ FUNCTIONS: dict[str, FnSig] = {
     "startswith": FnSig((_STR, _STR), lambda a: ir.BoolT(), str.startswith, "whether a string starts with a prefix"),
     "endswith": FnSig((_STR, _STR), lambda a: ir.BoolT(), str.endswith, "whether a string ends with a suffix"),
     "abs": FnSig((_NUM,), lambda a: ir.strip_optional(a[0]), abs, "absolute value of a number"),
+    # Model-backed, for tests only (`expect` and `check`): see promptc/testing/judging.py.
+    "similar": FnSig((_STR, _STR), lambda a: ir.FloatT(), lambda a, b: _model_runtime().similar(a, b),
+                     "cosine similarity (-1 to 1) of the MiniLM embeddings of two strings; tests only"),
+    "judge": FnSig((_STR,), lambda a: ir.BoolT(), lambda rubric: _model_runtime().judge(rubric),
+                   "whether the judge model (--judge-model) says the output meets the rubric; tests only"),
 }
+TEST_ONLY_FUNCTIONS = ("similar", "judge")
+
+# The test runner binds the runtime that serves judge() and similar() for the output being judged.
+MODEL_RUNTIME: contextvars.ContextVar[Any] = contextvars.ContextVar("promptc_model_runtime", default=None)
+
+
+def _model_runtime() -> Any:
+    rt = MODEL_RUNTIME.get()
+    if rt is None:
+        raise RuntimeError("judge() and similar() run only inside a test run (promptc test, compare or pytest)")
+    return rt
 
 
 # ------------------------------------------------------------------ type checking

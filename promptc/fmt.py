@@ -502,6 +502,16 @@ class _Printer:
                         s, en = self.pos(e)
                         self.line(i, f"expect {expr(e)}", s, en)
                 self.block(ind, f"case {quote(item.name)} {{", start, end, open_at, case)
+            elif isinstance(item, ast.CasesFile):
+                head = f"cases {quote(item.name)}"
+                if not item.settings:
+                    self.line(ind, head, start, end)
+                else:
+                    def dataset(i: str, item=item) -> None:
+                        for s in item.settings:
+                            a, b = self.pos(s)
+                            self.value_line(i, f"{s.name.name} = ", s.value, a, b)
+                    self.block(ind, head + " {", start, end, self.open_brace(start + len("cases")), dataset)
             else:
                 open_at = self.open_brace(start + len("property"))
 
@@ -510,11 +520,18 @@ class _Printer:
                     parts += [(self.pos(g)[0], 0, g) for g in item.givens]
                     parts += [(self.pos(c)[0], 1, c) for c in item.checks]
                     parts += [(self.pos(s)[0], 2, s) for s in item.settings]
+                    parts[len(item.givens):len(item.givens)] = [(self.pos(p)[0], -1, p) for p in item.perturbs]
+                    if item.from_cases is not None:
+                        parts.insert(0, (self.pos(item.from_cases)[0], -2, item.from_cases))
                     if self.src is not None:  # source order, so comments stay next to their line
                         parts.sort(key=lambda x: x[0])
                     for _, _, part in parts:
                         s, e = self.pos(part)
-                        if isinstance(part, ast.Given):
+                        if isinstance(part, ast.FromCases):
+                            self.line(i, "from cases", s, e)
+                        elif isinstance(part, ast.Perturb):
+                            self.line(i, f"perturb {expr(part.path)} = {expr(part.perturbation)}", s, e)
+                        elif isinstance(part, ast.Given):
                             self.line(i, f"given {expr(part.path)} = {expr(part.generator)}", s, e)
                         elif isinstance(part, ast.Setting):
                             self.value_line(i, f"{part.name.name} = ", part.value, s, e)

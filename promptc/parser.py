@@ -343,7 +343,19 @@ class _ToAst(Transformer):
             tuple(p[1] for p in parts if isinstance(p, tuple)),
             tuple(p for p in parts if isinstance(p, ast.Setting)),
             self._span(meta),
+            tuple(p for p in parts if isinstance(p, ast.Perturb)),
+            next((p for p in parts if isinstance(p, ast.FromCases)), None),
         )
+
+    def cases_item(self, meta, children):
+        path, *settings = children
+        return ast.CasesFile(self._string(path), tuple(s for s in settings if s is not None), self._span(meta))
+
+    def perturb_item(self, meta, children):
+        return ast.Perturb(children[0], children[1], self._span(meta))
+
+    def from_item(self, meta, children):
+        return ast.FromCases(self._span(meta))
 
     def given_item(self, meta, children):
         return ast.Given(children[0], children[1], self._span(meta))

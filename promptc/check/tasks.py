@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from promptc import ast, codes, ir
-from promptc.check import examples, templates, types, values
+from promptc.check import datasets, examples, templates, types, values
 from promptc.check.context import CheckedExample, CheckedTask, Context
 from promptc.expr import to_source
 from promptc.source import Span
@@ -82,7 +82,7 @@ def _constraints(cx: Context, ct: CheckedTask) -> None:
         if cx.dup(seen, c.name, "constraint"):
             continue
         node = cx.condition(ct.env, c.expr)
-        if node is not None:
+        if node is not None and datasets.test_only_functions(cx, node, c.expr.span):
             ct.constraints.append(ir.Constraint(c.name.name, c.description, node, to_source(node), str(c.span)))
 
 

@@ -10,7 +10,7 @@ import json
 from typing import Any
 
 from promptc import ast, codes, ir
-from promptc.check import generators, values
+from promptc.check import datasets, generators, values
 from promptc.check.context import CheckedExample, CheckedTask, Context
 from promptc.diagnostics import did_you_mean
 from promptc.expr import to_source
@@ -33,6 +33,7 @@ def check_test(cx: Context, test: ast.TestDecl, ct: CheckedTask) -> ir.TestSuite
     example_inputs = {_canon(ce.example.input): ce for ce in ct.examples}
     cases: list[ir.Case] = []
     props: list[ir.Property] = []
+    sets: list[ir.Dataset] = []
     names: dict[str, Span] = {}
     for item in test.items:
         cx.dup(names, ast.Ident(item.name, item.span), "test")
@@ -40,11 +41,15 @@ def check_test(cx: Context, test: ast.TestDecl, ct: CheckedTask) -> ir.TestSuite
             case = check_case(cx, item, ct, example_inputs)
             if case is not None:
                 cases.append(case)
+        elif isinstance(item, ast.CasesFile):
+            ds = datasets.cases_file(cx, item, ct, example_inputs)
+            if ds is not None:
+                sets.append(ds)
         else:
             prop = check_property(cx, item, ct)
             if prop is not None:
                 props.append(prop)
-    return ir.TestSuite(ct.decl.name.name, tuple(cases), tuple(props))
+    return ir.TestSuite(ct.decl.name.name, tuple(cases), tuple(props), tuple(sets))
 
 
 def check_case(cx: Context, item: ast.Case, ct: CheckedTask,
@@ -79,15 +84,18 @@ def check_property(cx: Context, item: ast.Property, ct: CheckedTask) -> ir.Prope
         if gen is not None and ft is not None:
             givens.append(ir.Given((g.path.root.name, *g.path.parts), gen[0], gen[1], gen[2],
                                    f"{g.path.dotted()} = {g.generator.func.name}(...)"))
+    perturbs = [datasets.perturbation(cx, p, ct) for p in item.perturbs]
+    env = datasets.robust_env(ct) if item.perturbs else ct.env
     checks = []
     for e in item.checks:
-        node = cx.condition(ct.env, e)
+        node = cx.condition(env, e)
         if node is not None:
             checks.append((node, to_source(node)))
     max_examples = _settings(cx, item)
     if not since.ok:
         return None
-    return ir.Property(item.name, tuple(givens), tuple(checks), max_examples, str(item.span))
+    return ir.Property(item.name, tuple(givens), tuple(checks), max_examples, str(item.span),
+                       tuple(p for p in perturbs if p is not None), item.from_cases is not None)
 
 
 def _settings(cx: Context, item: ast.Property) -> int | None:
