@@ -67,6 +67,8 @@ class Analysis:
     enums: dict[str, ast.EnumDecl] = field(default_factory=dict)
     tasks: dict[str, ast.TaskDecl] = field(default_factory=dict)
     targets: dict[str, ast.TargetDecl] = field(default_factory=dict)
+    chunks: list = field(default_factory=list)  # the declarations, parsed one by one (see `analyze`)
+    partial: bool = False  # only the edited task was checked again; a full check is due
 
     # ------------------------------------------------------------ positions
     def offset(self, pos: Pos) -> int:
@@ -138,8 +140,15 @@ class Analysis:
 
     def diagnostics_at(self, pos: Pos) -> list[Diagnostic]:
         off = self.src.offset(pos[0] + 1, pos[1] + 1)
-        return [d for d in self.diagnostics if d.span is not None and d.span.path == self.path
-                and d.span.start <= off <= max(d.span.end, d.span.start + 1)]
+        out = []
+        for d in self.diagnostics:
+            s = d.span
+            if s is None or s.path != self.path:
+                continue
+            start, end = self.src.offset(s.line, s.col), self.src.offset(s.end_line, s.end_col)
+            if start <= off <= max(end, start + 1):
+                out.append(d)
+        return out
 
     def hover(self, pos: Pos) -> str | None:
         """Markdown for the name under the cursor, and the explanation of any diagnostic there."""
@@ -354,7 +363,13 @@ class _Indexer:
 
     def add(self, span: Span | None, key: tuple, decl: bool = False) -> None:
         if span is not None and span.path == self.src.path:
-            o = Occurrence(span.start, span.end, key, decl)
+            # by line and column: a span may come from a declaration parsed on its own (see `analyze`)
+            if span.source is self.src:
+                start, end = span.start, span.end
+            else:
+                start = self.src.offset(span.line, span.col)
+                end = self.src.offset(span.end_line, span.end_col)
+            o = Occurrence(start, end, key, decl)
             self.occ.append(o)
             if decl and key not in self.an.decls:
                 self.an.decls[key] = o
@@ -567,8 +582,9 @@ class _Indexer:
     def template(self, lit: ast.Literal, task: str, env: dict) -> None:
         if lit.span is None:
             return
+        lsrc = lit.span.source
         raw_start = lit.span.start
-        raw = self.src.text[raw_start:lit.span.end]
+        raw = lsrc.text[raw_start:lit.span.end]
         for block in _JINJA_BLOCK.finditer(raw):
             inner = block.group()
             base = raw_start + block.start()
@@ -579,7 +595,7 @@ class _Indexer:
                 if root not in env:
                     continue
                 s = base + m.start(1)
-                self.add(self.src.span(s, s + len(root)), ("param", task, root))
+                self.add(lsrc.span(s, s + len(root)), ("param", task, root))
                 tu = env[root]
                 pos = m.end(1)
                 for pm in _ATTR.finditer(m.group(0), pos - m.start()):
@@ -589,7 +605,7 @@ class _Indexer:
                     if ft is None:
                         break
                     ps = base + m.start() + pm.start(1)
-                    self.add(self.src.span(ps, ps + len(part)), ("field", tname, part))
+                    self.add(lsrc.span(ps, ps + len(part)), ("field", tname, part))
                     tu = ft
 
 
@@ -599,35 +615,223 @@ _ATTR = re.compile(r"\s*\.\s*([A-Za-z_][A-Za-z0-9_]*)")
 
 
 # ------------------------------------------------------------------ analysis
-def analyze(path: str, text: str, previous: Analysis | None = None) -> Analysis:
-    """Parse, check and index `text`. Never raises: an internal failure becomes a diagnostic."""
+# Each top-level declaration is parsed on its own and cached by (text, first line), so an edit re-parses
+# only the declaration it touches. A declaration is parsed from a text padded with the newlines before
+# it, so its spans carry the right lines and columns (and `span.source.line_text` the right line) with
+# no re-basing; offsets are then taken by line and column against the whole document.
+_SCAN = re.compile(r'"""[\s\S]*?(?:"""|\Z)|"(?:[^"\\\n]|\\.)*"?|#[^\n]*|/(?:[^/\\\n]|\\.)+/[a-zA-Z]*|[{}\[\]()]'
+                   r'|^[ \t]*(?:program|enum|type|task|test|target)\b', re.M)
+_UNIT = re.compile(r"\s*(?:(task|test)\s+([A-Za-z_]\w*)|target\s+\w+\s+\w+\s+for\s+([A-Za-z_]\w*)"
+                   r"|(enum|type|program)\b)")
+
+
+def split_declarations(text: str) -> list[int]:
+    """Offsets where top-level declarations start (each at the start of its line), 0 first."""
+    bounds = [0]
+    depth = 0
+    for m in _SCAN.finditer(text):
+        tok = m.group()
+        ch = tok[:1]
+        if ch in "\"#/":
+            continue
+        if ch in "{[(":
+            depth += 1
+        elif ch in "}])":
+            depth = max(0, depth - 1)
+        elif depth == 0 and m.start() > 0:
+            bounds.append(m.start())
+    return bounds
+
+
+@dataclass
+class Chunk:
+    """One top-level declaration (with the comments after it), parsed on its own."""
+
+    start: int  # offset in the document
+    text: str
+    line: int  # 1-based line of `start`
+    src: SourceFile  # the padded text the declaration was parsed from
+    program: ast.Program | None
+    syntax: list[Diagnostic]
+    unit: str | None  # the task a task/test/target belongs to; None for the program's types and header
+
+    @property
+    def key(self) -> tuple[str, int]:
+        return self.text, self.line
+
+
+class _PaddedSource(SourceFile):
+    """A declaration's text after the newlines that put it on its line; the line index of the padding
+    is written down directly instead of searched for (it is most of the text)."""
+
+    def __post_init__(self) -> None:
+        text = self.text
+        pad = len(text) - len(text.lstrip("\n"))
+        starts = list(range(pad + 1))
+        find = text.find
+        i = find("\n", pad)
+        while i >= 0:
+            starts.append(i + 1)
+            i = find("\n", i + 1)
+        self._starts = starts
+
+
+def _parse_chunk(path: str, text: str, line: int, start: int) -> Chunk:
+    from promptc.parser import parse_source
+
+    src = _PaddedSource(path, "\n" * (line - 1) + text)
+    program, syntax = parse_source(src)
+    m = _UNIT.match(text)
+    unit = None
+    if m and (m.group(2) or m.group(3)):
+        unit = m.group(2) or m.group(3)
+    return Chunk(start, text, line, src, program, syntax, unit)
+
+
+def _chunks(path: str, text: str, doc: SourceFile, previous: Analysis | None) -> list[Chunk]:
+    cache = {c.key: c for c in previous.chunks} if previous is not None else {}
+    bounds = split_declarations(text) + [len(text)]
+    out = []
+    for a, b in zip(bounds, bounds[1:]):
+        piece = text[a:b]
+        line = doc.line_col(a)[0]
+        c = cache.get((piece, line))
+        if c is None or c.src.path != path:
+            c = _parse_chunk(path, piece, line, a)
+        else:
+            c = Chunk(a, c.text, c.line, c.src, c.program, c.syntax, c.unit)
+        out.append(c)
+    return out
+
+
+def _assemble(chunks: list[Chunk]) -> ast.Program | None:
+    """The whole program from its declarations; None when a header is out of place (the whole text is
+    then parsed in one piece, so the syntax error reads as it would in `promptc check`)."""
+    name = version = None
+    decls: list = []
+    for i, c in enumerate(chunks):
+        p = c.program
+        if p is None:
+            return None
+        if p.name is not None:
+            if name is not None or decls or any(x.program and x.program.decls for x in chunks[:i]):
+                return None
+            name, version = p.name, p.version
+        decls.extend(p.decls)
+    return ast.Program(name, version, tuple(decls))
+
+
+def _unit_of(d) -> str | None:
+    if isinstance(d, ast.TaskDecl):
+        return d.name.name
+    if isinstance(d, ast.TestDecl):
+        return d.task.name
+    if isinstance(d, ast.TargetDecl):
+        return d.task.name
+    return None
+
+
+def analyze(path: str, text: str, previous: Analysis | None = None, full: bool = False) -> Analysis:
+    """Parse, check and index `text`. Never raises: an internal failure becomes a diagnostic.
+
+    With a `previous` analysis, unchanged declarations are not parsed again. When an edit stays inside
+    one task's declarations (its task, tests and targets) and moves no other declaration, only that task
+    is checked again (against the program's types) and the other diagnostics are kept: the result is
+    marked `partial`, and a later `analyze(..., full=True)` (the server runs one when typing pauses)
+    checks the whole program."""
     from promptc.check import check
     from promptc.parser import parse_source
 
-    src = SourceFile(path, text)
+    doc = SourceFile(path, text)
     diags = Diagnostics()
+    program: ast.Program | None = None
+    chunks: list[Chunk] = []
+    partial = False
     try:
-        program, syntax = parse_source(src)
-        diags.extend(syntax)
+        chunks = _chunks(path, text, doc, previous)
+        syntax = [d for c in chunks for d in c.syntax]
+        if syntax:
+            diags.extend(syntax[:1])  # the first syntax error, as the parser of the whole file reports
+        else:
+            program = _assemble(chunks)
+            if program is None:  # an odd layout: fall back to one parse of the whole text
+                chunks = []
+                program, syntax = parse_source(doc)
+                diags.extend(syntax)
         if program is not None:
-            check(program, src, diags)
+            fast = None if full else _recheck_one_task(previous, chunks, program, doc)
+            if fast is not None:
+                diags.extend(fast)
+                partial = True
+            else:
+                check(program, doc, diags)
     except Exception as e:  # noqa: BLE001 - the server must survive any text; say what happened instead
         program = None
-        diags.error(codes.SYNTAX, f"promptc could not analyse this text ({type(e).__name__}: {e})", src.span(0, 0),
+        diags.error(codes.SYNTAX, f"promptc could not analyse this text ({type(e).__name__}: {e})", doc.span(0, 0),
                     hint="this is a bug in promptc; please report it with the text that caused it")
     if program is None:
         if previous is not None and previous.program is not None:
             an = Analysis(path, text, previous.src, previous.program, diags.sorted(), False)
             an.occurrences, an.starts, an.decls = previous.occurrences, previous.starts, previous.decls
             an.types, an.enums, an.tasks, an.targets = previous.types, previous.enums, previous.tasks, previous.targets
+            an.chunks = [c for c in chunks if c.program is not None] or previous.chunks
             return an
-        return Analysis(path, text, src, None, diags.sorted(), False)
-    an = Analysis(path, text, src, program, diags.sorted(), True)
+        an = Analysis(path, text, doc, None, diags.sorted(), False)
+        an.chunks = [c for c in chunks if c.program is not None]
+        return an
+    an = Analysis(path, text, doc, program, diags.sorted(), True)
+    an.chunks, an.partial = chunks, partial
     try:
-        _Indexer(program, src, an).run()
+        _Indexer(program, doc, an).run()
     except Exception:  # noqa: BLE001 - a gap in the index must not cost the diagnostics
         an.occurrences, an.starts = [], []
     return an
+
+
+def _recheck_one_task(previous: Analysis | None, chunks: list[Chunk], program: ast.Program,
+                      doc: SourceFile) -> list[Diagnostic] | None:
+    """The diagnostics after an edit inside one task's declarations, or None when a full check is needed."""
+    from promptc.check import check
+
+    if previous is None or not previous.syntax_ok or not previous.chunks or len(previous.chunks) != len(chunks):
+        return None
+    changed = [i for i, (a, b) in enumerate(zip(previous.chunks, chunks)) if a.key != b.key]
+    if not changed:
+        return list(previous.diagnostics)
+    units = set()
+    for i in changed:
+        old, new = previous.chunks[i], chunks[i]
+        if old.unit is None or old.unit != new.unit or old.program is None or new.program is None:
+            return None
+        sig_old = [(type(d).__name__, getattr(d, "name", None) and d.name.name, _unit_of(d)) for d in old.program.decls]
+        sig_new = [(type(d).__name__, getattr(d, "name", None) and d.name.name, _unit_of(d)) for d in new.program.decls]
+        if sig_old != sig_new or any(u != old.unit for _, _, u in sig_new):
+            return None
+        units.add(old.unit)
+    old_srcs = {id(previous.chunks[i].src) for i in changed}
+    new_srcs = {id(chunks[i].src) for i in changed}
+    examples = _example_paths(program, units, doc)
+    kept = [d for d in previous.diagnostics
+            if not (d.span is not None and (id(d.span.source) in old_srcs or d.span.path in examples))]
+    sub = ast.Program(program.name, program.version, tuple(
+        d for d in program.decls if isinstance(d, (ast.EnumDecl, ast.TypeDecl)) or _unit_of(d) in units))
+    fresh = Diagnostics()
+    check(sub, doc, fresh)
+    return kept + [d for d in fresh.items if d.span is None or id(d.span.source) in new_srcs
+                   or d.span.path in examples]
+
+
+def _example_paths(program: ast.Program, units: set[str], doc: SourceFile) -> set[str]:
+    """The examples files of some tasks, as the checker names them in diagnostics."""
+    out = set()
+    base = Path(doc.path).parent
+    for d in program.decls:
+        if isinstance(d, ast.TaskDecl) and d.name.name in units:
+            for f in d.example_files:
+                if isinstance(f.path.value, str):
+                    out.add(str(base / f.path.value))
+                    out.add(f.path.value)
+    return out
 
 
 # ------------------------------------------------------------------ completion

@@ -56,6 +56,7 @@ class PromptcServer(LanguageServer):
         self.analysed_version: dict[str, int | None] = {}
         self.published: dict[str, set[str]] = {}  # document uri -> other files it published on
         self.lock = asyncio.Lock()
+        self.full_timers: dict[str, asyncio.TimerHandle] = {}
 
     # ------------------------------------------------------------ positions (code points <-> client units)
     def _units(self, line: str, ch: int) -> int:
@@ -79,6 +80,9 @@ class PromptcServer(LanguageServer):
 
     # ------------------------------------------------------------ analysis and diagnostics
     async def refresh(self, uri: str) -> None:
+        timer = self.full_timers.pop(uri, None)
+        if timer is not None:
+            timer.cancel()
         async with self.lock:
             doc = self.workspace.get_text_document(uri)
             if self.analysed_version.get(uri, -1) == doc.version and uri in self.analyses:
@@ -92,6 +96,23 @@ class PromptcServer(LanguageServer):
             self.analyses[uri] = an
             self.analysed_version[uri] = version
             self.publish(uri, an, version)
+            if an.partial:  # only the edited task was checked: check everything once typing pauses
+                loop = asyncio.get_running_loop()
+                self.full_timers[uri] = loop.call_later(
+                    FULL_CHECK_DELAY, lambda: asyncio.ensure_future(self.full_check(uri, version)))
+
+    async def full_check(self, uri: str, version: int | None) -> None:
+        async with self.lock:
+            an = self.analyses.get(uri)
+            if an is None or not an.partial or self.analysed_version.get(uri) != version:
+                return  # closed, already complete, or a newer edit will schedule its own
+            doc = self.workspace.get_text_document(uri)
+            if doc.version != version:
+                return
+            new = await asyncio.to_thread(analyze, _path(uri), an.text, an, True)
+            self.analyses[uri] = new
+            if _signature(new.diagnostics) != _signature(an.diagnostics):
+                self.publish(uri, new, version)
 
     def publish(self, uri: str, an: Analysis, version: int | None) -> None:
         by_file: dict[str, list[lsp.Diagnostic]] = {}
@@ -157,6 +178,16 @@ class PromptcServer(LanguageServer):
         lines = doc.lines
         line = lines[p.line] if p.line < len(lines) else ""
         return self.server_pos(line.rstrip("\r\n"), p)
+
+
+# How long typing must pause before a partial analysis (only the edited task re-checked) is completed
+# by a check of the whole program.
+FULL_CHECK_DELAY = 0.3
+
+
+def _signature(diags: list[Diagnostic]) -> list[tuple]:
+    return [(d.code, d.message, d.span and (d.span.path, d.span.line, d.span.col, d.span.end_line, d.span.end_col))
+            for d in diags]
 
 
 def _is_dotprompt(text: str) -> bool:
