@@ -23,6 +23,11 @@ def _sample_lines(s: Sample, indent: str) -> list[str]:
             c.kind, f"{c.kind} {c.source}" if c.kind != "constraint" else f"constraint {c.name}: {c.source}")
         out.append(f"{indent}{label}")
         out.extend(f"{indent}  {d}" for d in c.details)
+    if s.original is not None:
+        out.append(f"{indent}original input:  {_short(s.original.input)}")
+        out.append(f"{indent}original output: {_short(s.original.output)}")
+    if s.labelled:
+        out.append(f"{indent}expected: {_short(s.expected)}")
     out.append(f"{indent}input:  {_short(s.input)}")
     if s.output is not None or not s.raw:
         out.append(f"{indent}output: {_short(s.output)}")
@@ -36,16 +41,24 @@ def _result_lines(r: TestResult, color: bool) -> list[str]:
         return f"{code}{text}{_X}" if color else text
 
     tag = {"passed": c(_G, "PASS"), "failed": c(_R, "FAIL"), "skipped": c(_Y, "SKIP")}[r.status]
-    head = f"{tag}  {r.kind} \"{r.name}\""
+    head = f"{tag}  {'cases' if r.kind == 'dataset' else r.kind} \"{r.name}\""
     if r.kind == "case" and len(r.samples) > 1:
-        head += f"  (pass rate {r.pass_rate:.0%} over {len(r.samples)} samples)"
+        head += f"  (pass rate {r.interval} over {len(r.samples)} samples)"
     if r.kind == "property" and r.status != "skipped":
         head += f"  ({r.inputs_failed} of {r.inputs_tried} inputs failed)"
+    if r.kind == "dataset" and r.status != "skipped":
+        head += f"  ({r.inputs_tried - r.inputs_failed} of {r.inputs_tried} rows passed: {r.interval})"
+    if r.robustness is not None:
+        head += f"  robustness {r.robustness}"
+    if r.flaky:
+        head += f"  FLAKY ({r.flaky_inputs} input{'s' if r.flaky_inputs != 1 else ''} with disagreeing samples)"
     if r.reason:
         head += f"  [{r.reason}]"
     lines = [head]
+    if r.metrics:
+        lines.extend(metric_lines(r.metrics, "      "))
     if r.status == "failed":
-        if r.kind == "case":
+        if r.kind in ("case", "dataset") or r.robustness is not None:
             failing = next((s for s in r.samples if not s.passed), None)
             if failing:
                 lines.extend(_sample_lines(failing, "      "))
@@ -60,12 +73,60 @@ def _result_lines(r: TestResult, color: bool) -> list[str]:
     return lines
 
 
+def metric_lines(m: dict[str, Any], indent: str) -> list[str]:
+    """A dataset's metrics: accuracy, per-label precision/recall/F1 and the confusion matrix (enum output),
+    or per-field exact match (record output); every rate with its Wilson 95% interval."""
+    out: list[str] = []
+    if "classification" in m:
+        out.extend(_classification_lines(m["classification"], indent, "output"))
+    if "fields" in m:
+        f = m["fields"]
+        out.append(f"{indent}all fields match: {_rate(f['all'])}")
+        for name, rate in f["fields"].items():
+            out.append(f"{indent}  {name}: {_rate(rate)}")
+        for name, c in (m.get("field_classification") or {}).items():
+            out.extend(_classification_lines(c, indent, f"output.{name}"))
+    if "exact_match" in m:
+        out.append(f"{indent}exact match: {_rate(m['exact_match'])}")
+    return out
+
+
+def _rate(r: dict[str, Any]) -> str:
+    if not r["n"]:
+        return "-"
+    return f"{r['rate']:.1%} [{r['ci95'][0]:.1%}, {r['ci95'][1]:.1%}] ({r['k']}/{r['n']})"
+
+
+def _classification_lines(c: dict[str, Any], indent: str, what: str) -> list[str]:
+    out = [f"{indent}{what}: accuracy {_rate(c['accuracy'])}, macro F1 {c['macro_f1']:.3f}"]
+    w = max([len(x["label"]) for x in c["per_label"]] + [5])
+    out.append(f"{indent}  {'label'.ljust(w)}  {'precision':>9}  {'recall':>9}  {'F1':>5}  support")
+    for x in c["per_label"]:
+        p, r = x["precision"], x["recall"]
+        out.append(f"{indent}  {x['label'].ljust(w)}  {p['rate'] if p['n'] else 0:9.3f}  {r['rate']:9.3f}  "
+                   f"{x['f1']:5.3f}  {x['support']}")
+    labels, matrix = c["confusion"]["labels"], c["confusion"]["matrix"]
+    cw = max([len(lab) for lab in labels] + [4])
+    out.append(f"{indent}  confusion (rows expected, columns predicted):")
+    out.append(f"{indent}    {''.ljust(cw)}  " + "  ".join(lab.rjust(cw) for lab in labels))
+    for lab, row in zip(labels, matrix):
+        if sum(row) or lab != "(invalid)":
+            out.append(f"{indent}    {lab.ljust(cw)}  " + "  ".join(str(v).rjust(cw) for v in row))
+    return out
+
+
 def to_text(report: Report, color: bool = False) -> str:
     s = report.subject
     out = [f"promptc test: task {report.task} of {report.program}, {s['kind']} {s['name']}"
            + (f" on {s['model']}" if s.get("model") else "")]
+    out.extend(f"warning: {w}" for w in report.warnings)
     for r in report.results:
         out.extend(_result_lines(r, color))
+    rob = report.robustness()
+    if rob is not None:
+        out.append(f"robustness: {rob} of perturbed inputs kept their output relation")
+    if report.flaky_tests():
+        out.append(f"flaky (repeated samples disagreed): {', '.join(report.flaky_tests())}")
     u = report.usage()
     out.append(f"{u['requests']} requests ({u['cached']} cached), {u['prompt_tokens_per_request']} prompt tokens and "
                f"{u['latency_per_request_s'] * 1000:.0f} ms per request, {report.seconds:.1f} s in all")
@@ -89,9 +150,22 @@ def to_junit(report: Report) -> str:
     props = ET.SubElement(suite, "properties")
     for k, v in report.subject.items():
         ET.SubElement(props, "property", name=str(k), value=str(v))
+    rob = report.robustness()
+    if rob is not None:
+        ET.SubElement(props, "property", name="robustness", value=str(rob))
+    if report.flaky_tests():
+        ET.SubElement(props, "property", name="flaky", value=", ".join(report.flaky_tests()))
     for r in report.results:
-        tc = ET.SubElement(suite, "testcase", name=f"{r.kind} {r.name}",
+        tc = ET.SubElement(suite, "testcase", name=f"{'cases' if r.kind == 'dataset' else r.kind} {r.name}",
                            classname=f"{report.program}.{report.task}", time="0")
+        if r.status != "skipped":  # the schema allows no per-testcase properties: the numbers go to system-out
+            out = [f"pass rate {r.interval}"]
+            if r.robustness is not None:
+                out.append(f"robustness {r.robustness}")
+            if r.flaky:
+                out.append(f"flaky: {r.flaky_inputs} input(s) with disagreeing samples")
+            out.extend(metric_lines(r.metrics or {}, ""))
+            ET.SubElement(tc, "system-out").text = "\n".join(out)
         if r.status == "skipped":
             ET.SubElement(tc, "skipped", message=r.reason or "skipped")
         elif r.status == "failed":

@@ -230,7 +230,7 @@ class Paired:
 
     def to_json(self) -> dict[str, Any]:
         return {"a": self.a, "b": self.b, "n": self.n, "both_pass": self.both, "only_a": self.only_a,
-                "only_b": self.only_b, "neither": self.neither, "mcnemar_p": round(self.p_value, 6),
+                "only_b": self.only_b, "neither": self.neither, "mcnemar_p": float(f"{self.p_value:.6g}"),
                 "diff": round(self.diff, 4), "diff_ci95": [round(self.low, 4), round(self.high, 4)],
                 "verdict": self.verdict}
 
