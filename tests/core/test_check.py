@@ -259,3 +259,13 @@ def test_checkpoint_sees_only_errors_after_it():
     assert since.ok and not since.has_errors
     d.error("E204", "after", None)
     assert since.has_errors and not since.ok
+
+
+def test_did_you_mean_is_the_one_hint():
+    from promptc.diagnostics import did_you_mean
+
+    assert did_you_mean("tikcet", ["ticket", "audience"]) == "did you mean 'ticket'?"
+    assert did_you_mean("TICKET", ["ticket"]) == "did you mean 'ticket'?"
+    assert did_you_mean("zzz", ["ticket", "audience"]) is None
+    assert did_you_mean("zzz", ["ticket", "audience"], "inputs") == "inputs: ticket, audience"
+    assert did_you_mean("zzz", [], "inputs") == "there are no inputs"

@@ -67,3 +67,9 @@ def test_explain_list(capsys):
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == len(codes.CODES)
     assert lines[0].startswith("E101  file is not valid UTF-8")
+
+
+def test_every_code_explains_itself():
+    for code, info in codes.CODES.items():
+        text = codes.explain(code.lower())
+        assert text.startswith(f"{code} (") and info.meaning in text and info.explanation in text
