@@ -294,4 +294,5 @@ def explain(code: str) -> str:
     """The long explanation of a code, as `promptc explain CODE` prints it. KeyError if unknown."""
     info = CODES[code.upper()]
     kind = "warning" if info.is_warning else "error"
-    return f"{info.code} ({kind}): {info.meaning}\n\n{info.explanation}\n\nExample: {info.example}\n"
+    example = info.example.replace("\\|", "|")  # the table's Markdown escape
+    return f"{info.code} ({kind}): {info.meaning}\n\n{info.explanation}\n\nExample: {example}\n"
