@@ -95,6 +95,28 @@ A backslash in a "..." string starts an escape, and this one is not known. Valid
 \n \t \r \" \\ \/ \0 and \uXXXX. Write \\ for a backslash, or use a /regex/ literal for patterns.
 """)
 
+DATA_FILE_REFUSED: Final = _code("E110", "data file refused (outside the program's folder, not a regular file, or too large)",
+                                 '`examples "/proc/self/environ"`', """
+A program may come from someone else, so the data files it names are read with care:
+
+- the path must resolve inside the program's folder (symlinks included), or inside a folder the
+  user names with `--data-root DIR` (or PROMPTC_DATA_ROOT): an absolute path or `../..` elsewhere
+  is refused;
+- only regular files are read, never a FIFO, a device or a directory;
+- a file over the size limit (64 MiB) is refused before it is read; raise the limit with
+  `--max-data-bytes N` (or PROMPTC_MAX_DATA_BYTES).
+
+docs/security.md explains the threat model.
+""")
+NESTED_TOO_DEEPLY: Final = _code("E111", "nested too deeply", "250 nested `list[`, a 500-term `or`", """
+Types, values and expressions nest at most 100 levels (in the parse tree), so that every stage
+stays fast and never runs out of stack. A long chain of `or` counts one level per term: test
+membership instead (`output.tag in [a, b, c]`) or split it into several constraints.
+""")
+NUMBER_OUT_OF_RANGE: Final = _code("E112", "number out of range", "`99999999999999999999`, `1e999`", """
+Integers are 64-bit (-9223372036854775808 to 9223372036854775807) and floats are finite 64-bit
+numbers, in programs as in examples files; `1e999` would be infinity, which JSON cannot carry.
+""")
 
 # ------------------------------------------------------------------ E2xx: names
 UNDECLARED_VARIABLE: Final = _code("E201", "undeclared template variable", "`{{ tikcet.subject }}`", """
@@ -171,6 +193,23 @@ UNKNOWN_SETTING: Final = _code("E217", "unknown property setting", "`max_example
 The only property setting is `max_examples = N`.
 """)
 
+TEMPLATE_OUTSIDE_SUBSET: Final = _code("E218", "template feature outside the accepted subset of jinja2",
+                                       "`{% include 'x' %}`, `{{ x.upper() }}`", """
+Compiled prompts are rendered by whoever uses them, often with a plain (non-sandboxed) jinja2
+Environment, so templates may only use a small subset of jinja2 that is safe there: output, `if`,
+`for`, `set`, `filter` and `raw` blocks, paths on inputs (`ticket.subject`, `items[0]`), constants,
+operators, tests and the filters listed in docs/language.md. Refused: include, import, extends,
+block, macro, call and with blocks, method and function calls other than `range(n)`,
+`loop.cycle(...)` and `loop.changed(...)`, the `random` filter, namespaces, and arguments from
+the inputs where a filter takes a size or a name.
+""")
+TEMPLATE_UNBOUNDED: Final = _code("E219", "template could render unbounded output", "`{{ 'x' * 99999999 }}`", """
+A template that could make rendering take unbounded time or memory is refused when the program is
+checked: `range(n)` over 1,000 items, nested loops over 10,000 iterations in all, more than two
+nested loops over inputs, `*` by a value from the inputs or by more than 100, `**`, widths over
+1,000, chains of filters that multiply the size of their input (replace, join, indent) beyond a
+fixed budget, and nesting deeper than 40 levels.
+""")
 
 # ------------------------------------------------------------------ E3xx: types and schema
 TYPE_MISMATCH: Final = _code("E301", "type mismatch in an expression", "`len(output.score)` on an int", """

@@ -138,17 +138,41 @@ def render(d: Diagnostic, color: bool = False) -> str:
         if text or s.line <= s.source.line_count:
             gutter = str(s.line)
             pad = " " * len(gutter)
-            expanded = text.replace("\t", " ")
-            width = (s.end_col - s.col) if s.end_line == s.line else len(text) - s.col + 1
-            width = max(1, min(width, max(1, len(expanded) - s.col + 1)))
+            expanded, col, width = _excerpt(s, text)
             marker = "^" + "~" * (width - 1)
             out.append(f"{c(_BLUE, gutter + ' |')} {expanded}")
-            out.append(f"{c(_BLUE, pad + ' |')} {' ' * (s.col - 1)}{c(_COLORS[d.severity], marker)}")
+            out.append(f"{c(_BLUE, pad + ' |')} {' ' * (col - 1)}{c(_COLORS[d.severity], marker)}")
     for note in d.notes:
         out.append(f"  note: {note}")
     if d.hint:
         out.append(f"  {c(_GREEN, 'hint')}: {d.hint}")
     return "\n".join(out)
+
+
+EXCERPT_WIDTH = 160  # characters of a source line a diagnostic quotes, at most
+
+
+def _excerpt(s: Span, text: str) -> tuple[str, int, int]:
+    """The quoted line, the caret's column in it and the caret's width. A long line (a minified JSON
+    examples line can be megabytes) is cut to a window around the caret, marked with "…"; a
+    source.LineExcerpt already holds only a window, starting at its `first_col`."""
+    first = getattr(s.source, "first_col", 1)
+    col = max(1, s.col - first + 1)
+    expanded = text.replace("\t", " ")
+    width = (s.end_col - s.col) if s.end_line == s.line else len(text) - col + 1
+    lead = "…" if first > 1 else ""
+    tail = "…" if getattr(s.source, "clipped_end", False) else ""
+    if len(expanded) > EXCERPT_WIDTH:
+        start = max(0, min(col - 1 - EXCERPT_WIDTH // 3, len(expanded) - EXCERPT_WIDTH))
+        if start > 0:
+            lead = "…"
+        if start + EXCERPT_WIDTH < len(expanded):
+            tail = "…"
+        expanded = expanded[start:start + EXCERPT_WIDTH]
+        col -= start
+    col = min(col, len(expanded) + 1)
+    width = max(1, min(width, max(1, len(expanded) - col + 1)))
+    return lead + expanded + tail, col + len(lead), width
 
 
 def render_all(diags: list[Diagnostic], color: bool = False) -> str:

@@ -428,7 +428,87 @@ def check_regex(e: ast.Regex, diags: Diagnostics) -> bool:
         start = e.span.start + 1 + (err.pos or 0) if err.pos is not None else e.span.start
         diags.error(codes.BAD_REGEX, f"invalid regular expression: {err.msg}", e.span.sub(start, start + 1))
         return False
+    except (OverflowError, RecursionError, ValueError):  # a{99999999999}, a 5,000-digit count, deep groups
+        diags.error(codes.BAD_REGEX, "invalid regular expression: too large or nested too deeply", e.span,
+                    hint=f"repeat counts go up to {MAX_REGEX_REPEAT:,}")
+        return False
+    problem = regex_cost_problem(e.pattern, e.flags)
+    if problem:
+        diags.error(codes.BAD_REGEX, f"regular expression {problem[0]}", e.span, hint=problem[1])
+        return False
     return True
+
+
+MAX_REGEX_REPEAT = 10_000
+
+
+def regex_cost_problem(pattern: str, flags: str = "") -> tuple[str, str] | None:
+    """Why matching `pattern` could take unbounded time or memory, or None. Patterns are matched on
+    examples at check time and on every output, and drive hypothesis and constrained decoding, so a
+    program's regex must not be a denial of service: repeat counts are bounded, and a repeated group
+    may not consist only of repeats one of which is unbounded (`(a+)+`, `(\\w+\\s?)*`), the shape
+    behind catastrophic backtracking. `([a-z]+\\.)+` is fine: the `.` anchors each round."""
+    import re._parser as sre  # the stdlib's own regex parser: the pattern compiled already
+
+    try:
+        tree = sre.parse(pattern, _compile(pattern, flags).flags)
+    except Exception:  # noqa: BLE001 - compile() accepted it; be permissive about the analysis
+        return None
+    repeats = (sre.MAX_REPEAT, sre.MIN_REPEAT)
+    zero_width = (sre.AT, sre.ASSERT, sre.ASSERT_NOT)
+
+    def items(sub):
+        """The top-level items of a group body, unwrapping plain (...) groups."""
+        out = []
+        for op, av in sub:
+            if op == sre.SUBPATTERN:
+                out.extend(items(av[-1]))
+            else:
+                out.append((op, av))
+        return out
+
+    def has_unbounded(sub) -> bool:
+        stack = [sub]
+        while stack:
+            for op, av in stack.pop():
+                if op in repeats:
+                    if av[1] == sre.MAXREPEAT or av[1] > 100:
+                        return True
+                    stack.append(av[2])
+                elif op == sre.SUBPATTERN:
+                    stack.append(av[-1])
+                elif op == sre.BRANCH:
+                    stack.extend(av[1])
+        return False
+
+    stack = [tree]
+    while stack:
+        for op, av in stack.pop():
+            if op in (*repeats, sre.POSSESSIVE_REPEAT):
+                lo, hi, sub = av
+                if max(lo, hi if hi != sre.MAXREPEAT else 0) > MAX_REGEX_REPEAT:
+                    return (f"repeats up to {max(lo, hi):,} times", f"repeat counts go up to {MAX_REGEX_REPEAT:,}")
+                body = items(sub)
+                only_repeats = all(o in repeats or o in zero_width or (o == sre.BRANCH and any(
+                    all(x in repeats or x in zero_width for x, _ in items(alt)) and has_unbounded(alt)
+                    for alt in a[1])) for o, a in body)
+                if op in repeats and hi > 1 and only_repeats and has_unbounded(sub):
+                    return ("repeats a group that is itself an unbounded repeat, which can take exponential "
+                            "time to match",
+                            "drop the outer repeat or anchor each round with a character: (a+)+ is a+, "
+                            "(\\w+\\s?)* is [\\w\\s]*, ([a-z]+\\.)+ is fine")
+                stack.append(sub)
+            elif op == sre.SUBPATTERN:
+                stack.append(av[-1])
+            elif op == sre.BRANCH:
+                stack.extend(av[1])
+            elif op in (sre.ASSERT, sre.ASSERT_NOT):
+                stack.append(av[1])
+            elif op == sre.ATOMIC_GROUP:
+                stack.append(av)
+            elif op == sre.GROUPREF_EXISTS:
+                stack.extend(b for b in av[1:] if b is not None)
+    return None
 
 
 # ------------------------------------------------------------------ evaluation

@@ -15,7 +15,7 @@ from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput
 from promptc import ast, codes
 from promptc.diagnostics import Diagnostic, Diagnostics
 from promptc.errors import DiagnosticError
-from promptc.source import SourceFile, Span
+from promptc.source import SourceFile, Span, first_surrogate
 
 
 def grammar_text() -> str:
@@ -153,7 +153,7 @@ def _syntax_diagnostic(src: SourceFile, err: UnexpectedInput) -> Diagnostic:
 
 # ------------------------------------------------------------------ strings
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", '"': '"', "\\": "\\", "0": "\0", "/": "/"}
-_ESCAPE_RE = re.compile(r"\\(u[0-9a-fA-F]{4}|.)")
+_ESCAPE_RE = re.compile(r"\\(u[dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F][0-9a-fA-F]{2}|u[0-9a-fA-F]{4}|.)")
 
 
 class _ParseIssue(Exception):
@@ -167,9 +167,17 @@ def _unescape(raw: str, span: Span) -> str:
         e = m.group(1)
         if e in _ESCAPES:
             return _ESCAPES[e]
+        if e.startswith("u") and len(e) == 11:  # a surrogate pair, as JSON writes characters beyond U+FFFF
+            hi, lo = int(e[1:5], 16), int(e[7:11], 16)
+            return chr(0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00))
+        start = span.start + 1 + m.start()
+        if e.startswith("u") and len(e) == 5 and 0xD800 <= int(e[1:], 16) <= 0xDFFF:
+            raise _ParseIssue(Diagnostic("error", codes.BAD_ESCAPE, f"lone surrogate escape '\\{e}' in string",
+                                         span.sub(start, start + 6),
+                                         hint="\\uD800-\\uDFFF only come in pairs (\\ud83d\\ude00); "
+                                              "or write the character itself"))
         if e.startswith("u") and len(e) == 5:
             return chr(int(e[1:], 16))
-        start = span.start + 1 + m.start()
         raise _ParseIssue(Diagnostic("error", codes.BAD_ESCAPE, f"invalid escape '\\{e}' in string",
                                      span.sub(start, start + 2),
                                      hint=r'valid escapes: \n \t \r \" \\ \uXXXX'))
@@ -402,9 +410,21 @@ class _ToAst(Transformer):
         if t in ("STRING", "LONG_STRING"):
             return self._string(tok)
         if t == "SIGNED_INT":
-            return ast.Literal(int(tok), span)
+            digits = len(tok.lstrip("-"))
+            value = int(tok) if digits <= 20 else None  # int() refuses > 4,300 digits; ints are 64-bit
+            if value is None or not -(2 ** 63) <= value < 2 ** 63:
+                raise _ParseIssue(Diagnostic("error", codes.NUMBER_OUT_OF_RANGE,
+                                             f"integer {_clip_number(tok)} is out of range", span,
+                                             hint="integers are 64-bit: -9223372036854775808 to "
+                                                  "9223372036854775807"))
+            return ast.Literal(value, span)
         if t == "SIGNED_FLOAT":
-            return ast.Literal(float(tok), span)
+            value = float(tok) if len(tok) <= 400 else float("inf")
+            if value in (float("inf"), float("-inf")):
+                raise _ParseIssue(Diagnostic("error", codes.NUMBER_OUT_OF_RANGE,
+                                             f"number {_clip_number(tok)} is out of range", span,
+                                             hint="floats are 64-bit: at most about 1.8e308"))
+            return ast.Literal(value, span)
         if t == "TRUE":
             return ast.Literal(True, span)
         if t == "FALSE":
@@ -468,12 +488,52 @@ class _ToAst(Transformer):
         return ast.When(children[0], children[1], self._span(meta))
 
 
+# Later stages walk the AST recursively; a bound on the parse tree's depth keeps them all far from
+# Python's recursion limit (a 500-term `or` or 250 nested `list[` once crashed the checker).
+MAX_NESTING = 100
+_NESTING_HINTS = {
+    "or_": "split the condition into several constraints, or test membership: x in [a, b, c]",
+    "and_": "split the condition into several constraints",
+    "list_type": "nest fewer lists; a record type can group the inner levels",
+    "record": "flatten the value; records nest at most about 50 levels",
+    "list_lit": "flatten the value; lists nest at most about 50 levels",
+}
+
+
+def _too_deep(src: SourceFile, tree: Tree) -> Diagnostic | None:
+    stack = [(tree, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_NESTING:
+            meta = node.meta
+            start = getattr(meta, "start_pos", 0) if not getattr(meta, "empty", True) else 0
+            return Diagnostic("error", codes.NESTED_TOO_DEEPLY,
+                              f"nested more than {MAX_NESTING} levels deep", src.span(start, start + 1),
+                              hint=_NESTING_HINTS.get(node.data, "flatten it: promptc bounds nesting so "
+                                                                 "that every stage stays fast and safe"))
+        for child in node.children:
+            if isinstance(child, Tree):
+                stack.append((child, depth + 1))
+    return None
+
+
+def _clip_number(tok: str) -> str:
+    return tok if len(tok) <= 24 else f"{tok[:12]}…({len(tok):,} characters)"
+
+
 def parse_source(src: SourceFile) -> tuple[ast.Program | None, list[Diagnostic]]:
     """Parse one source file. Returns the program, or None and the syntax diagnostics."""
+    bad = first_surrogate(src.text)
+    if bad >= 0:  # only text that did not come from a file can hold one (decoding UTF-8 refuses them)
+        return None, [Diagnostic("error", codes.NOT_UTF8, f"lone surrogate U+{ord(src.text[bad]):04X} in the text",
+                                 src.span(bad, bad + 1), hint="the text cannot be encoded as UTF-8")]
     try:
         tree: Tree = _lark().parse(src.text)
     except UnexpectedInput as e:
         return None, [_syntax_diagnostic(src, e)]
+    deep = _too_deep(src, tree)
+    if deep is not None:
+        return None, [deep]
     try:
         return _ToAst(src).transform(tree), []
     except VisitError as e:

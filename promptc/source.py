@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bisect
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -108,3 +109,58 @@ class Span:
 
     def join(self, other: Span) -> Span:
         return self.source.span(min(self.start, other.start), max(self.end, other.end))
+
+
+
+class LineExcerpt(SourceFile):
+    """A bounded excerpt of one line of a (possibly huge) data file, for diagnostics.
+
+    Spans into it report the real line and column (`file:line:col`), but it keeps at most
+    EXCERPT_CHARS characters around the column of interest, so a 10 MB JSON line never becomes 10 MB
+    of stderr, nor of memory held by a diagnostic. The renderer marks a clipped start or end with "…"."""
+
+    EXCERPT_CHARS = 160
+
+    def __init__(self, path: str, lineno: int, line: str, col: int = 1) -> None:
+        width = self.EXCERPT_CHARS
+        start = 0 if col - 1 < width // 2 else col - 1 - width // 3
+        start = max(0, min(start, max(0, len(line) - width)))
+        self.path = path
+        self.text = line[start:start + width]
+        self.lineno = lineno
+        self.first_col = start + 1  # the real column of text[0]
+        self.clipped_end = start + width < len(line)
+        self._starts = [0]
+
+    def line_col(self, offset: int) -> tuple[int, int]:
+        return self.lineno, self.first_col + offset
+
+    def offset(self, line: int, col: int) -> int:
+        return max(0, min(col - self.first_col, len(self.text)))
+
+    def line_text(self, line: int) -> str:
+        return self.text if line == self.lineno else ""
+
+    @property
+    def line_count(self) -> int:
+        return self.lineno
+
+    def span_at(self, line: int, col: int, length: int = 1) -> Span:
+        start = self.offset(line, col)
+        end = min(start + max(1, length), len(self.text))
+        return Span(self, start, max(start, end), self.lineno, col, self.lineno, col + max(1, length))
+
+
+def excerpt_span(path: str, lineno: int, line: str, col: int = 1, length: int = 1) -> Span:
+    """A span at `path:lineno:col` whose source keeps only a bounded excerpt of `line`."""
+    return LineExcerpt(path, lineno, line, col).span_at(lineno, col, length)
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def first_surrogate(text: str) -> int:
+    """The index of the first lone surrogate (U+D800..U+DFFF) in `text`, or -1. Such text cannot be
+    encoded as UTF-8, so it cannot be hashed, written to a file or printed."""
+    m = _SURROGATE.search(text)
+    return m.start() if m else -1

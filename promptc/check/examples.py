@@ -3,7 +3,7 @@ and every example (inline or from a file) is checked against the task's constrai
 
 from __future__ import annotations
 
-import json
+from collections.abc import Iterator
 from pathlib import Path as FsPath
 
 from promptc import ast, codes, ir
@@ -11,7 +11,7 @@ from promptc.check.context import CheckedExample, CheckedTask, Context
 from promptc.diagnostics import Diagnostics
 from promptc.expr import constraint_failures
 from promptc.schema import validate
-from promptc.source import SourceDecodeError, SourceFile, Span
+from promptc.source import Span
 
 EXAMPLE_KEYS = {"input", "output", "name", "provenance"}
 _LINE_HINT = 'each line is one object: {"input": {...}, "output": ...}'
@@ -29,85 +29,70 @@ def example_constraints(cx: Context, ct: CheckedTask, ce: CheckedExample, span: 
 
 
 def examples_file(cx: Context, ct: CheckedTask, ef: ast.ExamplesFile) -> None:
-    """Read one `examples "PATH"` file (relative to the program) into the task's examples."""
-    read = _read_file(cx, ef)
-    if read is None:
-        return
-    path, data = read
-    ct.example_files.append((str(path), data))
+    """Read one `examples "PATH"` file (relative to the program) into the task's examples. The file is
+    resolved, checked and streamed by promptc.datafiles: inside the program's folder or a --data-root,
+    a regular file, within the size limit (E110 otherwise)."""
+    from promptc import datafiles
+
+    program_dir = FsPath(cx.src.path).parent if cx.src.path not in ("<string>", "") else None
     try:
-        fsrc = SourceFile.from_bytes(str(path), data)
-    except SourceDecodeError as e:
-        bad = SourceFile(e.path, e.text)
-        cx.d.error(codes.NOT_UTF8, f"examples file is not valid UTF-8 (byte 0x{e.byte:02x})",
-                   bad.span_at(e.line, e.col), hint="save the file as UTF-8")
+        reader = datafiles.open_examples(ef.path.value, program_dir)
+        for ce in read_examples(reader, ct.input_type, ct.output, cx.d):
+            example_constraints(cx, ct, ce, ce.span)
+            ct.examples.append(ce)
+    except datafiles.DataFileError as e:
+        cx.d.error(e.code, e.message, ef.path.span, hint=e.hint)
         return
-    for ce in read_examples(fsrc, str(path), ct.input_type, ct.output, cx.d):
-        example_constraints(cx, ct, ce, ce.span)
-        ct.examples.append(ce)
+    ct.example_files.append((reader.shown, reader.digest))  # the program hash covers the data
 
 
-def _read_file(cx: Context, ef: ast.ExamplesFile) -> tuple[FsPath, bytes] | None:
-    rel = ef.path.value
-    base = FsPath(cx.src.path).parent if cx.src.path not in ("<string>", "") else FsPath(".")
-    path = base / rel
-    try:
-        return path, path.read_bytes()
-    except FileNotFoundError:
-        cx.d.error(codes.FILE_NOT_FOUND, f"examples file not found: {rel}", ef.path.span,
-                   hint=f"the path is resolved relative to the program: {path}")
-    except OSError as e:
-        cx.d.error(codes.FILE_NOT_FOUND, f"cannot read examples file {rel}: {e.strerror or e}", ef.path.span)
-    except ValueError:  # e.g. a NUL byte in the path
-        cx.d.error(codes.FILE_NOT_FOUND, f"invalid examples file path {rel!r}", ef.path.span)
-    return None
+def read_examples(reader, in_t: ir.RecordT, out_t: ir.Type, diags: Diagnostics) -> Iterator[CheckedExample]:
+    """Stream a JSONL examples file (a datafiles.Reader): each line `{"input": ..., "output": ...}`
+    (optionally `name`, a string, and `provenance`, an object), validated against the input and output
+    types. Mistakes become diagnostics at their line and key, quoting a bounded excerpt of the line;
+    lines with mistakes are left out. Raises datafiles.DataFileError if the file is refused."""
+    from promptc import datafiles
 
-
-def read_examples(fsrc: SourceFile, label: str, in_t: ir.RecordT, out_t: ir.Type,
-                  diags: Diagnostics) -> list[CheckedExample]:
-    """Parse a JSONL examples file: each line `{"input": ..., "output": ...}` (optionally `name`,
-    `provenance`), validated against the input and output types. Mistakes become diagnostics at their
-    line and key; lines with mistakes are left out."""
-    out: list[CheckedExample] = []
-    for lineno in range(1, fsrc.line_count + 1):
-        line = fsrc.line_text(lineno)
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as e:
-            diags.error(codes.BAD_EXAMPLES_LINE, f"invalid JSON: {e.msg}", fsrc.span_at(lineno, e.colno), hint=_LINE_HINT)
-            continue
-        whole = fsrc.span_at(lineno, 1, max(1, len(line)))
+    for line, obj in datafiles.json_lines(reader, diags):
         if not isinstance(obj, dict) or "input" not in obj or "output" not in obj:
-            diags.error(codes.BAD_EXAMPLES_LINE, 'each line must be an object with "input" and "output"', whole, hint=_LINE_HINT)
+            diags.error(codes.BAD_EXAMPLES_LINE, 'each line must be an object with "input" and "output"',
+                        line.span(), hint=_LINE_HINT)
             continue
         extra = [k for k in obj if k not in EXAMPLE_KEYS]
         if extra:
-            diags.error(codes.BAD_EXAMPLES_LINE, f"unknown key '{extra[0]}' in an example line", _find_key(fsrc, lineno, extra[0]),
-                        hint=f"keys: {', '.join(sorted(EXAMPLE_KEYS))}")
+            diags.error(codes.BAD_EXAMPLES_LINE, f"unknown key '{datafiles.clip(extra[0])}' in an example line",
+                        line.key_span(extra[0]), hint=f"keys: {', '.join(sorted(EXAMPLE_KEYS))}")
             continue
-        if _validate_line(fsrc, lineno, obj, in_t, out_t, diags):
-            out.append(CheckedExample(ir.Example(obj["input"], obj["output"], f"{label}:{lineno}", obj.get("name"),
-                                                 obj.get("provenance")), whole))
-    return out
+        if not _extras_ok(line, obj, diags) or not _validate_line(line, obj, in_t, out_t, diags):
+            continue
+        yield CheckedExample(ir.Example(obj["input"], obj["output"], f"{reader.shown}:{line.lineno}",
+                                        obj.get("name"), obj.get("provenance")), line.span())
 
 
-def _validate_line(fsrc: SourceFile, lineno: int, obj: dict, in_t: ir.RecordT, out_t: ir.Type,
-                   diags: Diagnostics) -> bool:
+def _extras_ok(line, obj: dict, diags: Diagnostics) -> bool:
+    """`name` is a string and `provenance` an object (later stages read its fields)."""
+    ok = True
+    if obj.get("name") is not None and not isinstance(obj["name"], str):
+        diags.error(codes.BAD_EXAMPLES_LINE, '"name" must be a string', line.key_span("name"),
+                    hint='name the example: "name": "double charge"')
+        ok = False
+    if obj.get("provenance") is not None and not isinstance(obj["provenance"], dict):
+        diags.error(codes.BAD_EXAMPLES_LINE, '"provenance" must be an object', line.key_span("provenance"),
+                    hint='provenance records where an example came from: {"source": "promptc distill", ...}')
+        ok = False
+    return ok
+
+
+def _validate_line(line, obj: dict, in_t: ir.RecordT, out_t: ir.Type, diags: Diagnostics) -> bool:
+    from promptc.datafiles import clip
+
     ok = True
     for root, t, val in (("input", in_t, obj["input"]), ("output", out_t, obj["output"])):
         for viol in validate(t, val):
             ok = False
             key = next((p for p in reversed(viol.path) if isinstance(p, str)), root)
-            code = codes.FIELD_CONSTRAINT_VIOLATED if viol.kind == "constraint" else (codes.UNKNOWN_MEMBER if "not a member" in viol.message else codes.SCHEMA_MISMATCH)
-            diags.error(code, f"{viol.where(root)}: {viol.message}", _find_key(fsrc, lineno, key), hint=viol.hint)
+            code = codes.FIELD_CONSTRAINT_VIOLATED if viol.kind == "constraint" else (
+                codes.UNKNOWN_MEMBER if "not a member" in viol.message else codes.SCHEMA_MISMATCH)
+            diags.error(code, clip(f"{viol.where(root)}: {viol.message}", 300), line.key_span(key),
+                        hint=clip(viol.hint, 300) if viol.hint else None)
     return ok
-
-
-def _find_key(src: SourceFile, lineno: int, key: str) -> Span:
-    text = src.line_text(lineno)
-    i = text.find(f'"{key}"')
-    if i < 0:
-        return src.span_at(lineno, 1, max(1, len(text)))
-    return src.span_at(lineno, i + 1, len(key) + 2)

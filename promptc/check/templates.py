@@ -18,15 +18,18 @@ _JINJA_GLOBALS = {"loop", "range", "namespace", "cycler", "joiner", "dict", "lip
 
 
 def check_template(cx: Context, lit: ast.Literal, env: dict[str, ir.Type]) -> None:
-    from jinja2 import TemplateSyntaxError, nodes
+    from jinja2 import nodes
 
+    from promptc.template_safety import check_template as check_safety
     from promptc.templating import environment
 
     jenv = environment()
-    try:
-        tree = jenv.parse(lit.value)
-    except TemplateSyntaxError as e:
-        cx.d.error(codes.TEMPLATE_SYNTAX, f"template syntax error: {e.message}", template_span(lit, e.lineno or 1, None))
+    # The safety walk parses the template, bounds its nesting and refuses everything outside the
+    # accepted subset, so compiled prompts are safe to render in a plain jinja2 Environment.
+    tree, findings = check_safety(lit.value, inputs=env)
+    for f in findings:
+        cx.d.error(f.code, f.message, template_span(lit, f.lineno, f.needle), hint=f.hint)
+    if tree is None:
         return
     bound: set[str] = set(_JINJA_GLOBALS)
     for n in tree.find_all(nodes.Name):

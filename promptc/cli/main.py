@@ -55,7 +55,30 @@ def build_parser() -> argparse.ArgumentParser:
 
     commands.register(sub)
     authoring.register(sub)  # fmt, lsp, init
+    for name, sp in sub.choices.items():  # every command that loads a program reads its data files
+        if name not in _NO_PROGRAM:
+            _data_options(sp)
     return p
+
+
+_NO_PROGRAM = {"explain", "init", "lsp", "fmt", "cache"}
+
+
+def _size(text: str) -> int:
+    from promptc.datafiles import parse_size
+
+    try:
+        return parse_size(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _data_options(sp: argparse.ArgumentParser) -> None:
+    g = sp.add_argument_group("data files (docs/security.md)")
+    g.add_argument("--data-root", action="append", default=[], metavar="DIR",
+                   help="also read `examples` files from DIR (repeatable; default: only the program's folder)")
+    g.add_argument("--max-data-bytes", type=_size, default=None, metavar="N",
+                   help="largest data file to read, e.g. 200M (default 64M)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -69,7 +92,10 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     func: Callable[[argparse.Namespace], int] = args.func
     try:
-        return func(args)
+        from promptc.datafiles import using
+
+        with using(getattr(args, "data_root", None) or (), getattr(args, "max_data_bytes", None)):
+            return func(args)
     except PromptcError as e:
         return report_error(e, getattr(args, "format", "text"))
     except KeyboardInterrupt:

@@ -19,6 +19,7 @@ can force the shortest completion when the budget is only just enough to close t
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from dataclasses import dataclass, field
@@ -235,6 +236,20 @@ def _shortest(n: Node) -> str:
     return "{" + ", ".join(f"{json.dumps(k)}: {v.shortest}" for k, v in n.fields) + "}"
 
 
+def raw_pattern(pattern: str, lo: int, hi: int | None, null_ok: bool) -> Node | None:
+    """A raw-text `str` output with a pattern (read without quotes), or None when it cannot be tracked."""
+    rx = _Rx.of(pattern)
+    if rx is None:
+        return None
+    n = Node("raw", lo=lo, hi=hi if hi is not None else 1 << 30, rx=rx, regex=pattern,
+             options=("null",) if null_ok else ())
+    body = rx.complete(rx.start(), lo)
+    if body is None:
+        return None
+    n.shortest = min([body, *n.options], key=len)
+    return n
+
+
 def raw_choice(options: tuple[str, ...]) -> Node:
     """A raw-text choice (an enum output, read without quotes)."""
     return _fin(Node("alt", options=tuple(options)))
@@ -327,8 +342,10 @@ class _Rx:
 
     @staticmethod
     def of(pattern: str | None) -> _Rx | None:
-        if pattern is None:
-            return None
+        return None if pattern is None else _rx_of(pattern)
+
+    @staticmethod
+    def _parse(pattern: str) -> _Rx | None:
         try:
             import re._parser as sre  # the stdlib's own regex parser (Python 3.11+)
 
@@ -470,6 +487,11 @@ class _Rx:
                     seen.add(key)
                     q.append((nx, max(need - 1, 0), text + c))
         return None
+
+
+@functools.lru_cache(maxsize=512)
+def _rx_of(pattern: str) -> _Rx | None:
+    return _Rx._parse(pattern)  # matchers are immutable once built, so one per pattern serves all
 
 
 class _Unsupported(Exception):
@@ -629,6 +651,14 @@ class Tracker:
                 self._push(n.item)
                 return self._step(self.stack[-1], ch)
             return "pop"
+        if k == "raw":  # state: (text so far, pattern state or None once the pattern cannot match)
+            text, rs = ("", n.rx.start()) if st == "start" else st
+            rs = n.rx.step(rs, ch) if rs is not None and len(text) < n.hi else None
+            text += ch
+            if rs is None and not any(o.startswith(text) for o in n.options):
+                return "fail"
+            frame[1] = (text, rs)
+            return "eaten"
         if k == "num":
             state = n.rx.start() if st == "start" else st
             nxt = n.rx.step(state, ch)
@@ -748,6 +778,14 @@ class Tracker:
             return ""  # the inner value's frame carries the rest
         if k == "num":
             return n.rx.complete(st, 0)
+        if k == "raw":
+            text, rs = st
+            outs = [o[len(text):] for o in n.options if o.startswith(text)]
+            if rs is not None:
+                body = n.rx.complete(rs, max(n.lo - len(text), 0))
+                if body is not None and len(text) + len(body) <= n.hi:
+                    outs.append(body)
+            return min(outs, key=len) if outs else None
         if k == "str":
             count, esc, rs = st
             if esc:

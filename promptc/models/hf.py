@@ -21,7 +21,16 @@ from typing import Any
 from promptc import ir
 from promptc.errors import ModelError
 from promptc.models.base import Decoding, Generation, Request
-from promptc.models.grammar import GRAMMAR_VERSION, Caps, Tracker, lark_grammar, max_growth, raw_choice, shape
+from promptc.models.grammar import (
+    GRAMMAR_VERSION,
+    Caps,
+    Tracker,
+    lark_grammar,
+    max_growth,
+    raw_choice,
+    raw_pattern,
+    shape,
+)
 from promptc.schema import engine_unsupported, json_schema
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf")
@@ -53,6 +62,15 @@ def constraint_for(t: ir.Type, caps: Caps | None = None) -> Constraint | None:
     if isinstance(base, ir.StrT):
         if base.pattern is not None and not engine_unsupported(base.pattern):
             rx = base.pattern
+            # a patterned value is structured: track it, so it is closed before the budget runs out
+            # (free text is not forced to end early: its cut-off is reported instead)
+            grammar = LLMatcher.grammar_from_regex(f"(?:null|{rx})" if optional else rx)
+            if base.min_len is not None or base.max_len is not None:
+                lo, hi = base.min_len or 0, base.max_len if base.max_len is not None else ""
+                null = '"null" | ' if optional else ""
+                grammar = LLMatcher.grammar_from_lark(
+                    f"start: TEXT\nTEXT: {null}(/{_slash(rx)}/ & /(?s:.{{{lo},{hi}}})/)\n")
+            return Constraint(grammar, raw_pattern(rx, base.min_len or 0, base.max_len, optional))
         elif base.min_len is not None or base.max_len is not None:
             lo = base.min_len or 0
             rx = f"(?s:.{{{lo},{base.max_len if base.max_len is not None else ''}}})"
@@ -65,6 +83,10 @@ def constraint_for(t: ir.Type, caps: Caps | None = None) -> Constraint | None:
         return Constraint(LLMatcher.grammar_from_regex(f"(?:null|{rx})" if optional else f"(?:{rx})"),
                           raw_choice(members))
     return Constraint(LLMatcher.grammar_from_lark(lark_grammar(t, caps)), shape(t, caps))
+
+
+def _slash(rx: str) -> str:
+    return rx.replace("/", "\\/")
 
 
 def grammar_for(t: ir.Type, caps: Caps | None = None) -> str | None:

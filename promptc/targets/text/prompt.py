@@ -370,10 +370,13 @@ def compile_text_target(program: ir.Program, task_name: str, options: dict[str, 
     sections = []
     if system_tmpl:
         sections.append(system_tmpl)
-    sections.append(format_instructions(task.output))
+    # Format instructions and rules are text the author did not write as template code (descriptions,
+    # regex and string literals): they are emitted as literal text, so `{{ 7*7 }}` in a constraint
+    # description stays `{{ 7*7 }}` and a stray `{%` cannot break the compiled prompt.jinja.
+    sections.append(literal(format_instructions(task.output)))
     rules = constraint_sentences(task)
     if rules:
-        sections.append("Rules:\n" + "\n".join(f"- {r}" for r in rules))
+        sections.append(literal("Rules:\n" + "\n".join(f"- {r}" for r in rules)))
     if delimit and tags:
         sections.append(DATA_NOTICE)
     system_source = "\n\n".join(sections)

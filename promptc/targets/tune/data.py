@@ -5,29 +5,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from promptc import codes, ir
 from promptc.diagnostics import Diagnostics
 from promptc.errors import DiagnosticError, InputError
+from promptc.secrets import REDACTED, redact, redact_text, scan_secrets  # noqa: F401 - the scanner's home
 from promptc.source import SourceFile
-
-# Credentials that must never be learned. Each pattern matches the secret itself (redaction replaces it).
-SECRET_PATTERNS: list[tuple[str, re.Pattern]] = [
-    ("OpenAI-style API key", re.compile(r"\bsk-(?:proj-|live-|test-)?[A-Za-z0-9_-]{16,}")),
-    ("AWS access key id", re.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b")),
-    ("GitHub token", re.compile(r"\bgh[pousr]_[A-Za-z0-9]{36,}\b")),
-    ("Slack token", re.compile(r"\bxox[abposr]-[A-Za-z0-9-]{10,}\b")),
-    ("Google API key", re.compile(r"\bAIza[0-9A-Za-z_-]{35}\b")),
-    ("Stripe key", re.compile(r"\b(?:sk|rk)_(?:live|test)_[A-Za-z0-9]{16,}\b")),
-    ("private key", re.compile(r"-----BEGIN (?:[A-Z]+ )?PRIVATE KEY-----[\s\S]*?(?:-----END (?:[A-Z]+ )?PRIVATE KEY-----|$)")),
-    ("JSON web token", re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}")),
-    ("password assignment", re.compile(r"(?i)\b(?:password|passwd|pwd)\s*[:=]\s*\S{6,}")),
-]
-REDACTED = "[REDACTED]"
 
 
 @dataclass
@@ -93,27 +78,6 @@ def causal_prompt(prompt, inputs: dict[str, Any]) -> str:
     return prompt._template("user", prompt.user_source).render(inputs) + "\nAnswer: "
 
 
-def scan_secrets(value: Any) -> list[tuple[str, str]]:
-    found = []
-    for s in flat_values(value) if not isinstance(value, str) else [value]:
-        for kind, rx in SECRET_PATTERNS:
-            for m in rx.finditer(s):
-                found.append((kind, m.group(0)))
-    return found
-
-
-def redact(value: Any) -> Any:
-    if isinstance(value, str):
-        for _, rx in SECRET_PATTERNS:
-            value = rx.sub(REDACTED, value)
-        return value
-    if isinstance(value, dict):
-        return {k: redact(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [redact(v) for v in value]
-    return value
-
-
 def _span_for(origin: str):
     """A span for a `file:line[:col]` origin, so secrets are reported at their source line."""
     parts = origin.rsplit(":", 2)
@@ -122,24 +86,53 @@ def _span_for(origin: str):
             path, line, col = parts[0], int(parts[1]), int(parts[2])
         else:
             path, line, col = origin.rsplit(":", 1)[0], int(origin.rsplit(":", 1)[1]), 1
-        src = SourceFile.read(path)
-        text = src.line_text(line)
-        return src.span_at(line, col, max(1, len(text) - col + 1))
+        if path.endswith(".prompt"):
+            src = SourceFile.read(path)
+            text = src.line_text(line)
+            return src.span_at(line, col, max(1, len(text) - col + 1))
+        from promptc.datafiles import line_excerpt
+
+        return line_excerpt(path, line, col)  # streamed: a data file can be large
     except (ValueError, OSError):
         return None
 
 
+def _program_span(program: ir.Program, needle: str):
+    """The span of `needle` in the program's source (the first 12 characters, if the whole is not
+    there verbatim, e.g. when an invisible character splits it), or None."""
+    try:
+        src = SourceFile.read(program.path)
+    except (OSError, ValueError):
+        return None
+    for probe in (needle, needle[:12]):
+        i = src.text.find(probe) if probe else -1
+        if i >= 0:
+            return src.span(i, i + len(probe))
+    return None
+
+
+def training_texts(program: ir.Program, task: ir.Task) -> list[tuple[str, str]]:
+    """(what, text) for the texts of the program that reach training besides the examples: the system
+    and prompt templates (rendered into every causal training prompt, and used to initialise soft
+    prompts) and `init_text` of the task's tune targets."""
+    out = [(f"the {kind} text of task '{task.name}'", v.text)
+           for kind, variants in (("system", task.system), ("prompt", task.prompt)) for v in variants]
+    for t in program.targets.values():
+        if t.kind == "tune" and t.task == task.name and isinstance(t.options.get("init_text"), str):
+            out.append((f"init_text of target '{t.name}'", t.options["init_text"]))
+    return out
+
+
 def load_extra(path: str, task: ir.Task) -> list[ir.Example]:
     """`--extra-examples FILE`: more examples, read and validated exactly like an examples file."""
+    from promptc import datafiles
     from promptc.check import read_examples
 
-    p = Path(path)
-    try:
-        src = SourceFile.read(p)
-    except OSError as e:
-        raise InputError(f"cannot read --extra-examples {path}: {e.strerror}") from None
     d = Diagnostics()
-    out = read_examples(src, str(p), task.input_type, task.output, d)
+    try:
+        out = list(read_examples(datafiles.open_user_file(path), task.input_type, task.output, d))
+    except datafiles.DataFileError as e:
+        raise InputError(f"--extra-examples {path}: {e.message}", hint=e.hint) from None
     if d.has_errors:
         raise DiagnosticError(d)
     return [ce.example for ce in out]
@@ -166,6 +159,13 @@ def build_dataset(program: ir.Program, task: ir.Task, family: str, prompt, *, ex
             if not allow_secrets:
                 d.error(codes.SECRET_IN_DATA, f"training example contains a secret ({kind})", _span_for(ex.origin),
                         hint="remove it from the data, or pass --allow-secrets to train with it redacted")
+    for what, text in training_texts(program, task):
+        for kind, value in scan_secrets(text):
+            secrets.append(f"{what}: {kind}")
+            if not allow_secrets:
+                d.error(codes.SECRET_IN_DATA, f"{what} contains a secret ({kind}); it would reach training",
+                        _program_span(program, value),
+                        hint="remove it from the program, or pass --allow-secrets to train with it redacted")
     if d.has_errors:
         raise DiagnosticError(d)
     if not kept:
@@ -180,8 +180,9 @@ def build_dataset(program: ir.Program, task: ir.Task, family: str, prompt, *, ex
         else:
             from promptc.targets.text.prompt import answer_text
 
-            items.append(Item(inp, out, ex.origin, causal_prompt(prompt, inp), answer_text(task.output, out), -1,
-                              ex.provenance))
+            text = causal_prompt(prompt, inp)
+            items.append(Item(inp, out, ex.origin, redact_text(text) if secrets else text,
+                              answer_text(task.output, out), -1, ex.provenance))
     train, val = split(items, val_split, seed)
     return Dataset(train, val, labels, secrets, excluded)
 
