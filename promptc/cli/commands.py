@@ -91,6 +91,8 @@ def _suite_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-examples", type=int, metavar="N",
                    help="inputs per property (default: the property's max_examples, else 25)")
     p.add_argument("-k", metavar="PATTERN", help="run only tests whose name contains PATTERN (or matches a glob)")
+    p.add_argument("--judge-model", metavar="SPEC", help="the model that answers judge(\"rubric\") checks")
+    p.add_argument("--teacher", metavar="SPEC", help="the model that paraphrases for `perturb ... = paraphrase()`")
 
 
 def decoding_args(p: argparse.ArgumentParser) -> None:
@@ -181,10 +183,13 @@ def run_tests(args: argparse.Namespace, prog, task, subject):
         raise UsageError("--min-pass is a rate between 0 and 1")
     if args.repeat < 1:
         raise UsageError("--repeat must be at least 1")
+    judge = make_backend(args.judge_model, args) if args.judge_model else None
+    teacher = make_backend(args.teacher, args) if args.teacher else None
     update, stop = _progress(args.format != "text" or getattr(args, "quiet", False))
     try:
         return run_suite(prog.ir, task.ir, subject, repeat=args.repeat, min_pass=args.min_pass, max_examples=args.max_examples,
-                         pattern=args.k, cache=open_cache(not args.no_cache), progress=update)
+                         pattern=args.k, cache=open_cache(not args.no_cache), progress=update, seed=args.seed,
+                         judge_model=judge, teacher=teacher)
     finally:
         stop()
 
@@ -195,7 +200,8 @@ def cmd_test(args: argparse.Namespace) -> int:
 
     prog = load_program(args.file, args.format)
     tasks = [prog.task(args.task)] if args.task else [prog.task(t) for t in prog.tasks
-                                                      if prog.ir.tests_for(t).cases or prog.ir.tests_for(t).properties]
+                                                      if prog.ir.tests_for(t).cases or prog.ir.tests_for(t).properties
+                                                      or prog.ir.tests_for(t).datasets]
     if args.artifact and not args.task:
         tasks = [prog.task(_artifact_task(args.artifact))]
     if args.target and not args.task:
@@ -222,7 +228,23 @@ def cmd_test(args: argparse.Namespace) -> int:
             Path(args.output).write_text(text + "\n", encoding="utf-8")
         else:
             print(text)
-    return EXIT_OK if all(r.ok for r in reports) else EXIT_DIAGNOSTICS
+    return _baselines(args, reports, EXIT_OK if all(r.ok for r in reports) else EXIT_DIAGNOSTICS)
+
+
+def _baselines(args: argparse.Namespace, reports: list, code: int) -> int:
+    """--save-baseline writes per-case outcomes; --baseline diffs against them, and then the exit code says
+    whether anything regressed (1: a case that passed in the baseline fails now), not whether all pass."""
+    from promptc.testing import baseline
+
+    if args.baseline:
+        base = baseline.load_baseline(args.baseline)
+        drifts = [baseline.diff(r, base) for r in reports]
+        print(baseline.to_text(drifts, args.baseline), file=sys.stderr if args.format != "text" else sys.stdout)
+        code = EXIT_DIAGNOSTICS if any(d.regression for d in drifts) else EXIT_OK
+    if args.save_baseline:
+        n = baseline.save_baseline(reports, args.save_baseline)
+        print(f"promptc: wrote a baseline of {n} case{'s' if n != 1 else ''} to {args.save_baseline}", file=sys.stderr)
+    return code
 
 
 def _artifact_task(directory: str) -> str:
@@ -232,22 +254,44 @@ def _artifact_task(directory: str) -> str:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from promptc.testing.compare import compare
+    from promptc.testing.compare import artifact_training, compare, load_price_table
 
     prog = load_program(args.file)
     task = prog.task(args.task)
-    subjects = []
+    models = args.model or [None]
+    if len(set(models)) != len(models):
+        raise UsageError("the same --model is given twice")
+    if args.training_price is not None and args.training_price < 0:
+        raise UsageError("--training-price must be 0 or more")
+    prices = load_price_table(getattr(args, "prices", None))  # --prices: the openai: backend options
+    subjects, labels, training = [], [], []
     for spec in args.subjects:
-        sub_args = argparse.Namespace(**vars(args))
-        if Path(spec).is_dir():
-            sub_args.artifact, sub_args.target = spec, None
-        else:
-            sub_args.artifact, sub_args.target = None, spec
-        subjects.append(make_subject(sub_args, prog, task))
+        tuned = Path(spec).is_dir() and _artifact_kind(spec) == "tune"
+        for model in ([None] if tuned else models):  # text targets and text artifacts run on every --model
+            sub_args = argparse.Namespace(**vars(args))
+            sub_args.model = model
+            if Path(spec).is_dir():
+                sub_args.artifact, sub_args.target = spec, None
+            else:
+                sub_args.artifact, sub_args.target = None, spec
+            subjects.append(make_subject(sub_args, prog, task))
+            labels.append(f"{spec}@{model}" if len(models) > 1 and model else spec)
+            training.append(artifact_training(spec) if tuned else {})
     reports = [run_tests(args, prog, task, s) for s in subjects]
-    out = compare(reports, args.format)
-    print(out)
+    out = compare(reports, args.format, labels=labels, training=training, prices=prices,
+                  training_price=args.training_price, seed=args.seed)
+    if args.output:
+        Path(args.output).write_text(out + "\n", encoding="utf-8")
+        print(f"promptc: wrote {args.output}", file=sys.stderr)
+    else:
+        print(out)
     return EXIT_OK if all(r.ok for r in reports) else EXIT_DIAGNOSTICS
+
+
+def _artifact_kind(directory: str) -> str | None:
+    from promptc.artifacts import read_manifest
+
+    return read_manifest(directory).get("kind")
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
@@ -455,19 +499,28 @@ def register(sub: argparse._SubParsersAction) -> None:
     te.add_argument("-o", "--output", metavar="FILE", help="write the report to FILE")
     te.add_argument("--save-failures", metavar="FILE.jsonl",
                     help="write failing cases and shrunk counterexamples in the examples format")
+    te.add_argument("--save-baseline", metavar="FILE.json", help="record per-case outcomes and outputs to FILE")
+    te.add_argument("--baseline", metavar="FILE.json",
+                    help="report newly failing, newly passing and changed cases against FILE; exit 1 on a regression")
     decoding_args(te)
     te.set_defaults(func=cmd_test)
 
     cp = sub.add_parser("compare", help="run one suite on several targets or artifacts, side by side",
-                        description="Each SUBJECT is a text target name (run on --model) or an artifact "
-                                    "directory. Prints the pass rate per test, prompt tokens and latency per "
-                                    "request, and trainable parameters.")
+                        description="Each SUBJECT is a text target name (run on each --model) or an artifact "
+                                    "directory. Prints the pass rate per test and per case with 95% intervals, "
+                                    "robustness, dataset accuracy, tokens, latency and cost per request, training "
+                                    "cost and break-even, and a paired significance test for each pair of subjects.")
     cp.add_argument("file", metavar="FILE")
     cp.add_argument("subjects", nargs="+", metavar="SUBJECT")
     cp.add_argument("--task", metavar="NAME")
-    cp.add_argument("--model", metavar="SPEC", help="the model for text targets")
+    cp.add_argument("--model", metavar="SPEC", action="append",
+                    help="a model for text targets; repeat it to run every text target on each model")
     _suite_args(cp)
-    cp.add_argument("--format", choices=("text", "json"), default="text")
+    cp.add_argument("--format", choices=("text", "json", "html"), default="text",
+                    help="html: one self-contained file with the table, confusion matrices and a cost plot")
+    cp.add_argument("-o", "--output", metavar="FILE", help="write the comparison to FILE")
+    cp.add_argument("--training-price", type=float, metavar="USD_PER_HOUR",
+                    help="what an hour of training costs, for an artifact's training cost and break-even point")
     decoding_args(cp)
     cp.set_defaults(func=cmd_compare)
 

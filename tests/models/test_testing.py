@@ -319,3 +319,48 @@ def test_pytest_node_ids_rerun_as_printed_and_last_failed(pytester, monkeypatch,
     last.assert_outcomes(failed=1, deselected=2)
     assert not (pytester.path / ".hypothesis").exists()
     assert (tmp_path / "cache" / "hypothesis").is_dir()
+
+
+def test_similar_uses_minilm_embeddings_in_checks():
+    from promptc.testing.judging import similarity
+
+    assert similarity("The invoice was charged twice.", "I was billed two times for one invoice.") > \
+        similarity("The invoice was charged twice.", "My cat likes to sleep in the sun.") + 0.2
+    assert similarity("same words", "same words") == pytest.approx(1.0, abs=1e-5)
+    prog = '''task t(text: str) -> str { prompt "{{ text }}" }
+test t {
+  case "close" { input { text: "the invoice was charged twice" } expect similar(output, "I was billed two times") > 0.5 }
+  case "far" { input { text: "my cat sleeps in the sun" } expect similar(output, "I was billed two times") > 0.5 }
+}'''
+    report, _ = suite(prog, lambda p, s: data_of(p))
+    by = {r.name: r for r in report.results}
+    assert by["close"].status == "passed" and by["far"].status == "failed"
+    (check,) = [c for c in by["far"].samples[0].checks if c.kind == "expect"]
+    assert any(d.startswith('similar("my cat sleeps in the sun", "I was billed two times") = ') for d in check.details)
+
+
+def test_paraphrase_goes_through_the_teacher_and_the_cache(tmp_path):
+    from promptc.execution import text_subject
+    from promptc.models.cache import Cache
+    from promptc.testing.suite import run_suite
+
+    prog = promptc.loads('''task t(text: str) -> str { prompt "{{ text }}" }
+test t {
+  case "a" { input { text: "please refund me" } }
+  property "paraphrases keep the answer" { from cases perturb text = paraphrase() check output == original.output }
+}''')
+    task = prog.task("t")
+    teacher = FakeBackend(lambda p, s: "could you give me my money back", "teacher")
+    cache = Cache(tmp_path / "c.db")
+    rep = run_suite(prog.ir, task.ir, text_subject(prog.ir, task.ir, None, FakeBackend(lambda p, s: data_of(p))),
+                    cache=cache, teacher=teacher)
+    prop = next(r for r in rep.results if r.kind == "property")
+    assert prop.samples[0].input == {"text": "could you give me my money back"}
+    assert (prop.robustness.k, prop.robustness.n) == (0, 1)
+    run_suite(prog.ir, task.ir, text_subject(prog.ir, task.ir, None, FakeBackend(lambda p, s: data_of(p))),
+              cache=cache, teacher=teacher)
+    assert teacher.calls == 1
+    from promptc.errors import UsageError
+
+    with pytest.raises(UsageError, match="needs a teacher model"):
+        run_suite(prog.ir, task.ir, text_subject(prog.ir, task.ir, None, FakeBackend(lambda p, s: data_of(p))))
