@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from promptc.cli import serve_commands
 from promptc.cli.inputs import parse_json_arg
 from promptc.cli.output import EXIT_DIAGNOSTICS, EXIT_OK, emit_diagnostics
 from promptc.errors import DiagnosticError, InputError, Interrupted, UsageError
@@ -39,7 +40,8 @@ def cmd_compile(args: argparse.Namespace) -> int:
     prog = load_program(args.file)
     _text_target(prog, args.target)
     out = prog.compile(args.target, args.output)
-    print(f"wrote {out}/ (prompt.jinja, messages.json, output.schema.json, input.schema.json, manifest.json)")
+    print(f"wrote {out}/ (prompt.jinja, messages.json, output.schema.json, input.schema.json, README.md, "
+          "manifest.json)")
     return EXIT_OK
 
 
@@ -103,15 +105,17 @@ def decoding_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--unconstrained", action="store_true", help="hf: turn schema-constrained decoding off")
     g.add_argument("--structured", action="store_true",
-                   help="openai: send response_format with the output JSON Schema (record outputs)")
+                   help="openai: send the output type as a strict json_schema response_format (every type)")
     g.add_argument("--no-cache", action="store_true", help="neither read nor write the generation cache")
     g.add_argument("--batch-size", type=int, default=16, metavar="N", help="hf: generation batch size")
+    serve_commands.http_args(p)
 
 
 def make_backend(spec: str, args: argparse.Namespace):
     from promptc.models import load_backend
 
-    opts = {"batch_size": args.batch_size} if spec.startswith("hf:") or spec == "tiny-causal" else {}
+    local = spec.startswith("hf:") or spec == "tiny-causal"
+    opts = {"batch_size": args.batch_size} if local else serve_commands.http_options(args)
     return load_backend(spec, **opts)
 
 
@@ -124,6 +128,8 @@ def make_subject(args: argparse.Namespace, prog, task):
     """The subject of `run` and `test`: --target on --model, or --artifact (with --model if text)."""
     from promptc.execution import artifact_subject, text_subject
 
+    if isinstance(args.model, str) and args.model.startswith("openai:"):
+        args.model = make_backend(args.model, args)  # the --timeout/--retries/--prices/... options
     if args.artifact:
         return artifact_subject(args.artifact, prog.ir, task.ir, args.model, batch_size=args.batch_size,
                                 **decoding_overrides(args))
@@ -153,12 +159,14 @@ def cmd_run(args: argparse.Namespace) -> int:
             g = r.generation
             print(json.dumps({"output": r.output, "ok": r.ok, "error": r.error, "raw": r.parsed.raw,
                               "prompt_tokens": g.prompt_tokens, "completion_tokens": g.completion_tokens,
-                              "seconds": round(g.seconds, 4), "cached": g.cached}, ensure_ascii=False))
+                              "seconds": round(g.seconds, 4), "cached": g.cached,
+                              "repaired": bool(getattr(g, "repaired", False))}, ensure_ascii=False))
         else:
             print(json.dumps(r.output, ensure_ascii=False))
         if not r.ok:
             failed += 1
             print(f"promptc: input {n}: {r.error}", file=sys.stderr)
+    serve_commands.print_spend([subject.backend])
     return EXIT_DIAGNOSTICS if failed else EXIT_OK
 
 
@@ -228,6 +236,7 @@ def cmd_test(args: argparse.Namespace) -> int:
             Path(args.output).write_text(text + "\n", encoding="utf-8")
         else:
             print(text)
+    serve_commands.print_spend([subject.backend])
     return _baselines(args, reports, EXIT_OK if all(r.ok for r in reports) else EXIT_DIAGNOSTICS)
 
 
@@ -285,6 +294,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         print(f"promptc: wrote {args.output}", file=sys.stderr)
     else:
         print(out)
+    serve_commands.print_spend([s.backend for s in subjects])
     return EXIT_OK if all(r.ok for r in reports) else EXIT_DIAGNOSTICS
 
 
@@ -425,22 +435,6 @@ def cmd_optimize(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_serve(args: argparse.Namespace) -> int:
-    from promptc.serving.server import make_server
-
-    backend = make_backend(args.model, args)
-    server = make_server(backend, args.host, args.port)
-    host, port = server.server_address[:2]
-    print(f"serving {args.model} at http://{host}:{port}/v1 (Chat Completions); Ctrl-C stops", flush=True)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
-    return EXIT_OK
-
-
 def cmd_cache(args: argparse.Namespace) -> int:
     from promptc.models.cache import Cache
 
@@ -571,14 +565,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     decoding_args(op)
     op.set_defaults(func=cmd_optimize)
 
-    sv = sub.add_parser("serve", help="serve a local model over the OpenAI Chat Completions API",
-                        description="An OpenAI-compatible server for a local model (response_format "
-                                    "json_schema becomes constrained decoding).")
-    sv.add_argument("--model", required=True, metavar="SPEC", help="hf:<dir or hub id> or tiny-causal")
-    sv.add_argument("--host", default="127.0.0.1")
-    sv.add_argument("--port", type=int, default=8000)
-    sv.add_argument("--batch-size", type=int, default=1, help=argparse.SUPPRESS)
-    sv.set_defaults(func=cmd_serve)
+    serve_commands.register(sub)  # serve, export, artifacts
 
     ca = sub.add_parser("cache", help="inspect or clear the generation cache",
                         description="The generation cache lives in .promptc/cache.db (or $PROMPTC_CACHE_DIR).")

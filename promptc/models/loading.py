@@ -30,7 +30,10 @@ def parse_model_spec(spec: str) -> ModelSpec:
     if spec.startswith("hf:") and spec[3:]:
         return ModelSpec("hf", spec[3:])
     if spec.startswith("openai:"):
-        model, _, base = spec[len("openai:"):].partition("@")
+        # the base URL follows the last "@" that starts a URL, so model names may hold "@" (name@version)
+        rest = spec[len("openai:"):]
+        at = max(rest.rfind("@http://"), rest.rfind("@https://"))
+        model, base = (rest[:at], rest[at + 1:]) if at >= 0 else (rest, "")
         if not model:
             raise UsageError(f"model spec '{spec}' names no model: use openai:<model>[@<base_url>]")
         return ModelSpec("openai", model, base or None)

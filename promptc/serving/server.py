@@ -1,105 +1,94 @@
-"""`promptc serve`: an OpenAI-compatible Chat Completions server for a local model.
+"""`promptc serve`: run the app (serving/app.py) under uvicorn, in the foreground or on a thread.
 
-It lets any OpenAI client (and promptc's own `openai:` backend) use a local transformers model,
-including response_format json_schema, which becomes schema-constrained decoding.
+Binding: 127.0.0.1 unless the caller names a host. uvicorn listens on its own socket (port 0 picks a free
+one): a socket handed to uvicorn through `sockets=` cost ~45 ms a request here (bench/http_client.py).
 """
 
 from __future__ import annotations
 
-import json
 import threading
 import time
-import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from promptc.models.base import Decoding
-from promptc.models.hf import HFBackend
+from promptc.serving.app import ServeOptions, create_app
+from promptc.serving.subjects import Registry, build_registry
 
 
-def messages_to_prompt(messages: list[dict[str, str]]) -> str:
-    """The plain prompt for a tokenizer without a chat template: contents separated by blank lines,
-    assistant turns prefixed `Answer: `, ending with `Answer:`."""
-    parts = []
-    for m in messages:
-        content = m.get("content") or ""
-        parts.append(f"Answer: {content}" if m.get("role") == "assistant" else content)
-    return "\n\n".join(parts) + "\nAnswer:"
+def uvicorn_config(app: Any, host: str, port: int, opts: ServeOptions) -> Any:
+    import uvicorn
+
+    return uvicorn.Config(
+        app, host=host, port=port, log_level="warning", access_log=False, lifespan="on",
+        backlog=2048,  # 100 clients connecting at once must queue, not be reset
+        timeout_keep_alive=5, h11_max_incomplete_event_size=64 * 1024,  # headers, not bodies
+        limit_concurrency=opts.max_pending + 64, timeout_graceful_shutdown=3)
 
 
-class ChatHandler(BaseHTTPRequestHandler):
-    server_version = "promptc-serve"
-    backend: HFBackend
-    lock: threading.Lock
-    model_name: str = "local"
+class ServerThread:
+    """A server on a background thread, for tests, benchmarks and notebooks:
 
-    def log_message(self, format: str, *args: Any) -> None:  # quiet by default
-        return
+        with ServerThread(registry) as srv:
+            OpenAI(base_url=srv.url, api_key="x")
+    """
 
-    def _send(self, status: int, obj: Any, headers: dict[str, str] | None = None) -> None:
-        data = json.dumps(obj).encode("utf-8")
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        for k, v in (headers or {}).items():
-            self.send_header(k, v)
-        self.end_headers()
-        self.wfile.write(data)
+    def __init__(self, reg: Registry, host: str = "127.0.0.1", port: int = 0, opts: ServeOptions | None = None):
+        import uvicorn
 
-    def do_GET(self) -> None:
-        if self.path.rstrip("/") in ("/v1/models", "/models"):
-            self._send(200, {"object": "list", "data": [{"id": self.model_name, "object": "model"}]})
-        else:
-            self._send(404, {"error": {"message": "not found"}})
+        self.registry = reg
+        self.opts = opts or ServeOptions()
+        self.app = create_app(reg, self.opts)
+        self.server = uvicorn.Server(uvicorn_config(self.app, host, port, self.opts))
+        self.server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+        self.thread = threading.Thread(target=self.server.run, daemon=True, name="promptc-serve")
+        self.host = host
 
-    def do_POST(self) -> None:
-        if self.path.rstrip("/") not in ("/v1/chat/completions", "/chat/completions"):
-            self._send(404, {"error": {"message": "not found"}})
-            return
-        try:
-            length = int(self.headers.get("Content-Length") or 0)
-            body = json.loads(self.rfile.read(length).decode("utf-8"))
-            self._send(200, self.complete(body))
-        except (ValueError, KeyError, TypeError) as e:
-            self._send(400, {"error": {"message": f"bad request: {e}"}})
+    def start(self) -> ServerThread:
+        self.thread.start()
+        t0 = time.monotonic()
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() - t0 > 60:
+                raise RuntimeError("promptc serve did not start")
+            time.sleep(0.01)
+        return self
 
-    def complete(self, body: dict[str, Any]) -> dict[str, Any]:
-        messages = body["messages"]
-        grammar = None
-        rf = body.get("response_format") or {}
-        if rf.get("type") == "json_schema":
-            from llguidance import LLMatcher
+    @property
+    def port(self) -> int:
+        return self.server.servers[0].sockets[0].getsockname()[1]
 
-            schema = dict(rf["json_schema"]["schema"])
-            schema["x-guidance"] = {"whitespace_flexible": False, "item_separator": ", ", "key_separator": ": "}
-            grammar = LLMatcher.grammar_from_json_schema(schema)
-        b = self.backend
-        dec = Decoding(max_new_tokens=int(body.get("max_tokens") or body.get("max_completion_tokens") or 256),
-                       temperature=float(body.get("temperature") or 0.0), top_p=float(body.get("top_p") or 1.0),
-                       seed=int(body.get("seed") or 0), constrained=grammar is not None)
-        with self.lock:  # one generation at a time: the model is not thread-safe
-            templated = bool(getattr(b.tokenizer, "chat_template", None))
-            prompt = b.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True) \
-                if templated else messages_to_prompt(messages)
-            (g,) = b.generate_text([prompt], [grammar], dec, templated=templated)
-        if g.error:
-            raise ValueError(g.error)
-        return {
-            "id": f"chatcmpl-{uuid.uuid4().hex[:12]}", "object": "chat.completion", "created": int(time.time()),
-            "model": body.get("model", self.model_name),
-            "choices": [{"index": 0, "finish_reason": "stop",
-                         "message": {"role": "assistant", "content": g.text}}],
-            "usage": {"prompt_tokens": g.prompt_tokens, "completion_tokens": g.completion_tokens,
-                      "total_tokens": g.prompt_tokens + g.completion_tokens},
-        }
+    @property
+    def url(self) -> str:
+        """The OpenAI base URL: http://host:port/v1."""
+        return f"http://{self.host}:{self.port}/v1"
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+    def __enter__(self) -> ServerThread:
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
 
 
-def make_server(backend: HFBackend, host: str = "127.0.0.1", port: int = 0,
-                handler: type[ChatHandler] = ChatHandler) -> ThreadingHTTPServer:
-    """A server bound to host:port (port 0 picks a free one); call serve_forever() to run it."""
-    _ = backend.model  # load before serving: handler threads must not race to import transformers
-    cls = type("BoundChatHandler", (handler,), {"backend": backend, "lock": threading.Lock(),
-                                                "model_name": backend.spec})
-    server = ThreadingHTTPServer((host, port), cls)
-    server.daemon_threads = True
-    return server
+def serve_model(backend: Any, host: str = "127.0.0.1", port: int = 0, **opts: Any) -> ServerThread:
+    """Serve one model (a spec or a loaded backend) on a background thread; started."""
+    return ServerThread(build_registry(model=backend), host, port, ServeOptions(**opts)).start()
+
+
+def run(reg: Registry, host: str, port: int, opts: ServeOptions, announce: Any = None) -> None:
+    """Serve in the foreground until Ctrl-C."""
+    import uvicorn
+
+    server = uvicorn.Server(uvicorn_config(create_app(reg, opts), host, port, opts))
+    if announce is not None:
+        orig = server.startup
+
+        async def startup(sockets=None):
+            await orig(sockets)
+            if server.started:
+                real = server.servers[0].sockets[0].getsockname()[1]
+                announce(f"http://{host}:{real}/v1")
+
+        server.startup = startup  # type: ignore[method-assign]
+    server.run()

@@ -403,6 +403,12 @@ def test_bad_price_table_is_a_usage_error(fake, tmp_path):
         backend(fake, prices=str(p))
 
 
-def test_bad_base_url_is_a_usage_error():
+def test_bad_base_url_is_a_usage_error(monkeypatch):
+    monkeypatch.setenv("OPENAI_BASE_URL", "ftp://x")
     with pytest.raises(UsageError, match="base URL"):
-        load_backend("openai:m@ftp://x")
+        load_backend("openai:m")
+
+
+def test_model_names_may_hold_at_signs():
+    b = load_backend("openai:route_text@1.0.0@http://127.0.0.1:1/v1")
+    assert (b.model, b.base_url) == ("route_text@1.0.0", "http://127.0.0.1:1/v1")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-import threading
 from pathlib import Path
 
 import pytest
@@ -13,7 +12,6 @@ import pytest
 import promptc
 from promptc.cli import main
 from promptc.models.base import Generation
-from promptc.serving.server import make_server
 
 TRIAGE = '''
 enum Tag { billing, bug, account, other }
@@ -39,14 +37,11 @@ target tune triage_lora for triage { method = "lora", base = "tiny-causal", lr =
 
 @pytest.fixture
 def teacher_url():
-    from promptc.models import load_backend
+    from promptc.serving.server import serve_model
 
-    srv = make_server(load_backend("tiny-causal"), "127.0.0.1", 0)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    host, port = srv.server_address[:2]
-    yield f"http://{host}:{port}/v1"
-    srv.shutdown()
-    srv.server_close()
+    srv = serve_model("tiny-causal")
+    yield srv.url
+    srv.stop()
 
 
 def write_program(tmp_path: Path) -> Path:
@@ -63,7 +58,7 @@ def test_distill_over_http_keeps_only_outputs_that_pass(tmp_path, teacher_url, m
     inputs = [{"ticket": {"subject": f"ticket {i}", "body": b}} for i, b in enumerate(bodies)]
     inputs.append({"ticket": {"subject": "Login", "body": "cannot sign in"}})  # a test input: never distilled
     (tmp_path / "in.jsonl").write_text("".join(json.dumps(i) + "\n" for i in inputs))
-    teacher = f"openai:tiny@{teacher_url}"
+    teacher = f"openai:tiny-causal@{teacher_url}"
     out = tmp_path / "distilled.jsonl"
     assert main(["distill", str(prog_file), "--target", "triage_text", "--teacher", teacher, "--inputs",
                  str(tmp_path / "in.jsonl"), "-o", str(out), "--max-new-tokens", "40", "--structured"]) == 0

@@ -15,6 +15,7 @@ from promptc.artifacts import atomic_dir, file_hashes, write_json
 from promptc.errors import UsageError
 from promptc.models.base import Request
 from promptc.schema import json_schema
+from promptc.targets.model_card import write_model_card
 from promptc.targets.text.prompt import TextPrompt, check_inputs, text_prompt
 
 KIND = "text"
@@ -43,9 +44,11 @@ def write_text_artifact(program: ir.Program, target: ir.Target, dest: Path, prom
             "shots": [{"origin": s.example.origin.rsplit("/", 1)[-1], "name": s.example.name}
                       for s in tp.shots],
             "shot_selection": tp.options.get("select"),
-            "files": file_hashes(tmp),
+            "files": {},
             **(extra or {}),
         }
+        write_model_card(tmp, manifest)  # README.md, covered by the file hashes
+        manifest["files"] = file_hashes(tmp)
         write_json(tmp / "manifest.json", manifest)
     return dest
 
