@@ -115,9 +115,10 @@ def text_subject(program: ir.Program, task: ir.Task, target: str | None, model: 
 
     prompt = text_prompt(program, task.name, target)
     backend, spec = backend_for(model, batch_size)
+    caps = {k: prompt.options[k] for k in ("max_str_len", "max_items") if prompt.options.get(k) is not None}
     return Subject("target", target or "(default text target)", spec, backend,
                    lambda inputs: text_requests(prompt, inputs),
-                   make_decoding(prompt.options.get("max_new_tokens", 256), **decoding))
+                   make_decoding(prompt.options.get("max_new_tokens", 256), **{**caps, **decoding}))
 
 
 def _load_text(directory: Path, manifest: dict[str, Any], program: ir.Program, task: ir.Task) -> Any:

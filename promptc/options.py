@@ -37,6 +37,10 @@ TEXT_OPTIONS: dict[str, OptionSpec] = {o.name: o for o in (
     OptionSpec("prompt_variant", "str", None, "which `prompt variant` to use (default: the first)"),
     OptionSpec("tokenizer", "str", None, "tokenizer directory whose chat template `hf_chat` applies"),
     OptionSpec("max_new_tokens", "int", 256, "generation budget when this target is run on a model", min=1),
+    OptionSpec("max_str_len", "int", 2000, "constrained decoding: the most characters of a `str` value that "
+               "declares no max_len (a field's own max_len replaces it, higher or lower)", min=1),
+    OptionSpec("max_items", "int", 100, "constrained decoding: the most items of a list that declares no max_len "
+               "(a field's own max_len replaces it, higher or lower)", min=1),
 )}
 
 TUNE_OPTIONS: dict[str, OptionSpec] = {o.name: o for o in (
