@@ -471,6 +471,8 @@ class _Indexer:
                 self.input_record(item.input, tname, env)
                 for e in item.expects:
                     self.expr(e, tname, env, returns)
+            elif isinstance(item, ast.CasesFile):  # a dataset: a path, no expressions
+                continue
             else:
                 for g in item.givens:
                     self.expr(g.path, tname, env, returns)
