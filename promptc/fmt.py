@@ -30,7 +30,12 @@ IND = "  "
 WIDTH = 100
 
 
+_NEEDS_ESCAPE = re.compile('[\\\\"\x00-\x1f\x7f\x85\u2028\u2029]')
+
+
 def quote(s: str) -> str:
+    if not _NEEDS_ESCAPE.search(s):  # the common case, without the per-character loop
+        return '"' + s + '"'
     out = ['"']
     for ch in s:
         if ch == "\\":

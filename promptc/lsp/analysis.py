@@ -53,13 +53,9 @@ class Occurrence:
 
 
 @dataclass
-class Analysis:
-    path: str
-    text: str  # the text last analysed (it may not parse)
-    src: SourceFile  # the source the index below belongs to: the last text that parsed
-    program: ast.Program | None
-    diagnostics: list[Diagnostic]  # of the current text, in every file (examples files too)
-    syntax_ok: bool
+class Index:
+    """Every name of a program: where it is declared and used, and the declarations by name."""
+
     occurrences: list[Occurrence] = field(default_factory=list)
     starts: list[int] = field(default_factory=list)
     decls: dict[tuple, Occurrence] = field(default_factory=dict)
@@ -67,8 +63,58 @@ class Analysis:
     enums: dict[str, ast.EnumDecl] = field(default_factory=dict)
     tasks: dict[str, ast.TaskDecl] = field(default_factory=dict)
     targets: dict[str, ast.TargetDecl] = field(default_factory=dict)
+
+
+@dataclass
+class Analysis:
+    path: str
+    text: str  # the text last analysed (it may not parse)
+    src: SourceFile  # the source the index below belongs to: the last text that parsed
+    program: ast.Program | None
+    diagnostics: list[Diagnostic]  # of the current text, in every file (examples files too)
+    syntax_ok: bool
     chunks: list = field(default_factory=list)  # the declarations, parsed one by one (see `analyze`)
     partial: bool = False  # only the edited task was checked again; a full check is due
+    index: Index | None = None  # built on the first query, not on every keystroke
+
+    def _index(self) -> Index:
+        if self.index is None:
+            idx = Index()
+            if self.program is not None:
+                try:
+                    _Indexer(self.program, self.src, idx).run()
+                except Exception:  # noqa: BLE001 - a gap in the index must not cost the other features
+                    idx.occurrences, idx.starts = [], []
+            self.index = idx
+        return self.index
+
+    @property
+    def occurrences(self) -> list[Occurrence]:
+        return self._index().occurrences
+
+    @property
+    def starts(self) -> list[int]:
+        return self._index().starts
+
+    @property
+    def decls(self) -> dict[tuple, Occurrence]:
+        return self._index().decls
+
+    @property
+    def types(self) -> dict[str, ast.TypeDecl]:
+        return self._index().types
+
+    @property
+    def enums(self) -> dict[str, ast.EnumDecl]:
+        return self._index().enums
+
+    @property
+    def tasks(self) -> dict[str, ast.TaskDecl]:
+        return self._index().tasks
+
+    @property
+    def targets(self) -> dict[str, ast.TargetDecl]:
+        return self._index().targets
 
     # ------------------------------------------------------------ positions
     def offset(self, pos: Pos) -> int:
@@ -318,15 +364,10 @@ def _lit(v) -> str:
 
 
 def explain_code(code: str) -> str:
-    """`CODE: meaning` and the long explanation (promptc.codes, when the front end ships it)."""
-    try:
-        from promptc import codes  # the long explanations behind `promptc explain`
-
-        info = codes.CODES.get(code)
-        if info is not None:
-            return f"**{code}**: {info.meaning}\n\n{info.explanation}"
-    except ImportError:  # pragma: no cover - older trees without promptc.codes
-        pass
+    """`CODE: meaning` and the long explanation, as `promptc explain CODE` prints it (promptc.codes)."""
+    info = codes.CODES.get(code)
+    if info is not None:
+        return f"**{code}**: {info.meaning}\n\n{info.explanation}"
     meaning = CODE_MEANINGS.get(code)
     return f"**{code}**: {meaning}" if meaning else f"**{code}**"
 
@@ -354,7 +395,7 @@ def _step(tu: ast.TypeUse | None, part: str | int) -> ast.TypeUse | None:
 
 # ------------------------------------------------------------------ building the index
 class _Indexer:
-    def __init__(self, program: ast.Program, src: SourceFile, an: Analysis):
+    def __init__(self, program: ast.Program, src: SourceFile, an: Index):
         self.p = program
         self.src = src
         self.an = an
@@ -774,8 +815,7 @@ def analyze(path: str, text: str, previous: Analysis | None = None, full: bool =
     if program is None:
         if previous is not None and previous.program is not None:
             an = Analysis(path, text, previous.src, previous.program, diags.sorted(), False)
-            an.occurrences, an.starts, an.decls = previous.occurrences, previous.starts, previous.decls
-            an.types, an.enums, an.tasks, an.targets = previous.types, previous.enums, previous.tasks, previous.targets
+            an.index = previous._index()
             an.chunks = [c for c in chunks if c.program is not None] or previous.chunks
             return an
         an = Analysis(path, text, doc, None, diags.sorted(), False)
@@ -783,10 +823,6 @@ def analyze(path: str, text: str, previous: Analysis | None = None, full: bool =
         return an
     an = Analysis(path, text, doc, program, diags.sorted(), True)
     an.chunks, an.partial = chunks, partial
-    try:
-        _Indexer(program, doc, an).run()
-    except Exception:  # noqa: BLE001 - a gap in the index must not cost the diagnostics
-        an.occurrences, an.starts = [], []
     return an
 
 

@@ -164,7 +164,10 @@ async def test_hover_explains_a_diagnostic_code(client: LanguageClient, project)
     uri = await _open(client, project / "explain.prompt", text)
     h = await client.text_document_hover_async(lsp.HoverParams(
         lsp.TextDocumentIdentifier(uri), _at(text, "bdy", delta=1)))
+    from promptc import codes
+
     assert h is not None and "**E204**" in h.contents.value
+    assert codes.CODES["E204"].explanation.split("\n")[0] in h.contents.value  # the `promptc explain` text
 
 
 async def test_definition_and_references(client: LanguageClient, project):
