@@ -167,3 +167,29 @@ def test_extension_manifest_is_packageable():
     js = (VSCODE / pkg["main"]).read_text()
     assert '"lsp"' in js or "'lsp'" in js or 'get("server.args", ["lsp"])' in js
     assert pkg["contributes"]["configuration"]["properties"]["promptc.server.args"]["default"] == ["lsp"]
+
+
+def test_the_python_engine_agrees_with_vscode_textmate(tokenize):
+    """Where `npm install` has been run in editors/vscode, compare every character's scopes with the
+    real vscode-textmate engine, so the Python port is known to stand in for VS Code faithfully."""
+    import shutil
+    import subprocess
+
+    if shutil.which("node") is None or not (VSCODE / "node_modules" / "vscode-textmate").exists():
+        pytest.skip("vscode-textmate is not installed (cd editors/vscode && npm install)")
+    files = [str(p) for p in _programs()]
+    out = subprocess.run(["node", str(VSCODE / "test" / "tokenize.js"),
+                          str(VSCODE / "syntaxes" / "promptc.tmLanguage.json"), *files],
+                         capture_output=True, text=True, timeout=120, check=True).stdout
+    rows = json.loads(out)
+    for f in files:
+        text = open(f, encoding="utf-8").read()
+        at = tokenize(text)
+        offsets = [0]
+        for ln in text.split("\n"):
+            offsets.append(offsets[-1] + len(ln) + 1)
+        for file, line, start, tok, scopes in rows:
+            if file != f:
+                continue
+            for k in range(len(tok)):
+                assert at(offsets[line] + start + k) == tuple(scopes), (f, line, start + k, tok)
