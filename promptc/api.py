@@ -46,11 +46,15 @@ class Task:
         return self.text_target(target).render(inputs, format, tokenizer=tokenizer)
 
     def run(self, inputs: dict[str, Any] | list[dict[str, Any]], target: str | None = None,
-            model: Any = None, *, cache: bool = True, **decoding: Any):
-        """Run the task on a model (a spec such as "hf:DIR" or a backend object). Returns a
+            model: Any = None, *, artifact: str | Path | Artifact | None = None, cache: bool = True,
+            **decoding: Any):
+        """Run the task on a model (a spec such as "hf:DIR" or a backend object), or on an artifact (a
+        directory or a loaded `Artifact`; a text artifact also needs `model`). Returns a
         `promptc.execution.Result` (or a list of them for a list of inputs): `.ok`, `.output`, `.error`."""
         from promptc.execution import open_cache, text_subject
 
+        if artifact is not None:
+            return self.load_artifact(artifact, model, **decoding).run(inputs, cache=cache)
         if model is None:
             raise UsageError("Task.run needs a model",
                              hint="a spec such as \"hf:./my-model\" or \"openai:gpt-4o-mini\", or a backend object")
@@ -60,6 +64,15 @@ class Task:
         results = subject.run(batch, open_cache(cache))
         return results if many else results[0]
 
+    def load_artifact(self, artifact: str | Path | Artifact, model: Any = None, **decoding: Any) -> Artifact:
+        """Load an artifact of this task with every check `promptc run --artifact` makes: it refuses a
+        different base model, a task whose dependencies changed, tampered files and pickled weights."""
+        from promptc.execution import artifact_subject
+
+        if isinstance(artifact, Artifact):
+            return artifact
+        return Artifact(self, Path(artifact), artifact_subject(artifact, self.program.ir, self.ir, model, **decoding))
+
     def inputs(self, **given: Any):
         """A hypothesis strategy for valid inputs of this task; field constraints shape it. Keyword
         arguments override whole inputs with strategies: `task.inputs(ticket=st.just({...}))`."""
@@ -67,7 +80,7 @@ class Task:
 
         return strategy(self.ir.input_type, {(k,): v for k, v in given.items()})
 
-    def test(self, target: str | None = None, model: Any = None, *, artifact: str | Path | None = None,
+    def test(self, target: str | None = None, model: Any = None, *, artifact: str | Path | Artifact | None = None,
              cache: bool = True, **options: Any):
         """Run this task's declared tests (like `promptc test`); returns a testing.suite.Report."""
         from promptc.execution import artifact_subject, open_cache, text_subject
@@ -75,10 +88,15 @@ class Task:
 
         if model is None and artifact is None:
             raise UsageError("Task.test needs a model for a text target (model=\"hf:...\"), or an artifact")
-        suite_opts = {k: options.pop(k) for k in ("repeat", "min_pass", "max_examples", "pattern") if k in options}
+        suite_opts = {k: options.pop(k) for k in ("repeat", "min_pass", "max_examples", "pattern", "judge_model",
+                                                  "teacher") if k in options}
+        suite_opts["seed"] = options.get("seed", 0)  # the decoding seed also seeds the perturbations
         prog = self.program.ir
-        subject = artifact_subject(artifact, prog, self.ir, model, **options) if artifact is not None \
-            else text_subject(prog, self.ir, target, model, **options)
+        if isinstance(artifact, Artifact):
+            subject = artifact.subject
+        else:
+            subject = artifact_subject(artifact, prog, self.ir, model, **options) if artifact is not None \
+                else text_subject(prog, self.ir, target, model, **options)
         return run_suite(prog, self.ir, subject, cache=open_cache(cache), **suite_opts)
 
     def check(self, inputs: dict[str, Any], output: Any) -> list[str]:
@@ -92,6 +110,36 @@ class Task:
         if problems:
             return problems
         return [f.message() for f in constraint_failures(self.ir.constraints, {**inputs, "output": output})]
+
+
+class Artifact:
+    """A loaded artifact (compiled text or tuned) of one task: `promptc.load_artifact(DIR, program)`."""
+
+    def __init__(self, task: Task, directory: Path, subject: Any):
+        self.task = task
+        self.directory = directory
+        self.subject = subject  # promptc.execution.Subject
+
+    @property
+    def manifest(self) -> dict[str, Any]:
+        from promptc.artifacts import read_manifest
+
+        return read_manifest(self.directory)
+
+    def run(self, inputs: dict[str, Any] | list[dict[str, Any]], *, cache: bool = True):
+        """Run the artifact on one input (a Result) or a list of them (a list of Results)."""
+        from promptc.execution import open_cache
+
+        many = isinstance(inputs, list)
+        results = self.subject.run(inputs if many else [inputs], open_cache(cache))
+        return results if many else results[0]
+
+    def test(self, *, cache: bool = True, **options: Any):
+        """Run the task's declared tests on this artifact; returns a testing.suite.Report."""
+        return self.task.test(artifact=self, cache=cache, **options)
+
+    def __repr__(self) -> str:
+        return f"<promptc.Artifact {self.directory} of task {self.task.name!r}: {self.subject.model}>"
 
 
 class Program:
@@ -127,6 +175,19 @@ class Program:
         prompt = compile_text_target(self.ir, t.task, t.options, explicit_shots) \
             if explicit_shots is not None or overrides else None
         return write_text_artifact(self.ir, t, dest, prompt=prompt, extra=extra_manifest)
+
+
+def load_artifact(directory: str | Path, program: Program | str | Path, task: str | None = None,
+                  model: Any = None, **decoding: Any) -> Artifact:
+    """Load an artifact directory for `program` (a Program or a .prompt path), with the CLI's checks:
+    a different base model, a task whose dependencies changed, tampered or pickled files are refused.
+    The task is the one the artifact's manifest names unless `task` is given; a text artifact needs
+    `model` to run on."""
+    from promptc.artifacts import read_manifest
+
+    prog = program if isinstance(program, Program) else load(program)
+    name = task or (read_manifest(directory).get("task") or {}).get("name")
+    return prog.task(name).load_artifact(directory, model, **decoding)
 
 
 def load(path: str | Path) -> Program:

@@ -337,3 +337,19 @@ def test_compare_says_when_n_is_too_small_and_break_even():
                                                                         "$2.0000"}
     assert break_even(2.0, 0.001, 0.003)["requests"] is None
     assert break_even(None, 0.003, 0.001)["note"].startswith("training cost unknown")
+
+
+def test_hypothesis_files_live_under_promptc(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("PROMPTC_CACHE_DIR", raising=False)
+    monkeypatch.delenv("HYPOTHESIS_STORAGE_DIRECTORY", raising=False)
+    from hypothesis import configuration
+
+    before = configuration.storage_directory(intent_to_write=False).home_directory
+    task = promptc.loads('task t(x: str) -> str { prompt "{{ x }}" }\n'
+                         'test t { property "p" { check len(output) >= 0 max_examples = 5 } }').task("t")
+    report = task.test(model=Fake(lambda p, s: "ok"), cache=False)
+    assert report.results[0].inputs_tried >= 1
+    assert not (tmp_path / ".hypothesis").exists()
+    assert (tmp_path / ".promptc" / "hypothesis").is_dir()
+    assert configuration.storage_directory(intent_to_write=False).home_directory == before  # restored

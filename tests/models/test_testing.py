@@ -198,10 +198,10 @@ def test_cli_test_exit_codes_and_formats(tmp_path, monkeypatch, capsys):
     prog.write_text('task t(x: str [max_len=5]) -> str [max_len=8] {\n prompt "{{ x }}"\n}\n'
                     'test t {\n case "a" { input { x: "a" } expect len(output) <= 8 }\n'
                     ' property "p" { check len(output) <= 8 max_examples = 3 }\n}\n')
-    assert main(["test", str(prog), "--model", "tiny-causal", "--max-new-tokens", "8"]) == 0
+    assert main(["test", str(prog), "--model", "tiny-causal", "--max-new-tokens", "16"]) == 0
     out = capsys.readouterr().out
     assert out.strip().splitlines()[-1] == "2 passed, 0 failed"
-    assert main(["test", str(prog), "--model", "tiny-causal", "--format", "json", "--max-new-tokens", "8"]) == 0
+    assert main(["test", str(prog), "--model", "tiny-causal", "--format", "json", "--max-new-tokens", "16"]) == 0
     assert json.loads(capsys.readouterr().out)["summary"]["ok"] is True
     assert main(["test", str(prog), "--model", "tiny-causal", "--repeat", "0"]) == 2
     assert main(["test", str(prog), "--target", "nope", "--model", "tiny-causal"]) == 2  # a wrong target name is a usage error
@@ -364,3 +364,13 @@ test t {
 
     with pytest.raises(UsageError, match="needs a teacher model"):
         run_suite(prog.ir, task.ir, text_subject(prog.ir, task.ir, None, FakeBackend(lambda p, s: data_of(p))))
+
+
+def test_pytest_plugin_collects_datasets_under_the_task(pytester):
+    pytester.makefile(".prompt", route='enum Q { a, b }\ntask route(text: str) -> Q { prompt "{{ text }}" }\n'
+                                       'test route {\n  case "one" { input { text: "x" } }\n'
+                                       '  cases "rows.jsonl"\n  property "p" { check output == a max_examples = 2 }\n}\n')
+    pytester.makefile(".jsonl", rows='{"input": {"text": "y"}, "output": "b"}\n')
+    result = pytester.runpytest("--collect-only", "-q", "-p", "no:cacheprovider", *NO_LSP)
+    result.stdout.fnmatch_lines(["route.prompt::route::case one", "route.prompt::route::cases rows.jsonl",
+                                 "route.prompt::route::property p"])
