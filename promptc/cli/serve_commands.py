@@ -54,10 +54,24 @@ def print_spend(backends: list[Any], file=None) -> None:
 
 
 # ------------------------------------------------------------------ serve
+def _load_ir(path: str):
+    """A program's IR; its errors raise DiagnosticError (exit 1), its warnings are printed."""
+    from promptc.cli.output import emit_diagnostics
+    from promptc.compiler import compile_file
+    from promptc.errors import DiagnosticError
+
+    result = compile_file(path)
+    if result.program is None:
+        raise DiagnosticError(result.diagnostics)
+    warnings = [d for d in result.diagnostics if not d.is_error]
+    if warnings:
+        emit_diagnostics(warnings, "text")
+    return result.program
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     import os
 
-    from promptc.cli.commands import load_program
     from promptc.serving.app import ServeOptions
     from promptc.serving.server import run
     from promptc.serving.subjects import build_registry
@@ -82,7 +96,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     def program(path: str):
         if path not in programs:
-            programs[path] = load_program(path).ir
+            programs[path] = _load_ir(path)
         return programs[path]
 
     targets = []
@@ -158,8 +172,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     sv.add_argument("--port", type=int, default=8000)
     sv.add_argument("--api-key-env", metavar="VAR", help="require Authorization: Bearer $VAR on /v1 and /metrics")
     sv.add_argument("--max-batch", type=int, default=32, metavar="N", help="most requests in one batch (default 32)")
-    sv.add_argument("--batch-window-ms", type=float, default=5.0, metavar="MS",
-                    help="how long a batch waits for more requests (default 5)")
+    sv.add_argument("--batch-window-ms", type=float, default=0.0, metavar="MS",
+                    help="how long a batch waits for more requests (default 0: requests that arrive while a "
+                         "batch runs form the next one, so an idle server adds no wait)")
     sv.add_argument("--max-body", type=int, default=2 << 20, metavar="BYTES",
                     help="largest request body; bigger ones get 413 unread (default 2 MiB)")
     sv.add_argument("--request-timeout", type=float, default=120.0, metavar="S",

@@ -1,6 +1,8 @@
 """Dynamic batching: one engine per loaded model, one thread per engine.
 
-Requests that arrive within `window` seconds of the first, up to `max_batch`, run as one batch. A batch
+Requests waiting when the engine is free, plus those that arrive within `window` seconds (default 0),
+up to `max_batch`, run as one batch: under load, requests that arrive while a batch runs form the next
+one, and an idle server adds no wait (bench/serve.py). A batch
 is split into groups that can share a model call (the same decoding, the same kind of input, the same
 adapter); LoRA adapters of one base run in one call with peft's `adapter_names` where the engine was
 told it may (`mixed_adapters`). A job whose client went away before its batch started is dropped, so a
@@ -39,7 +41,7 @@ class Job:
 class Engine:
     """Batches jobs for one backend (one model in memory, possibly with several adapters)."""
 
-    def __init__(self, name: str, backend: Any, *, window: float = 0.005, max_batch: int = 32,
+    def __init__(self, name: str, backend: Any, *, window: float = 0.0, max_batch: int = 32,
                  select_adapter: Callable[[str | None], None] | None = None, mixed_adapters: bool = False,
                  on_batch: Callable[[str, int], None] | None = None):
         self.name, self.backend = name, backend

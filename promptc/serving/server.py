@@ -43,6 +43,8 @@ class ServerThread:
         self.host = host
 
     def start(self) -> ServerThread:
+        if self.server.started:
+            return self
         self.thread.start()
         t0 = time.monotonic()
         while not self.server.started:

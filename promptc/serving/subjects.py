@@ -135,7 +135,7 @@ class _Group:
 
 def build_registry(*, model: str | None = None, targets: list[tuple[ir.Program, str]] = (),
                    text_artifacts: list[tuple[str, ir.Program]] = (), tuned: list[tuple[str, ir.Program]] = (),
-                   window: float = 0.005, max_batch: int = 32,
+                   window: float = 0.0, max_batch: int = 32,
                    on_batch: Callable[[str, int], None] | None = None) -> Registry:
     """Load everything to serve. `targets` are (program, text target name); artifacts are (dir, program)."""
     from promptc.artifacts import read_manifest
