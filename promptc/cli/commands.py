@@ -153,11 +153,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"promptc: error: {e}", file=sys.stderr)
         return EXIT_DIAGNOSTICS
     results = run_requests(subject.backend, requests, inputs, subject.decoding, open_cache(not args.no_cache))
-    failed = 0
+    failed = cut = 0
     for n, r in enumerate(results, 1):
         if args.details:
             g = r.generation
-            print(json.dumps({"output": r.output, "ok": r.ok, "error": r.error, "raw": r.parsed.raw,
+            print(json.dumps({"output": r.output, "ok": r.ok, "outcome": r.parsed.kind,
+                              "finish_reason": g.finish_reason, "error": r.error, "raw": r.parsed.raw,
                               "prompt_tokens": g.prompt_tokens, "completion_tokens": g.completion_tokens,
                               "seconds": round(g.seconds, 4), "cached": g.cached,
                               "repaired": bool(getattr(g, "repaired", False))}, ensure_ascii=False))
@@ -165,7 +166,11 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(json.dumps(r.output, ensure_ascii=False))
         if not r.ok:
             failed += 1
+            cut += r.parsed.cutoff
             print(f"promptc: input {n}: {r.error}", file=sys.stderr)
+    if failed:  # cut-offs (the budget) apart from invalid outputs and failed calls
+        print(f"promptc: {failed} of {len(results)} outputs failed: {cut} cut off at the budget, "
+              f"{failed - cut} invalid", file=sys.stderr)
     serve_commands.print_spend([subject.backend])
     return EXIT_DIAGNOSTICS if failed else EXIT_OK
 
@@ -310,40 +315,78 @@ def cmd_tune(args: argparse.Namespace) -> int:
     target = prog.target(args.target)
     if target.kind != "tune":
         raise UsageError(f"target '{args.target}' is a text target; tune takes a `target tune`")
+    from promptc.targets.tune.launch import in_worker, is_main, spawn
+
+    if args.processes > 1 and not in_worker():
+        # --processes N: the same command as N data-parallel ranks (rank 0's exit status is ours)
+        return spawn(_tune_argv(args), args.processes)
+    quiet = args.json_log or not is_main()
     json_log = (lambda row: print(json.dumps({k: v for k, v in row.items() if k != "metric"}), flush=True)) \
         if args.json_log else None
-    progress, stop = _train_progress(args.json_log)
-    from promptc.workflows.tune import tune
+    progress, stop = _train_progress(quiet)
+    from promptc.workflows.tune import search, summary_lines, tune
 
+    overrides = {k: v for k, v in (("device", args.device), ("dtype", args.dtype)) if v is not None}
+    common = dict(out=args.output, base=args.base, seed=args.seed, resume=args.resume, gate=not args.no_gate,
+                  until_pass=args.until_pass, allow_secrets=args.allow_secrets, extra_examples=args.extra_examples,
+                  json_log=json_log, progress=progress, overrides=overrides)
     try:
-        result = tune(prog.ir, args.target, out=args.output, base=args.base, seed=args.seed, resume=args.resume,
-                      gate=not args.no_gate, until_pass=args.until_pass, allow_secrets=args.allow_secrets,
-                      extra_examples=args.extra_examples, json_log=json_log, progress=progress)
+        if args.search:
+            def trial_line(row: dict) -> None:
+                print(json.dumps(row) if args.json_log else "search " + _trial_text(row), flush=True,
+                      file=sys.stdout if args.json_log else sys.stderr)
+
+            result = search(prog.ir, args.target, args.search, objective=args.search_objective, folds=args.folds,
+                            report=trial_line, **common)
+        else:
+            result = tune(prog.ir, args.target, **common)
     except Interrupted as e:
         stop()
-        print(f"promptc: {e}; a checkpoint was saved: rerun with --resume to continue", file=sys.stderr)
+        if is_main():
+            print(f"promptc: {e}; a checkpoint was saved: rerun with --resume to continue", file=sys.stderr)
         return 130
     finally:
         stop()
-    m = result.manifest
+    if not result.main:
+        return EXIT_OK
     out = sys.stderr if args.json_log else sys.stdout
-    n_ex = m["data"]["excluded_test_inputs"]
+    m = result.manifest
+    n_ex = m.excluded_test_inputs
     if n_ex:
         print(f"promptc: warning: {n_ex} training example{' is a test input' if n_ex == 1 else 's are test inputs'} "
               "and was not trained on (tests are never training data)", file=sys.stderr)
-    t = m["training"]
-    print(f"trained {m['method']} on {m['base']['id']} ({m['family']}): {m['trainable_parameters']:,} trainable "
-          f"parameters, {t['steps']} steps, {result.seconds:.0f} s; {t['stopped']}", file=out)
-    best = t["best"]
-    print(f"best step {t['best_step']}: {best['split']} accuracy {best['val_accuracy']:.3f}, "
-          f"loss {best['val_loss']:.4f}", file=out)
-    print(f"tests: {m['tests']['summary']} -> {m['status']}", file=out)
-    print(f"wrote {result.directory}/", file=out)
-    if m["status"] == "failed":
+    for line in summary_lines(result):
+        print(line, file=out)
+    if m.status == "failed":
         print("promptc: the artifact failed its test gate (it is marked failed); --no-gate skips the gate",
               file=sys.stderr)
         return EXIT_DIAGNOSTICS
     return EXIT_OK
+
+
+def _tune_argv(args: argparse.Namespace) -> list[str]:
+    """This `promptc tune` command line without --processes: what each rank of a --processes run runs."""
+    argv = ["tune", args.file, "--target", args.target]
+    for flag, value in (("--base", args.base), ("-o", args.output), ("--seed", args.seed), ("--device", args.device),
+                        ("--dtype", args.dtype)):
+        if value is not None:
+            argv += [flag, str(value)]
+    for flag, on in (("--resume", args.resume), ("--no-gate", args.no_gate), ("--until-pass", args.until_pass),
+                     ("--json-log", args.json_log), ("--allow-secrets", args.allow_secrets)):
+        if on:
+            argv.append(flag)
+    for path in args.extra_examples or []:
+        argv += ["--extra-examples", path]
+    if args.search:
+        argv += ["--search", str(args.search), "--search-objective", args.search_objective, "--folds", str(args.folds)]
+    return argv
+
+
+def _trial_text(row: dict) -> str:
+    opts = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in row["options"].items())
+    extra = f" folds {row['folds']}" if "folds" in row else f" ({row.get('tests')})"
+    return f"trial {row['trial']}/{row['of']}: {opts} -> {row['objective']} {row['value']:.3f}{extra}, " \
+           f"{row['seconds']:.0f} s"
 
 
 def _train_progress(quiet: bool):
@@ -479,7 +522,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     ins = run.add_mutually_exclusive_group(required=True)
     ins.add_argument("--input", metavar="JSON|@FILE", help="one input object")
     ins.add_argument("--inputs", metavar="FILE.jsonl", help="one input object per line ('-' for stdin)")
-    run.add_argument("--details", action="store_true", help="print {output, ok, error, raw, usage} per line")
+    run.add_argument("--details", action="store_true", help="print {output, ok, outcome, finish_reason, error, raw, usage} per line "
+                     "(outcome: ok, invalid, cutoff or error)")
     decoding_args(run)
     run.set_defaults(func=cmd_run)
 
@@ -534,6 +578,17 @@ def register(sub: argparse._SubParsersAction) -> None:
                     help="train even when the data holds secrets (they are redacted first)")
     tu.add_argument("--extra-examples", action="append", metavar="FILE.jsonl",
                     help="more training examples (e.g. corrected failures from --save-failures)")
+    tu.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"),
+                    help="where to train (overrides the target's device option; auto: cuda, then mps, then cpu)")
+    tu.add_argument("--dtype", choices=("auto", "float32", "bfloat16", "float16"),
+                    help="precision the base loads in (auto: bfloat16 on GPUs that support it, else float32)")
+    tu.add_argument("--processes", type=int, default=1, metavar="N",
+                    help="train data-parallel in N processes on this machine (one per GPU; gloo on the CPU)")
+    tu.add_argument("--search", type=int, default=0, metavar="N",
+                    help="run N hyperparameter trials (optuna) first and train the best (needs the tune extra)")
+    tu.add_argument("--search-objective", choices=("cv", "gate"), default="cv",
+                    help="what --search maximises: k-fold cross-validated accuracy, or the gate's pass share")
+    tu.add_argument("--folds", type=int, default=3, metavar="K", help="folds for --search-objective cv")
     tu.set_defaults(func=cmd_tune)
 
     di = sub.add_parser("distill", help="label inputs with a teacher model; keep outputs that pass every check",

@@ -100,7 +100,8 @@ def comparison(subjects: list[Subject], prices: dict[str, dict[str, float]] | No
         rows.append({
             "label": s.label, "kind": r.subject.get("kind"), "name": r.subject.get("name"),
             "model": r.subject.get("model"),
-            "summary": {"passed": r.passed, "failed": r.failed, "skipped": r.skipped, "total": len(r.results)},
+            "summary": {"passed": r.passed, "failed": r.failed, "skipped": r.skipped, "total": len(r.results),
+                        "cutoffs": r.cutoffs},
             "cases": stats.wilson(sum(outcomes.values()), len(outcomes)).to_json(),
             "robustness": rob.to_json() if rob else None,
             "flaky": r.flaky_tests(),
@@ -191,6 +192,8 @@ def summary_rows(subs: list[dict[str, Any]]) -> list[tuple[str, list[str]]]:
     """The rows under the per-test rates, shared by the text and HTML forms."""
     rows = [("tests passed", [f"{s['summary']['passed']}/{s['summary']['total']}" for s in subs]),
             ("cases passed (95% CI)", [_rate(s["cases"]) for s in subs])]
+    if any(s["summary"].get("cutoffs") for s in subs):  # outputs the budget cut off, apart from wrong answers
+        rows.append(("outputs cut off", [str(s["summary"].get("cutoffs", 0)) for s in subs]))
     if any(s["robustness"] for s in subs):
         rows.append(("robustness (95% CI)", [_rate(s["robustness"]) for s in subs]))
     for ds in sorted({d for s in subs for d in s["metrics"]}):

@@ -19,7 +19,8 @@ def _short(v: Any, limit: int = 300) -> str:
 def _sample_lines(s: Sample, indent: str) -> list[str]:
     out = []
     for c in s.failed_checks():
-        label = {"schema": "output does not match the schema", "error": "model call failed"}.get(
+        label = {"schema": "output does not match the schema", "error": "model call failed",
+                 "cutoff": "output cut off at the generation budget"}.get(
             c.kind, f"{c.kind} {c.source}" if c.kind != "constraint" else f"constraint {c.name}: {c.source}")
         out.append(f"{indent}{label}")
         out.extend(f"{indent}  {d}" for d in c.details)
@@ -31,7 +32,7 @@ def _sample_lines(s: Sample, indent: str) -> list[str]:
     out.append(f"{indent}input:  {_short(s.input)}")
     if s.output is not None or not s.raw:
         out.append(f"{indent}output: {_short(s.output)}")
-    if s.raw and (s.output is None or any(c.kind == "schema" for c in s.failed_checks())):
+    if s.raw and (s.output is None or any(c.kind in ("schema", "cutoff") for c in s.failed_checks())):
         out.append(f"{indent}raw:    {_short(s.raw)}")
     return out
 
@@ -150,6 +151,7 @@ def to_junit(report: Report) -> str:
     props = ET.SubElement(suite, "properties")
     for k, v in report.subject.items():
         ET.SubElement(props, "property", name=str(k), value=str(v))
+    ET.SubElement(props, "property", name="cutoffs", value=str(report.cutoffs))  # budget, not wrong answers
     rob = report.robustness()
     if rob is not None:
         ET.SubElement(props, "property", name="robustness", value=str(rob))

@@ -91,7 +91,7 @@ class Sample:
     def outcome_json(self) -> dict[str, Any]:
         """The short form in `tests[].outputs`: enough to re-judge a run or diff it against a baseline."""
         out = {"input": self.input, "output": self.output, "raw": self.raw, "passed": self.passed,
-               "failed": [c.name if c.kind in ("constraint", "schema", "error") else c.source
+               "failed": [c.name if c.kind in ("constraint", "schema", "error", "cutoff") else c.source
                           for c in self.failed_checks()]}
         if self.repeat:
             out["repeat"] = self.repeat
@@ -179,9 +179,17 @@ class Report:
     def ok(self) -> bool:
         return self.failed == 0
 
+    @property
+    def cutoffs(self) -> int:
+        """Judged outputs cut off at the generation budget (their tests fail, but not for a wrong answer)."""
+        return sum(any(c.kind == "cutoff" for c in smp.failed_checks())
+                   for r in self.results if r.status != "skipped" for smp in r.samples)
+
     def summary_line(self) -> str:
         s = f"{self.passed} passed, {self.failed} failed"
-        return s + (f", {self.skipped} skipped" if self.skipped else "")
+        s += f", {self.skipped} skipped" if self.skipped else ""
+        return s + (f" ({self.cutoffs} output{'s' if self.cutoffs != 1 else ''} cut off at the budget)"
+                    if self.cutoffs else "")
 
     def flaky_tests(self) -> list[str]:
         return [r.name for r in self.results if r.flaky]
@@ -221,6 +229,7 @@ class Report:
                 "task": self.task, "subject": self.subject, "run": self.run,
                 "summary": {"passed": self.passed, "failed": self.failed, "skipped": self.skipped,
                             "total": len(self.results), "ok": self.ok, "seconds": round(self.seconds, 3),
+                            "cutoffs": self.cutoffs,
                             "flaky": self.flaky_tests(), "robustness": rob.to_json() if rob else None},
                 "warnings": self.warnings, "usage": self.usage(), "tests": [r.to_json() for r in self.results]}
 
@@ -237,6 +246,8 @@ def judge(task: ir.Task, inputs: dict[str, Any], result: Result,
     value = result.parsed.value if result.parsed.ok else None
     if g.error:
         checks.append(Check("error", "model call", "", False, [g.error]))
+    elif result.parsed.cutoff:  # the budget ran out: not a wrong answer, and counted apart (Report.cutoffs)
+        checks.append(Check("cutoff", "output cut off", str(task.output), False, [result.parsed.error or ""]))
     elif not result.parsed.ok:
         checks.append(Check("schema", "output schema", str(task.output), False, [result.parsed.error or ""]))
     else:

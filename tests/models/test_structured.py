@@ -296,3 +296,53 @@ def test_a_tokenizer_llguidance_cannot_read_is_a_model_error(tmp_path):
     assert "decoder type" in str(e.value) and "--unconstrained" in e.value.hint
     [g] = backend.generate([req("hello", RECORD)], Decoding(max_new_tokens=4, constrained=False))
     assert g.completion_tokens == 4 and g.finish_reason == "length"
+
+
+# ------------------------------------------------------------------ cut-offs are counted apart in reports
+CUT = '''
+task say(x: str) -> str {
+  prompt "Say something about {{ x }}"
+}
+test say {
+  case "a" { input { x: "a" } expect len(output) > 0 }
+  case "b" { input { x: "b" } expect len(output) > 0 }
+}
+'''
+
+
+def test_reports_and_compare_count_cutoffs_apart_from_wrong_answers():
+    import json as _json
+
+    import promptc
+    from promptc.execution import text_subject
+    from promptc.testing.compare import compare
+    from promptc.testing.report import to_json, to_junit, to_text
+    from promptc.testing.suite import run_suite
+
+    prog = promptc.loads(CUT)
+    task = prog.task("say").ir
+    # free text on a budget of 3 tokens: every output is cut off (the tiny model never says eos that soon)
+    report = run_suite(prog.ir, task, text_subject(prog.ir, task, None, "tiny-causal", max_new_tokens=3))
+    assert report.failed == 2 and report.cutoffs == 2
+    assert report.summary_line() == "0 passed, 2 failed (2 outputs cut off at the budget)"
+    text = to_text(report)
+    assert "output cut off at the generation budget" in text and "3 new tokens" in text
+    assert _json.loads(to_json(report))["summary"]["cutoffs"] == 2
+    assert '<property name="cutoffs" value="2" />' in to_junit(report)
+    assert "outputs cut off" in compare([report, report], "text")
+
+
+def test_run_details_reports_the_outcome_and_finish_reason(tmp_path, monkeypatch, capsys):
+    import json as _json
+
+    from promptc.cli import main
+
+    monkeypatch.setenv("PROMPTC_CACHE_DIR", str(tmp_path / "cache"))
+    (tmp_path / "p.prompt").write_text(CUT)
+    (tmp_path / "in.jsonl").write_text('{"x": "a"}\n')
+    code = main(["run", str(tmp_path / "p.prompt"), "--model", "tiny-causal", "--inputs", str(tmp_path / "in.jsonl"),
+                 "--max-new-tokens", "3", "--details"])
+    out, err = capsys.readouterr()
+    line = _json.loads(out.strip().splitlines()[0])
+    assert code == 1 and line["outcome"] == "cutoff" and line["finish_reason"] == "length"
+    assert "1 of 1 outputs failed: 1 cut off at the budget, 0 invalid" in err
