@@ -109,8 +109,10 @@ def repair(t: ir.Type, text: str) -> str | None:
         return None
     except ValueError:
         pass
-    import json_repair
-
+    try:
+        import json_repair
+    except ImportError:  # the [http] extra is not installed: no repair, the parser reports the text
+        return None
     try:
         value = json_repair.loads(text)
     except Exception:  # noqa: BLE001 - a repair that fails is simply no repair
@@ -365,7 +367,10 @@ class OpenAIBackend:
         return _Job(request, body, est_prompt + decoding.max_new_tokens, worst, wrapped)
 
     async def _generate_all(self, jobs: list[_Job]) -> None:
-        import httpx
+        try:
+            import httpx
+        except ImportError:
+            raise UsageError("the openai: backend needs httpx", hint="pip install 'promptc[http]'") from None
 
         sem = asyncio.Semaphore(self.concurrency)
         lock = asyncio.Lock()

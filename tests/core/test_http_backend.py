@@ -412,3 +412,22 @@ def test_bad_base_url_is_a_usage_error(monkeypatch):
 def test_model_names_may_hold_at_signs():
     b = load_backend("openai:route_text@1.0.0@http://127.0.0.1:1/v1")
     assert (b.model, b.base_url) == ("route_text@1.0.0", "http://127.0.0.1:1/v1")
+
+
+def test_run_prints_tokens_and_cost_and_max_cost_refuses(fake, tmp_path, monkeypatch, capsys):
+    from promptc.cli import main
+
+    monkeypatch.setenv("PROMPTC_CACHE_DIR", str(tmp_path / "cache"))
+    prices = tmp_path / "prices.json"
+    prices.write_text(json.dumps({"m": {"input": 1.0, "output": 2.0}}))
+    model = f"openai:m@{fake.url}"
+    lines = "".join(json.dumps({"ticket": {"subject": f"s{i}", "body": "b"}}) + "\n" for i in range(3))
+    (tmp_path / "in.jsonl").write_text(lines)
+    args = ["run", str(PROGRAMS / "route.prompt"), "--model", model, "--inputs", str(tmp_path / "in.jsonl"),
+            "--prices", str(prices), "--no-cache", "--retries", "0", "--timeout", "5"]
+    assert main(args) == 0
+    err = capsys.readouterr().err
+    assert "3 requests, 21 prompt + 9 completion tokens; cost $0.000039" in err
+    assert main([*args, "--max-cost", "0.0000001"]) == 1
+    err = capsys.readouterr().err
+    assert "not sent" in err and "--max-cost" in err and len(fake.seen) == 3  # nothing more was sent

@@ -485,3 +485,58 @@ def test_artifacts_list_show_diff(tuned, capsys):
     assert main(["artifacts", "diff", arts["tag_lora"], arts["tag_lora2"]]) == 0
     diff = capsys.readouterr().out
     assert "options.lr: 0.005 -> 0.02" in diff and "options.seed" in diff and "~ adapter/adapter_model.safetensors" in diff
+
+
+# ------------------------------------------------------------------ the CLI
+@pytest.mark.parametrize("argv, message", [
+    (["serve"], "nothing to serve"),
+    (["serve", "--target", "nofile"], "FILE:NAME"),
+    (["serve", "--model", "openai:gpt-4o"], "local models"),
+    (["serve", "--model", "tiny-causal", "--api-key-env", "PROMPTC_TEST_UNSET_KEY"], "not set"),
+    (["serve", "--model", "tiny-causal", "--max-body", "10"], "--max-body"),
+])
+def test_serve_usage_errors(argv, message, capsys, monkeypatch):
+    from promptc.cli import main
+
+    monkeypatch.delenv("PROMPTC_TEST_UNSET_KEY", raising=False)
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_serve_artifact_needs_its_program(tmp_path, capsys):
+    from promptc.cli import main
+    from promptc.targets.text.artifact import write_text_artifact
+
+    prog = toy_program()
+    write_text_artifact(prog, prog.targets["tag_text"], tmp_path / "a")
+    assert main(["serve", "--model", "tiny-causal", "--artifact", str(tmp_path / "a")]) == 2
+    assert "--program" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_promptc_serve_command_binds_localhost_and_serves(tmp_path):
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    (tmp_path / "toy.prompt").write_text(TOY)
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "SERVE_KEY": "k1"}
+    p = subprocess.Popen([sys.executable, "-m", "promptc", "serve", "--model", "tiny-causal", "--target",
+                          f"{tmp_path / 'toy.prompt'}:tag_text", "--port", str(port), "--api-key-env", "SERVE_KEY"],
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    try:
+        line = p.stdout.readline()
+        assert f"http://127.0.0.1:{port}/v1" in line and "tag_text@1.0.0" in line, line
+        c = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="k1", max_retries=0)
+        r = c.chat.completions.create(model="tag_text@1.0.0", messages=[{"role": "user", "content": "refund"}])
+        assert r.choices[0].message.content in ("billing", "bug")
+        with pytest.raises(openai.AuthenticationError):
+            openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="wrong", max_retries=0).models.list()
+    finally:
+        p.terminate()
+        p.wait(timeout=30)
