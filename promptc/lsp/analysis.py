@@ -14,6 +14,7 @@ client.
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -732,19 +733,60 @@ def _parse_chunk(path: str, text: str, line: int, start: int) -> Chunk:
 
 
 def _chunks(path: str, text: str, doc: SourceFile, previous: Analysis | None) -> list[Chunk]:
-    cache = {c.key: c for c in previous.chunks} if previous is not None else {}
+    prev = [c for c in previous.chunks if c.src.path == path] if previous is not None else []
+    cache = {c.key: c for c in prev}
+    by_text = {c.text: c for c in prev if c.program is not None and not c.syntax}
     bounds = split_declarations(text) + [len(text)]
     out = []
     for a, b in zip(bounds, bounds[1:]):
         piece = text[a:b]
         line = doc.line_col(a)[0]
         c = cache.get((piece, line))
-        if c is None or c.src.path != path:
-            c = _parse_chunk(path, piece, line, a)
-        else:
+        if c is not None:
             c = Chunk(a, c.text, c.line, c.src, c.program, c.syntax, c.unit)
+        elif piece in by_text:  # the same declaration, moved up or down: move its tree, do not parse it
+            c = _move_chunk(by_text[piece], a, line)
+        else:
+            c = _parse_chunk(path, piece, line, a)
         out.append(c)
     return out
+
+
+def _move_chunk(c: Chunk, start: int, line: int) -> Chunk:
+    delta = line - c.line
+    src = _PaddedSource(c.src.path, "\n" * (line - 1) + c.text)
+
+    def span(s: Span) -> Span:
+        # the padding is newlines only, so a move of `delta` lines moves every offset by `delta`
+        return Span(src, s.start + delta, s.end + delta, s.line + delta, s.col, s.end_line + delta, s.end_col)
+
+    assert c.program is not None
+    return Chunk(start, c.text, line, src, _move_node(c.program, span, delta), [], c.unit)
+
+
+_NODE_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
+def _move_node(node, span, delta: int):
+    """A copy of an AST node with every span (and the line origins of triple-quoted text) moved."""
+    cls = type(node)
+    names = _NODE_FIELDS.get(cls)
+    if names is None:
+        names = _NODE_FIELDS[cls] = tuple(f.name for f in dataclasses.fields(cls))
+    kwargs = {}
+    for name in names:
+        v = getattr(node, name)
+        if isinstance(v, Span):
+            v = span(v)
+        elif isinstance(v, tuple):
+            if name == "line_origins":
+                v = tuple((ln + delta, col) for ln, col in v)
+            elif v and not isinstance(v[0], (str, int)):
+                v = tuple(span(x) if isinstance(x, Span) else _move_node(x, span, delta) for x in v)
+        elif v is not None and not isinstance(v, (str, int, float, bool)):
+            v = _move_node(v, span, delta)
+        kwargs[name] = v
+    return cls(**kwargs)
 
 
 def _assemble(chunks: list[Chunk]) -> ast.Program | None:
@@ -828,13 +870,18 @@ def analyze(path: str, text: str, previous: Analysis | None = None, full: bool =
 
 def _recheck_one_task(previous: Analysis | None, chunks: list[Chunk], program: ast.Program,
                       doc: SourceFile) -> list[Diagnostic] | None:
-    """The diagnostics after an edit inside one task's declarations, or None when a full check is needed."""
+    """The diagnostics after an edit inside one task's declarations, or None when a full check is needed.
+
+    Declarations the edit only moved (a line added or removed above them) keep their diagnostics,
+    moved by as many lines."""
     from promptc.check import check
 
     if previous is None or not previous.syntax_ok or not previous.chunks or len(previous.chunks) != len(chunks):
         return None
-    changed = [i for i, (a, b) in enumerate(zip(previous.chunks, chunks)) if a.key != b.key]
-    if not changed:
+    changed = [i for i, (a, b) in enumerate(zip(previous.chunks, chunks)) if a.text != b.text]
+    moved = {id(a.src): (b, b.line - a.line) for a, b in zip(previous.chunks, chunks)
+             if a.text == b.text and a.line != b.line}
+    if not changed and not moved:
         return list(previous.diagnostics)
     units = set()
     for i in changed:
@@ -849,14 +896,47 @@ def _recheck_one_task(previous: Analysis | None, chunks: list[Chunk], program: a
     old_srcs = {id(previous.chunks[i].src) for i in changed}
     new_srcs = {id(chunks[i].src) for i in changed}
     examples = _example_paths(program, units, doc)
-    kept = [d for d in previous.diagnostics
-            if not (d.span is not None and (id(d.span.source) in old_srcs or d.span.path in examples))]
-    sub = ast.Program(program.name, program.version, tuple(
-        d for d in program.decls if isinstance(d, (ast.EnumDecl, ast.TypeDecl)) or _unit_of(d) in units))
+    shifts = sorted((a.line, a.line + a.text.count("\n"), b.line - a.line)
+                    for a, b in zip(previous.chunks, chunks) if a.text == b.text and a.line != b.line)
+    kept = []
+    for d in previous.diagnostics:
+        if d.span is not None and (id(d.span.source) in old_srcs or d.span.path in examples):
+            continue
+        if d.span is not None and id(d.span.source) in moved:
+            d = _moved(d, *moved[id(d.span.source)])
+        if shifts and d.notes:
+            d = dataclasses.replace(d, notes=tuple(_moved_note(n, doc.path, shifts) for n in d.notes))
+        kept.append(d)
     fresh = Diagnostics()
-    check(sub, doc, fresh)
+    if units:
+        sub = ast.Program(program.name, program.version, tuple(
+            d for d in program.decls if isinstance(d, (ast.EnumDecl, ast.TypeDecl)) or _unit_of(d) in units))
+        check(sub, doc, fresh)
     return kept + [d for d in fresh.items if d.span is None or id(d.span.source) in new_srcs
                    or d.span.path in examples]
+
+
+def _moved(d: Diagnostic, chunk: Chunk, delta: int) -> Diagnostic:
+    """`d`, located in a declaration that moved `delta` lines, on the declaration's new source."""
+    s, src = d.span, chunk.src
+    start = src.offset(s.line + delta, s.col)
+    end = src.offset(s.end_line + delta, s.end_col)
+    return dataclasses.replace(d, span=src.span(start, end))
+
+
+_NOTE_AT = re.compile(r"(\S+):(\d+):(\d+)")
+
+
+def _moved_note(note: str, path: str, shifts: list[tuple[int, int, int]]) -> str:
+    """A note's `file:line:col` moved with the declaration it points into."""
+    def repl(m: re.Match) -> str:
+        line = int(m.group(2))
+        if m.group(1) == path:
+            for first, last, delta in shifts:
+                if first <= line <= last:
+                    return f"{m.group(1)}:{line + delta}:{m.group(3)}"
+        return m.group(0)
+    return _NOTE_AT.sub(repl, note)
 
 
 def _example_paths(program: ast.Program, units: set[str], doc: SourceFile) -> set[str]:

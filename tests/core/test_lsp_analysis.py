@@ -62,3 +62,66 @@ def test_a_syntax_error_keeps_the_last_good_analysis(tmp_path):
     assert not bad.syntax_ok and [d.code for d in bad.diagnostics] == ["E102"]
     assert bad.program is good.program and bad.hover((5, 6)) is not None
     assert bad.diagnostics[0].span.line == 11
+
+
+def test_added_and_removed_lines_move_the_kept_diagnostics(tmp_path):
+    """Adding or removing a line moves every later declaration: their diagnostics (and the lines their
+    notes point at) move with them, and the result still equals a full analysis."""
+    shutil.copytree(PROGRAMS / "data", tmp_path / "data")
+    path = str(tmp_path / "triage.prompt")
+    text = (PROGRAMS / "triage.prompt").read_text(encoding="utf-8")
+    text = text.replace("{{ ticket.body }}", "{{ ticket.bdy }}") + "\ntype Ticket { x: str }\n" \
+        + "target text triage_chat for triage { shots = 1 }\n"  # E204, and two E206 with notes
+    an = analyze(path, text)
+    assert {"E204", "E206"} <= {d.code for d in an.diagnostics}
+    rng = random.Random(7)
+    partial = 0
+    for _ in range(25):
+        lines = text.split("\n")
+        inside = [i for i, ln in enumerate(lines) if ln.startswith("  ") and '"""' not in ln]
+        i = rng.choice(inside)
+        if rng.random() < 0.6:
+            lines.insert(i, "")
+        elif not lines[i - 1].strip():
+            del lines[i - 1]
+        text = "\n".join(lines)
+        an = analyze(path, text, an)
+        partial += an.partial
+        assert _sig(an.diagnostics) == _sig(analyze(path, text).diagnostics)
+        assert [d.notes for d in sorted(an.diagnostics, key=lambda d: (d.code, d.span.line))] == \
+            [d.notes for d in sorted(analyze(path, text).diagnostics, key=lambda d: (d.code, d.span.line))]
+    assert partial >= 15
+
+
+def _spans(node, out: list) -> list:
+    import dataclasses
+
+    if dataclasses.is_dataclass(node):
+        for f in dataclasses.fields(node):
+            v = getattr(node, f.name)
+            if f.name == "line_origins":
+                out.append(v)
+                continue
+            for x in (v if isinstance(v, tuple) else (v,)):
+                if hasattr(x, "end_col"):
+                    out.append((x.start, x.end, x.line, x.col, x.end_line, x.end_col, x.source.line_text(x.line)))
+                else:
+                    _spans(x, out)
+    return out
+
+
+def test_moved_declarations_equal_parsed_ones_span_for_span(tmp_path):
+    from promptc.lsp.analysis import _assemble, _chunks
+    from promptc.source import SourceFile
+
+    text = (PROGRAMS / "summarize.prompt").read_text(encoding="utf-8")
+    an = analyze(str(tmp_path / "s.prompt"), text)
+    moved_text = "\n\n# a new comment\n" + text
+    doc = SourceFile(str(tmp_path / "s.prompt"), moved_text)
+    moved = _chunks(doc.path, moved_text, doc, an)
+    parsed = _chunks(doc.path, moved_text, doc, None)
+    assert any(m.src is not c.src for m, c in zip(moved, an.chunks))
+    a, b = _assemble(moved), _assemble(parsed)
+    assert a == b
+    sa, sb = _spans(a, []), _spans(b, [])
+    assert len(sa) > 300 and sa == sb
