@@ -310,6 +310,28 @@ def _item(c: Completion) -> lsp.CompletionItem:
                               documentation=doc, insert_text=c.insert)
 
 
+_DID_YOU_MEAN = re.compile(r"hint: did you mean '([^']+)'\?")
+
+
+@server.feature(lsp.TEXT_DOCUMENT_CODE_ACTION,
+                lsp.CodeActionOptions(code_action_kinds=[lsp.CodeActionKind.QuickFix]))
+def code_action(ls: PromptcServer, params: lsp.CodeActionParams) -> list[lsp.CodeAction]:
+    """Quick fixes: apply a diagnostic's "did you mean 'x'?" hint."""
+    uri = params.text_document.uri
+    out = []
+    for d in params.context.diagnostics:
+        if d.source != "promptc":
+            continue
+        m = _DID_YOU_MEAN.search(d.message)
+        if m is None:
+            continue
+        fix = m.group(1)
+        out.append(lsp.CodeAction(title=f"Change to '{fix}'", kind=lsp.CodeActionKind.QuickFix, diagnostics=[d],
+                                  is_preferred=True,
+                                  edit=lsp.WorkspaceEdit(changes={uri: [lsp.TextEdit(d.range, fix)]})))
+    return out
+
+
 @server.feature(lsp.TEXT_DOCUMENT_DOCUMENT_SYMBOL)
 def document_symbol(ls: PromptcServer, params: lsp.DocumentSymbolParams) -> list[lsp.DocumentSymbol]:
     an = ls.analysis(params.text_document.uri)

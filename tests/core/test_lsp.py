@@ -325,3 +325,15 @@ async def test_dotprompt_files_are_left_alone(client: LanguageClient, project):
     uri = await _open(client, project / "greet.prompt", "---\nmodel: googleai/gemini-1.5-pro\n---\nHello {{name}}!\n")
     assert not client.diagnostics[uri]
 
+
+
+async def test_quick_fix_applies_the_did_you_mean_hint(client: LanguageClient, project):
+    text = TRIAGE.replace("{{ ticket.subject }}", "{{ tikcet.subject }}")
+    uri = await _open(client, project / "fix.prompt", text)
+    diag = next(d for d in client.diagnostics[uri] if d.code == "E201")
+    actions = await client.text_document_code_action_async(lsp.CodeActionParams(
+        text_document=lsp.TextDocumentIdentifier(uri), range=diag.range,
+        context=lsp.CodeActionContext(diagnostics=[diag])))
+    assert [a.title for a in actions] == ["Change to 'ticket'"]
+    fixed = _apply(text, actions[0].edit.changes[uri])
+    assert fixed == TRIAGE
