@@ -134,14 +134,13 @@ def _argument(cx: Context, name: str, key: str, v: ast.Expr, spec: tuple[type, f
         cx.d.error(codes.BAD_PERTURBATION, f"{name}({key}=...) takes one of: {', '.join(map(json.dumps, CASE_MODES))}",
                    v.span)
         return None
-    ok = isinstance(v, ast.Literal) and isinstance(v.value, (int, float)) and not isinstance(v.value, bool)
-    if ok and kind is int and not isinstance(v.value, int):
-        ok = False
-    if not ok or not lo <= v.value <= hi:  # type: ignore[union-attr, operator]
+    num = v.value if isinstance(v, ast.Literal) else None
+    ok = isinstance(num, (int, float)) and not isinstance(num, bool) and (kind is float or isinstance(num, int))
+    if not ok or not lo <= num <= hi:  # type: ignore[operator]
         what = "an integer" if kind is int else "a number"
         cx.d.error(codes.BAD_PERTURBATION, f"{name}({key}=...) takes {what} from {lo:g} to {hi:g}", v.span)
         return None
-    return v.value  # type: ignore[union-attr]
+    return num
 
 
 def _perturb_target(cx: Context, path: ast.Path, in_t: ir.RecordT) -> tuple[tuple[str | int, ...] | None,
@@ -159,8 +158,9 @@ def _perturb_target(cx: Context, path: ast.Path, in_t: ir.RecordT) -> tuple[tupl
     spans = path.part_spans or (path.span,) * len(path.parts)
     for part, span in zip(path.parts, spans):
         base = ir.strip_optional(t)
-        if isinstance(part, str) and isinstance(base, ir.RecordT) and base.field(part) is not None:
-            t = base.field(part)
+        ft = base.field(part) if isinstance(part, str) and isinstance(base, ir.RecordT) else None
+        if ft is not None:
+            t = ft
             continue
         if isinstance(part, int) and isinstance(base, ir.ListT):
             t = base.item

@@ -39,7 +39,7 @@ def outcomes(report: Report) -> dict[str, dict[str, Any]]:
 
 def save_baseline(reports: list[Report], path: str | Path) -> int:
     """Write the baseline file; returns the number of recorded cases."""
-    doc = {"promptc_baseline": BASELINE_VERSION,
+    doc: dict[str, Any] = {"promptc_baseline": BASELINE_VERSION,
            "tasks": {r.task: {"program": r.program, "subject": r.subject,
                               "cases": list(outcomes(r).values())} for r in reports}}
     Path(path).write_text(json.dumps(doc, indent=1, ensure_ascii=False, sort_keys=True) + "\n", encoding="utf-8")

@@ -125,12 +125,12 @@ def comparison(subjects: list[Subject], prices: dict[str, dict[str, float]] | No
         else:
             row["break_even"] = None
     pairs = []
-    outcomes = [s.report.case_outcomes() for s in subjects]
+    per_case = [s.report.case_outcomes() for s in subjects]
     for i in range(len(subjects)):
         for j in range(i + 1, len(subjects)):
-            shared = sorted(set(outcomes[i]) & set(outcomes[j]))
-            p = stats.paired(subjects[i].label, [outcomes[i][k] for k in shared],
-                             subjects[j].label, [outcomes[j][k] for k in shared], seed=seed)
+            shared = sorted(set(per_case[i]) & set(per_case[j]))
+            p = stats.paired(subjects[i].label, [per_case[i][k] for k in shared],
+                             subjects[j].label, [per_case[j][k] for k in shared], seed=seed)
             pairs.append(p.to_json())
     first = subjects[0].report if subjects else None
     return {"promptc_compare": COMPARE_VERSION, "program": first.program if first else None,

@@ -8,9 +8,11 @@ Choose what the tests run against with `--promptc-model SPEC` and `--promptc-tar
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
+
+from promptc import ir
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -52,10 +54,10 @@ class PromptFile(pytest.File):
         from promptc.compiler import compile_file
 
         result = compile_file(self.path)
-        if not result.ok:
+        if not result.ok or result.program is None:
             yield CheckItem.from_parent(self, name="promptc check", diagnostics=result.diagnostics)
             return
-        self.program = result.program
+        self.program: ir.Program = result.program
         self._reports: dict[str, Any] = {}
         for task in self.program.tasks:
             suite = self.program.tests_for(task)
@@ -94,8 +96,12 @@ def item_name(kind: str, name: str) -> str:
 class TaskTests(pytest.Collector):
     """The declared tests of one task: a case, a property or a dataset per item."""
 
+    @property
+    def file(self) -> PromptFile:
+        return cast(PromptFile, self.parent)
+
     def collect(self):
-        suite = self.parent.program.tests_for(self.name)
+        suite = self.file.program.tests_for(self.name)
         for c in suite.cases:
             yield PromptItem.from_parent(self, name=item_name("case", c.name), task=self.name, test=c.name,
                                          origin=c.origin)
@@ -121,7 +127,7 @@ class PromptItem(pytest.Item):
     def runtest(self) -> None:
         from promptc.testing.report import _result_lines
 
-        report = self.parent.parent.report_for(self.task)
+        report = cast(TaskTests, self.parent).file.report_for(self.task)
         result = next(r for r in report.results if r.name == self.test)
         if result.status == "skipped":
             pytest.skip(result.reason)

@@ -331,8 +331,8 @@ class Evaluator:
             results = run_requests(self.subject.backend, self.subject.requests(ins), ins, self.subject.decoding,
                                    self.cache, sample)
             self.requests += len(results)
-            for k, r in zip(pending, results):
-                self.memo[(k, sample)] = r
+            for text_key, r in zip(pending, results):
+                self.memo[(text_key, sample)] = r
         return [self.memo[k] for k in keys]
 
 
@@ -474,12 +474,12 @@ def run_suite(program: ir.Program, task: ir.Task, subject: Subject, *, repeat: i
                     warnings=warnings, run={"repeat": repeat, "seed": seed, "min_pass": min_pass,
                                             "temperature": subject.decoding.temperature})
     for r in ev.memo.values():
-        g = r.generation
+        gen = r.generation
         report.requests += 1
-        report.cached += g.cached
-        report.prompt_tokens += g.prompt_tokens
-        report.completion_tokens += g.completion_tokens
-        report.model_seconds += g.seconds
+        report.cached += gen.cached
+        report.prompt_tokens += gen.prompt_tokens
+        report.completion_tokens += gen.completion_tokens
+        report.model_seconds += gen.seconds
     return report
 
 
