@@ -1,15 +1,15 @@
 """Test-suite speed, in one run:
 
-1. the full suite of programs/triage.prompt on tiny-causal, cold then warm (cached): `promptc test` in fresh
-   processes and `run_suite` in one process (target: warm at least 20x faster);
-2. a 10,000-case dataset suite served from the cache (target: under 2 s), against the same suite cold on an
+1. a 10,000-case dataset suite served from the cache (target: under 2 s), against the same suite cold on an
    in-process model that answers instantly (so the cold time is promptc's own overhead plus the cache writes);
-3. the statistics of a 10,000-case report: metrics, intervals and a paired comparison (target: under 100 ms);
-4. the runner against a local fake OpenAI-style HTTP server with a fixed latency, at concurrency 32 (target:
+2. the statistics of a 10,000-case report: metrics, intervals and a paired comparison (target: under 100 ms);
+3. the runner against a local fake OpenAI-style HTTP server with a fixed latency, at concurrency 32 (target:
    at least 90% of the throughput the latency allows, concurrency / latency), next to concurrency 1; at
-   500 ms (a hosted model) and at 100 ms (a fast local server, where a busy 2-core machine is CPU-bound).
+   500 ms (a hosted model) and at 100 ms (a fast local server, where a busy 2-core machine is CPU-bound);
+4. the full suite of programs/triage.prompt on tiny-causal, cold then warm (cached): `promptc test` in fresh
+   processes and `run_suite` in one process (target: warm at least 20x faster).
 
-Run: python bench/testing.py [--quick]   (--quick skips part 1, which loads torch and tiny-causal)
+Run: python bench/testing.py [--quick]   (--quick skips part 4, which loads torch and tiny-causal)
 """
 
 from __future__ import annotations
@@ -282,12 +282,12 @@ def main() -> None:
     load1 = os.getloadavg()[0]
     print(f"load average {load1:.2f} on {os.cpu_count()} cores" +
           ("  (high: other work competes for the CPU; timings are pessimistic)" if load1 > (os.cpu_count() or 1) else ""))
-    if "--quick" not in sys.argv:
-        triage()
     report = dataset()
     statistics(report)
     throughput(0.5, rounds=20, baseline_requests=6)  # a realistic hosted-model latency
     throughput(0.1, rounds=20)  # a fast local server: CPU-bound on a busy 2-core machine
+    if "--quick" not in sys.argv:
+        triage()  # last: it loads torch and tiny-causal into this process
 
 
 if __name__ == "__main__":
