@@ -89,7 +89,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"promptc: warning: serving on {args.host} without authentication; anyone who can reach it can "
               "use it (set --api-key-env VAR)", file=sys.stderr)
     for name, v, lo in (("--max-batch", args.max_batch, 1), ("--max-body", args.max_body, 1024),
-                        ("--request-timeout", args.request_timeout, 0.001)):
+                        ("--request-timeout", args.request_timeout, 0.001), ("--body-timeout", args.body_timeout, 0.001)):
         if v < lo:
             raise UsageError(f"{name} must be at least {lo}")
     programs: dict[str, Any] = {}
@@ -119,7 +119,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         (text_artifacts if m.get("kind") == "text" else tuned).append((d, match[0]))
     reg = build_registry(model=args.model, targets=targets, text_artifacts=text_artifacts, tuned=tuned,
                          window=args.batch_window_ms / 1000.0, max_batch=args.max_batch)
-    opts = ServeOptions(max_body=args.max_body, request_timeout=args.request_timeout, api_key=key)
+    opts = ServeOptions(max_body=args.max_body, request_timeout=args.request_timeout, api_key=key,
+                        body_timeout=args.body_timeout)
 
     def announce(url: str) -> None:
         print(f"serving {', '.join(reg.subjects)} at {url} (OpenAI Chat Completions; typed tasks at "
@@ -179,6 +180,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                     help="largest request body; bigger ones get 413 unread (default 2 MiB)")
     sv.add_argument("--request-timeout", type=float, default=120.0, metavar="S",
                     help="seconds a request may take (default 120)")
+    sv.add_argument("--body-timeout", type=float, default=30.0, metavar="S",
+                    help="seconds to receive a request body; a client that stalls mid-body gets 408 (default 30)")
     sv.set_defaults(func=cmd_serve)
 
     ex = sub.add_parser("export", help="export a tuned artifact as a plain peft adapter or for vLLM",

@@ -33,6 +33,7 @@ class ServeOptions:
     default_max_tokens: int = 256
     max_n: int = 8
     request_timeout: float = 120.0  # seconds from arrival to answer
+    body_timeout: float = 30.0  # seconds to receive the whole body (a client that stalls mid-body gets 408)
     max_pending: int = 1024  # requests waiting or running; more get 429
     api_key: str | None = None  # bearer token required on /v1 and /metrics when set
 
@@ -63,6 +64,7 @@ def messages_to_prompt(messages: list[dict[str, str]]) -> str:
 
 # ------------------------------------------------------------------ request parsing
 ROLES = ("system", "developer", "user", "assistant", "tool")
+SMALL_INPUT = 16 << 10  # bytes of input JSON validated on the event loop; bigger inputs go to a thread
 
 
 def _reject_constant(name: str) -> Any:
@@ -238,6 +240,18 @@ def create_app(reg: Registry, opts: ServeOptions | None = None) -> Any:
     async def _api_error(request, exc: APIError):
         return error_response(exc)
 
+    from fastapi.exceptions import RequestValidationError
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request, exc: RequestValidationError):
+        errs = exc.errors()
+        first = errs[0] if errs else {}
+        where = ".".join(str(x) for x in first.get("loc", ()) if x not in ("body", "query"))
+        return error_response(APIError(422, f"{where}: {first.get('msg', 'invalid')}", param=where or None,
+                                       code="invalid_input",
+                                       extra={"detail": [{"loc": list(e.get("loc", ())), "msg": e.get("msg"),
+                                                          "type": e.get("type")} for e in errs]}))
+
     @app.exception_handler(404)
     async def _not_found(request, exc):
         return error_response(APIError(404, f"no route {request.url.path}", type="not_found_error"))
@@ -301,13 +315,22 @@ def create_app(reg: Registry, opts: ServeOptions | None = None) -> Any:
     app.add_middleware(Guard)
 
     async def read_body(request: HTTPRequest) -> bytes:
-        """The body, refusing it (413) as soon as it passes the limit (chunked bodies have no length)."""
+        """The body, refusing it (413) as soon as it passes the limit (chunked bodies have no length), and
+        giving up (408) on a client that stops sending mid-body."""
         buf = bytearray()
-        async for chunk in request.stream():
-            buf.extend(chunk)
-            if len(buf) > opts.max_body:
-                raise APIError(413, f"the request body is over the limit of {opts.max_body} bytes",
-                               code="body_too_large", headers={"Connection": "close"})
+
+        async def read() -> None:
+            async for chunk in request.stream():
+                buf.extend(chunk)
+                if len(buf) > opts.max_body:
+                    raise APIError(413, f"the request body is over the limit of {opts.max_body} bytes",
+                                   code="body_too_large", headers={"Connection": "close"})
+
+        try:
+            await asyncio.wait_for(read(), opts.body_timeout)
+        except TimeoutError:
+            raise APIError(408, f"the request body did not arrive within {opts.body_timeout:g} s",
+                           code="body_timeout", headers={"Connection": "close"}) from None
         return bytes(buf)
 
     def subject(name: str, param: str = "model") -> Served:
@@ -385,7 +408,7 @@ def create_app(reg: Registry, opts: ServeOptions | None = None) -> Any:
                        top_p=top_p, seed=seed)
 
     async def run_task(request: HTTPRequest, s: Served, inputs: Any, dec: Decoding, n: int, t0: float,
-                       param: str) -> list[tuple[Generation, Any]]:
+                       param: str, size: int) -> list[tuple[Generation, Any]]:
         from dataclasses import replace
 
         from promptc.errors import InputError
@@ -396,14 +419,14 @@ def create_app(reg: Registry, opts: ServeOptions | None = None) -> Any:
             raise APIError(422, "the task input must be a JSON object with one entry per task input",
                            param=param, code="invalid_input")
         try:
-            (req,) = await asyncio.to_thread(s.build, [inputs])
+            # validating and rendering a small input costs less than a hop to a worker thread
+            (req,) = s.build([inputs]) if size < SMALL_INPUT else await asyncio.to_thread(s.build, [inputs])
         except InputError as e:
             raise _input_error(e, param) from None
-        if s.family != "classifier":
-            text = s.backend.prompt_text(req) if hasattr(s.backend, "prompt_text") and s.kind != "artifact" \
-                else req.prompt
-            special = not (s.kind != "artifact" and s.templated())
-            await check_length(s, text, dec.max_new_tokens, special)
+        if s.family != "classifier" and hasattr(s.backend, "prompt_text"):
+            # the backend's own final text (its chat template, if it uses one), off the event loop
+            text = await asyncio.to_thread(s.backend.prompt_text, req)
+            await check_length(s, text, dec.max_new_tokens, not s.templated())
         futures = []
         for i in range(n if dec.temperature > 0 else 1):
             d = dec if i == 0 else replace(dec, seed=dec.seed + i)
@@ -463,7 +486,7 @@ def create_app(reg: Registry, opts: ServeOptions | None = None) -> Any:
             raise APIError(400, f"'{s.id}' runs a task: send its input as the last user message", param="messages")
         inputs = _task_input(s.task, last["content"])  # type: ignore[arg-type]
         dec = task_decoding(s, p.max_tokens, p.temperature, p.top_p, p.seed)
-        res = await run_task(request, s, inputs, dec, p.n, t0, "messages")
+        res = await run_task(request, s, inputs, dec, p.n, t0, "messages", len(last["content"]))
         json_mode = p.response_format is not None
         out = []
         for g, parsed in res:
@@ -486,11 +509,11 @@ def create_app(reg: Registry, opts: ServeOptions | None = None) -> Any:
         m_tokens.labels("completion").inc(ct)
         usage = {"prompt_tokens": pt, "completion_tokens": ct, "total_tokens": pt + ct}
         if not p.stream:
-            return {"id": cid, "object": "chat.completion", "created": created, "model": s.id,
+            return JSONResponse({"id": cid, "object": "chat.completion", "created": created, "model": s.id,
                     "choices": [{"index": i, "finish_reason": f, "logprobs": None,
                                  "message": {"role": "assistant", "content": text, "refusal": None}}
                                 for i, (text, f, _) in enumerate(results)],
-                    "usage": usage, "system_fingerprint": None}
+                    "usage": usage, "system_fingerprint": None})
 
         def chunk(choices: list[dict[str, Any]], with_usage: bool = False) -> str:
             obj: dict[str, Any] = {"id": cid, "object": "chat.completion.chunk", "created": created,
@@ -527,10 +550,11 @@ def create_app(reg: Registry, opts: ServeOptions | None = None) -> Any:
 
         async def run(request: HTTPRequest, max_tokens: int | None = None):
             t0 = time.perf_counter()
-            inputs = parse_json_body(await read_body(request))
+            raw = await read_body(request)
+            inputs = parse_json_body(raw)
             if max_tokens is not None and not 1 <= max_tokens <= opts.max_tokens_limit:
                 raise APIError(422, f"max_tokens must be between 1 and {opts.max_tokens_limit}", param="max_tokens")
-            ((g, parsed),) = await run_task(request, s, inputs, task_decoding(s, max_tokens), 1, t0, "body")
+            ((g, parsed),) = await run_task(request, s, inputs, task_decoding(s, max_tokens), 1, t0, "body", len(raw))
             m_tokens.labels("prompt").inc(g.prompt_tokens)
             m_tokens.labels("completion").inc(g.completion_tokens)
             usage = {"prompt_tokens": g.prompt_tokens, "completion_tokens": g.completion_tokens,
@@ -539,8 +563,8 @@ def create_app(reg: Registry, opts: ServeOptions | None = None) -> Any:
                 raise APIError(502, f"the model's output is not a valid {s.task.name} output: {parsed.error}",
                                type="model_output_error", code=parsed.kind,
                                extra={"raw": parsed.raw, "finish_reason": g.finish_reason, "usage": usage})
-            return {"model": s.id, "output": parsed.value, "finish_reason": g.finish_reason or "stop",
-                    "usage": usage}
+            return JSONResponse({"model": s.id, "output": parsed.value, "finish_reason": g.finish_reason or "stop",
+                                 "usage": usage})  # a JSONResponse skips FastAPI's re-encoding of the dict
 
         app.add_api_route(
             f"/v1/tasks/{s.id}", run, methods=["POST"], name=f"task {s.id}",

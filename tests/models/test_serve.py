@@ -72,7 +72,7 @@ def server(tmp_path_factory):
     reg = build_registry(model="tiny-causal", targets=[(prog, "tag_text"), (prog, "reply_text")],
                          text_artifacts=[(str(art), prog)], max_batch=32)
     # the artifact is a second subject of the same target: named after its directory
-    with ServerThread(reg, opts=ServeOptions(max_body=1 << 20)) as srv:
+    with ServerThread(reg, opts=ServeOptions(max_body=1 << 20, body_timeout=1.0)) as srv:
         yield srv
 
 
@@ -224,6 +224,13 @@ def test_typed_endpoint_422_names_the_field(server, body, field):
     assert err["detail"] and err["detail"][0]["loc"][:2] == ["body", field]
 
 
+def test_typed_endpoint_bad_query_is_a_422_in_openai_shape(server):
+    r = httpx.post(f"{server.url}/tasks/tag_text@1.0.0?max_tokens=abc", json={"text": "x"}, timeout=30)
+    assert r.status_code == 422 and r.json()["error"]["param"] == "max_tokens"
+    r = httpx.post(f"{server.url}/tasks/tag_text@1.0.0?max_tokens=0", json={"text": "x"}, timeout=30)
+    assert r.status_code == 422 and r.json()["error"]["param"] == "max_tokens"
+
+
 def test_typed_endpoint_unknown_subject_and_non_object(server):
     r = httpx.post(f"{server.url}/tasks/nope@1", json={}, timeout=30)
     assert r.status_code == 404 and "tag_text@1.0.0" in r.json()["error"]["message"]
@@ -334,6 +341,21 @@ def test_oversized_bodies_get_413_before_they_are_read(server, client):
         assert r.status_code == 413
     assert rss_mb() < 2 * idle
     assert client.chat.completions.create(model=M, messages=U, max_tokens=2).choices
+
+
+def test_a_body_that_stops_arriving_gets_408_and_the_connection_is_closed(server):
+    import socket
+
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: 1000\r\n\r\n{\"model\": ")
+        reply = b""
+        while b"\r\n\r\n" not in reply:
+            data = sock.recv(4096)
+            if not data:
+                break
+            reply += data
+    assert reply.startswith(b"HTTP/1.1 408")
 
 
 def test_prompt_longer_than_the_context_is_a_400_naming_it(client):

@@ -1,0 +1,182 @@
+"""`promptc serve` under load, in one run against one server (a separate process):
+
+- requests/s and p50/p99 latency at concurrency 1, 8 and 32, for a MiniLM classifier artifact (typed
+  endpoint) and for tiny-causal (chat completions, 16 new tokens);
+- dynamic batching: requests/s at concurrency 32 over concurrency 1 on the classifier (target >= 4x);
+- the server's added latency: p50 at concurrency 1 over the same subject called in-process (target <= 1.2x).
+
+    .venv/bin/python bench/serve.py [--requests N]
+
+The classifier artifact is trained first (MiniLM, LoRA, one epoch: quality is not the point here).
+Both the server and the in-process baseline run torch on one thread (OMP_NUM_THREADS=1): on a shared
+2-core machine, OpenMP's spinning thread team made single calls 3-10x slower and far noisier than the
+thing being measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+PROGRAM = '''program benchserve "1.0.0"
+enum Queue { billing, bug, account, other }
+task route(text: str [max_len=400]) -> Queue {
+  prompt "Route: {{ text }}"
+  example "a" { input { text: "I was charged twice for March" } output billing }
+  example "b" { input { text: "the export button crashes the app" } output bug }
+  example "c" { input { text: "I cannot sign in to my account" } output account }
+  example "d" { input { text: "do you have an office in Berlin" } output other }
+  example "e" { input { text: "please refund my last invoice" } output billing }
+  example "f" { input { text: "the page shows an error 500" } output bug }
+  example "g" { input { text: "reset my password please" } output account }
+  example "h" { input { text: "what are your opening hours" } output other }
+}
+target tune route_cls for route { method = "lora", base = "minilm", epochs = 1, val_split = 0.0 }
+'''
+TEXTS = ["my card was charged twice this month and I want the money back",
+         "the app crashes whenever I open the settings page on my phone",
+         "I cannot log in since the password reset email never arrives",
+         "do you ship to Canada and how long does delivery take"]
+
+
+def pct(xs: list[float], p: float) -> float:
+    s = sorted(xs)
+    return s[min(len(s) - 1, int(round(p / 100 * (len(s) - 1))))]
+
+
+async def load(url: str, make_body, n: int, conc: int) -> tuple[float, list[float]]:
+    import httpx
+
+    lat: list[float] = []
+    sem = asyncio.Semaphore(conc)
+    async with httpx.AsyncClient(timeout=300, limits=httpx.Limits(max_connections=conc + 4)) as h:
+        async def one(i: int) -> None:
+            async with sem:
+                t0 = time.perf_counter()
+                r = await h.post(url, json=make_body(i))
+                lat.append(time.perf_counter() - t0)
+                assert r.status_code == 200, r.text[:300]
+
+        for i in range(min(conc, 4)):  # warm connections and caches
+            await one(i)
+        lat.clear()
+        t0 = time.perf_counter()
+        await asyncio.gather(*(one(i) for i in range(n)))
+        return n / (time.perf_counter() - t0), lat
+
+
+def free_port() -> int:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def main() -> None:
+    os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = "1"  # before torch is imported
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--requests", type=int, default=64, help="requests per concurrency level (default 64)")
+    args = ap.parse_args()
+    load1 = os.getloadavg()[0]
+    py = sys.executable
+    with tempfile.TemporaryDirectory() as tmp:
+        prog = Path(tmp) / "bench.prompt"
+        prog.write_text(PROGRAM)
+        art = Path(tmp) / "route_cls"
+        t0 = time.perf_counter()
+        subprocess.run([py, "-m", "promptc", "tune", str(prog), "--target", "route_cls", "-o", str(art), "--no-gate"],
+                       check=True, capture_output=True)
+        print(f"trained the classifier artifact in {time.perf_counter() - t0:.0f} s")
+
+        # in-process baselines, the same subjects, one request at a time
+        from promptc.compiler import compile_file
+        from promptc.execution import artifact_subject
+        from promptc.models import Decoding, load_backend
+
+        ir_prog = compile_file(prog).program
+        task = ir_prog.tasks["route"]
+        cls = artifact_subject(str(art), ir_prog, task)
+        tiny = load_backend("tiny-causal")
+        from promptc.serving.app import messages_to_prompt
+
+        def tiny_prompt(i: int) -> str:
+            return messages_to_prompt([{"role": "user", "content": TEXTS[i % 4]}])
+
+        dec = Decoding(max_new_tokens=16, constrained=False)
+        for i in range(4):
+            cls.run([{"text": TEXTS[i]}])
+            tiny.generate_text([tiny_prompt(i)], [None], dec)
+        inproc = {"classifier": [], "tiny-causal": []}
+        for i in range(args.requests // 2):
+            t = time.perf_counter()
+            cls.run([{"text": TEXTS[i % 4]}])
+            inproc["classifier"].append(time.perf_counter() - t)
+            t = time.perf_counter()
+            tiny.generate_text([tiny_prompt(i)], [None], dec)
+            inproc["tiny-causal"].append(time.perf_counter() - t)
+
+        # the model's own batching ceiling: items/s at batch 32 over batch 1, called directly
+        def items_per_s(bs: int) -> float:
+            reqs = cls.requests([{"text": TEXTS[i % 4]} for i in range(bs)])
+            t, n = time.perf_counter(), 0
+            while time.perf_counter() - t < 3:
+                cls.backend.generate(reqs, cls.decoding)
+                n += bs
+            return n / (time.perf_counter() - t)
+
+        ceiling = items_per_s(32) / items_per_s(1)
+
+        port = free_port()
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        server = subprocess.Popen([py, "-m", "promptc", "serve", "--model", "tiny-causal", "--program", str(prog),
+                                   "--artifact", str(art), "--port", str(port), "--max-batch", "32"],
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+        try:
+            line = server.stdout.readline()
+            if "serving" not in line:
+                raise SystemExit(f"server did not start: {line}{server.stdout.read()}")
+            base = f"http://127.0.0.1:{port}/v1"
+            subjects = {
+                "classifier": (f"{base}/tasks/route_cls@1.0.0", lambda i: {"text": TEXTS[i % 4]}),
+                "tiny-causal": (f"{base}/chat/completions",
+                                lambda i: {"model": "tiny-causal", "max_tokens": 16,
+                                           "messages": [{"role": "user", "content": TEXTS[i % 4]}]}),
+            }
+            rps: dict[tuple[str, int], float] = {}
+            p50: dict[tuple[str, int], float] = {}
+            print(f"\n{'subject':12} {'conc':>4} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8}")
+            for name, (url, body) in subjects.items():
+                for conc in (1, 8, 32):
+                    n = max(args.requests, conc * 4) if conc > 1 else args.requests // 2
+                    r, lat = asyncio.run(load(url, body, n, conc))
+                    rps[name, conc], p50[name, conc] = r, statistics.median(lat)
+                    print(f"{name:12} {conc:4d} {r:8.1f} {p50[name, conc] * 1000:8.1f} {pct(lat, 99) * 1000:8.1f}")
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+    print()
+    for name in ("classifier", "tiny-causal"):
+        base_p50 = statistics.median(inproc[name])
+        print(f"{name}: in-process p50 {base_p50 * 1000:.1f} ms; served p50 at c=1 {p50[name, 1] * 1000:.1f} ms "
+              f"-> added latency {p50[name, 1] / base_p50:.2f}x (target <= 1.2x)")
+        print(f"{name}: batching c=32 / c=1 requests/s = {rps[name, 32] / rps[name, 1]:.2f}x"
+              + (f" (target >= 4x; the model itself, called in-process, gives {ceiling:.2f}x at batch 32 "
+                 "over batch 1 on this machine now)" if name == "classifier" else ""))
+    load2 = os.getloadavg()[0]
+    print(f"\nload average {load1:.1f} -> {load2:.1f} on {os.cpu_count()} cores"
+          + ("  (busy machine: latencies are inflated)" if max(load1, load2) > (os.cpu_count() or 1) else ""))
+
+
+if __name__ == "__main__":
+    main()
