@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from promptc.testing.compare import _rate, summary_rows
+from promptc.testing.table import rate, summary_rows
 
 W, H, PAD = 560, 320, 56
 
@@ -90,10 +90,10 @@ def _matrices(subs: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 labels, matrix = c["confusion"]["labels"], c["confusion"]["matrix"]
                 recall = {x["label"]: x["recall"] for x in c["per_label"]}
                 rows = [{"label": lab, "index": i, "cells": matrix[i],
-                         "recall": _rate(recall.get(lab)) if lab in recall else "-"}
+                         "recall": rate(recall.get(lab)) if lab in recall else "-"}
                         for i, lab in enumerate(labels) if sum(matrix[i]) or lab in recall]
                 out.append({"label": s["label"], "dataset": ds, "field": fld, "labels": labels, "rows": rows,
-                            "accuracy": _rate(c["accuracy"]), "macro_f1": c["macro_f1"]})
+                            "accuracy": rate(c["accuracy"]), "macro_f1": c["macro_f1"]})
     return out
 
 
