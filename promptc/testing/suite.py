@@ -309,10 +309,16 @@ class Evaluator:
         self.memo: dict[tuple[str, int], Result] = {}
         self.progress = progress
         self.requests = 0
+        self._texts: dict[int, tuple[dict[str, Any], str]] = {}  # id -> (the inputs, kept alive; their key)
 
-    @staticmethod
-    def key(inputs: dict[str, Any], sample: int) -> tuple[str, int]:
-        return json.dumps(inputs, sort_keys=True, ensure_ascii=False, default=str), sample
+    def key(self, inputs: dict[str, Any], sample: int) -> tuple[str, int]:
+        """Equal inputs share a key however they are written; each inputs object is serialised once (a
+        10,000-row dataset is looked up twice per row)."""
+        seen = self._texts.get(id(inputs))
+        if seen is None or seen[0] is not inputs:
+            seen = self._texts[id(inputs)] = (inputs, json.dumps(inputs, sort_keys=True, ensure_ascii=False,
+                                                                 default=str))
+        return seen[1], sample
 
     def run(self, batch: list[tuple[dict[str, Any], int]]) -> list[Result]:
         from promptc.execution import run_requests
