@@ -562,3 +562,33 @@ def test_promptc_serve_command_binds_localhost_and_serves(tmp_path):
     finally:
         p.terminate()
         p.wait(timeout=30)
+
+
+def test_text_artifacts_carry_a_model_card_and_diff_by_option(tmp_path, capsys):
+    from promptc.cli import main
+    from promptc.errors import UsageError
+    from promptc.serving.export import export
+
+    prog_file = tmp_path / "toy.prompt"
+    prog_file.write_text(TOY)
+    prog_file2 = tmp_path / "toy2.prompt"
+    prog_file2.write_text(TOY.replace('target text tag_text for tag { format = "chat" }',
+                                      'target text tag_text for tag { format = "chat", shots = 2 }'))
+    assert main(["compile", str(prog_file), "--target", "tag_text", "-o", str(tmp_path / "out" / "a")]) == 0
+    assert main(["compile", str(prog_file2), "--target", "tag_text", "-o", str(tmp_path / "out" / "b")]) == 0
+    card = (tmp_path / "out" / "a" / "README.md").read_text()
+    assert "toy 1.0.0" in card and "`tag`" in card and "compiled text artifact" in card
+    manifest = json.loads((tmp_path / "out" / "a" / "manifest.json").read_text())
+    assert "README.md" in manifest["files"]  # the card is covered by the hashes
+    capsys.readouterr()
+    assert main(["artifacts", "list", str(tmp_path / "out")]) == 0
+    out = capsys.readouterr().out
+    assert out.count("tag_text@1.0.0") == 2 and "compiled" in out
+    assert main(["artifacts", "diff", str(tmp_path / "out" / "a"), str(tmp_path / "out" / "b")]) == 0
+    diff = capsys.readouterr().out
+    assert "target.options.shots: 0 -> 2" in diff and "~ messages.json" in diff
+    assert main(["artifacts", "show", str(tmp_path / "out" / "a"), "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["summary"]["kind"] == "text"
+    with pytest.raises(UsageError, match="already portable"):
+        export(tmp_path / "out" / "a", "peft", tmp_path / "x")
+    assert main(["artifacts", "list", str(tmp_path / "nope")]) == 2
