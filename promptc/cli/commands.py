@@ -275,8 +275,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
     models = args.model or [None]
     if len(set(models)) != len(models):
         raise UsageError("the same --model is given twice")
-    if args.training_price is not None and args.training_price < 0:
-        raise UsageError("--training-price must be 0 or more")
+    for flag, value in (("--training-price", args.training_price), ("--training-cost", args.training_cost)):
+        if value is not None and value < 0:
+            raise UsageError(f"{flag} must be 0 or more")
     prices = load_price_table(getattr(args, "prices", None))  # --prices: the openai: backend options
     subjects, labels, training = [], [], []
     for spec in args.subjects:
@@ -293,7 +294,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
             training.append(artifact_training(spec) if tuned else {})
     reports = [run_tests(args, prog, task, s) for s in subjects]
     out = compare(reports, args.format, labels=labels, training=training, prices=prices,
-                  training_price=args.training_price, seed=args.seed)
+                  training_price=args.training_price, seed=args.seed, training_cost=args.training_cost)
     if args.output:
         Path(args.output).write_text(out + "\n", encoding="utf-8")
         print(f"promptc: wrote {args.output}", file=sys.stderr)
@@ -559,6 +560,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     cp.add_argument("-o", "--output", metavar="FILE", help="write the comparison to FILE")
     cp.add_argument("--training-price", type=float, metavar="USD_PER_HOUR",
                     help="what an hour of training costs, for an artifact's training cost and break-even point")
+    cp.add_argument("--training-cost", type=float, metavar="USD",
+                    help="what training each artifact cost, when its manifest records no training time")
     decoding_args(cp)
     cp.set_defaults(func=cmd_compare)
 

@@ -57,8 +57,8 @@ def usd_per_request(usage: dict[str, Any], price: dict[str, float] | None) -> fl
 def break_even(training_usd: float | None, text_usd: float | None, artifact_usd: float | None) -> dict[str, Any]:
     """Requests after which an artifact (training paid once, cheaper requests) costs less than a text prompt."""
     if training_usd is None:
-        return {"requests": None, "note": "training cost unknown (give --training-price USD/hour; the artifact "
-                                          "must record its training time)"}
+        return {"requests": None, "note": "training cost unknown: give --training-cost USD (or --training-price "
+                                          "USD/hour for an artifact that records its training time)"}
     if text_usd is None or artifact_usd is None:
         return {"requests": None, "note": "no price for one of the models (give --prices FILE.json)"}
     saving = text_usd - artifact_usd
@@ -84,8 +84,10 @@ def artifact_training(directory: str) -> dict[str, Any]:
 
 # ------------------------------------------------------------------ the comparison as data
 def comparison(subjects: list[Subject], prices: dict[str, dict[str, float]] | None = None,
-               training_price: float | None = None, seed: int = 0) -> dict[str, Any]:
-    """Everything the text, JSON and HTML forms show, as one JSON-able dict."""
+               training_price: float | None = None, seed: int = 0,
+               training_cost: float | None = None) -> dict[str, Any]:
+    """Everything the text, JSON and HTML forms show, as one JSON-able dict. An artifact's training cost is
+    its recorded training time at `training_price` USD per hour, else `training_cost` USD when given."""
     prices = prices or {}
     rows = []
     for s in subjects:
@@ -96,7 +98,8 @@ def comparison(subjects: list[Subject], prices: dict[str, dict[str, float]] | No
         train = dict(s.training)
         if train:
             secs = train.get("seconds")
-            train["usd"] = None if secs is None or training_price is None else secs / 3600 * training_price
+            train["usd"] = secs / 3600 * training_price if secs is not None and training_price is not None \
+                else training_cost
         rob = r.robustness()
         rows.append({
             "label": s.label, "kind": r.subject.get("kind"), "name": r.subject.get("name"),
@@ -181,12 +184,12 @@ def to_text(data: dict[str, Any]) -> str:
 
 def compare(reports: list[Report], fmt: str = "text", *, labels: list[str] | None = None,
             training: list[dict[str, Any]] | None = None, prices: dict[str, dict[str, float]] | None = None,
-            training_price: float | None = None, seed: int = 0) -> str:
+            training_price: float | None = None, seed: int = 0, training_cost: float | None = None) -> str:
     """The comparison of `reports` (one per subject, same task) as text, json or html."""
     labels = labels or [r.subject["name"] for r in reports]
     training = training or [{} for _ in reports]
     data = comparison([Subject(lab, r, t) for lab, r, t in zip(labels, reports, training)], prices, training_price,
-                      seed)
+                      seed, training_cost)
     if fmt == "json":
         return json.dumps(data, indent=2, ensure_ascii=False)
     if fmt == "html":

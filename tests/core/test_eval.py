@@ -353,3 +353,30 @@ def test_hypothesis_files_live_under_promptc(tmp_path, monkeypatch):
     assert not (tmp_path / ".hypothesis").exists()
     assert (tmp_path / ".promptc" / "hypothesis").is_dir()
     assert configuration.storage_directory(intent_to_write=False).home_directory == before  # restored
+
+
+def test_break_even_of_an_artifact_against_a_text_target():
+    from promptc.testing.suite import Report
+
+    def report(name, kind, model, tokens):
+        r = Report("p", "t", {"kind": kind, "name": name, "model": model, "trainable_parameters": 4612}, [])
+        r.requests, r.prompt_tokens, r.completion_tokens, r.model_seconds = 10, tokens * 10, 20, 1.0
+        return r
+
+    text = report("route_text", "target", "big", 1000)
+    art = report("out/route_soft", "artifact", "small", 100)
+    prices = {"big": {"input": 2.0, "output": 0.0}, "small": {"input": 1.0, "output": 0.0}}
+    data = comparison([Subject("route_text", text), Subject("soft", art, {"seconds": 1800, "device": "cpu",
+                                                                         "trainable_parameters": 4612})],
+                      prices, training_price=0.5)
+    soft = data["subjects"][1]
+    # text: 1000 tokens x $2/M = $0.002 a request; artifact: 100 x $1/M = $0.0001; training 0.5 h x $0.5 = $0.25
+    assert soft["training"]["usd"] == pytest.approx(0.25)
+    assert soft["break_even"] == {"against": "route_text", "requests": 132,
+                                  "note": "saves $0.001900 per request; training cost $0.2500"}
+    unknown = comparison([Subject("t", text), Subject("a", art, {"seconds": None, "device": "cpu"})], prices,
+                         training_cost=1.9)
+    assert unknown["subjects"][1]["break_even"]["requests"] == 1000
+    out = compare([text, art], labels=["t", "a"], training=[{}, {"seconds": 1800, "device": "cpu"}], prices=prices,
+                  training_price=0.5)
+    assert "break-even (requests)" in out and "132" in out and "30 min" not in out and "1800 s" in out
