@@ -393,11 +393,16 @@ def create_app(reg: Registry, opts: ServeOptions | None = None) -> Any:
     async def check_length(s: Served, text: str, max_tokens: int, special: bool) -> int:
         if s.counter is None:
             return 0
+        ctx = s.counter.context
+        allows = f"with max_tokens={max_tokens} the model's context of {ctx} allows {max(0, ctx - max_tokens)}"
+        floor = s.counter.at_least(text)
+        if floor + max_tokens > ctx:  # refused without spending time tokenising it
+            raise APIError(400, f"the prompt is at least {floor} tokens; {allows}", param="messages",
+                           code="context_length_exceeded")
         n = await asyncio.to_thread(s.counter.count, text, special)  # off the loop and off the engine
-        if n + max_tokens > s.counter.context:
-            raise APIError(400, f"the prompt is {n} tokens; with max_tokens={max_tokens} the model's context of "
-                                f"{s.counter.context} allows {max(0, s.counter.context - max_tokens)}",
-                           param="messages", code="context_length_exceeded")
+        if n + max_tokens > ctx:
+            raise APIError(400, f"the prompt is {n} tokens; {allows}", param="messages",
+                           code="context_length_exceeded")
         return n
 
     def task_decoding(s: Served, max_tokens: int | None, temperature: float = 0.0, top_p: float = 1.0,

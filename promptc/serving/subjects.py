@@ -14,7 +14,7 @@ its own lock, never under the engine that runs the model.
 from __future__ import annotations
 
 import copy
-import threading
+import queue
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -30,17 +30,33 @@ MIXED_BATCH_METHODS = ("lora",)  # peft runs these with per-row `adapter_names` 
 
 
 class TokenCounter:
-    """Counts prompt tokens with a private copy of a tokenizer (fast tokenizers are not safe to share
-    across threads while another thread pads and truncates with them)."""
+    """Counts prompt tokens with private copies of a tokenizer (fast tokenizers are not safe to share
+    across threads while another thread pads and truncates with them), several, so that one long prompt
+    does not hold up the others. A prompt whose UTF-8 length divided by the longest token's is already
+    over the context is refused without tokenising it at all."""
 
-    def __init__(self, tokenizer: Any, context: int):
-        self.tokenizer = copy.deepcopy(tokenizer)
+    def __init__(self, tokenizer: Any, context: int, copies: int = 4):
+        self.tokenizer = copy.deepcopy(tokenizer)  # for chat templates (rendering only)
         self.context = context
-        self.lock = threading.Lock()
+        self.pool: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        for _ in range(copies):
+            self.pool.put(copy.deepcopy(tokenizer))
+        try:
+            vocab = tokenizer.get_vocab()
+            self.max_token_bytes = max(len(t.encode("utf-8")) for t in vocab) if vocab else 0
+        except Exception:  # noqa: BLE001 - no bound: every prompt is tokenised
+            self.max_token_bytes = 0
+
+    def at_least(self, text: str) -> int:
+        """A lower bound on the tokens of `text`, without tokenising it."""
+        return len(text.encode("utf-8")) // self.max_token_bytes if self.max_token_bytes else 0
 
     def count(self, text: str, special: bool = True) -> int:
-        with self.lock:
-            return len(self.tokenizer(text, add_special_tokens=special)["input_ids"])
+        tok = self.pool.get()
+        try:
+            return len(tok(text, add_special_tokens=special)["input_ids"])
+        finally:
+            self.pool.put(tok)
 
 
 @dataclass
