@@ -43,6 +43,9 @@ bench: $(STAMP)
 	$(BIN)/python bench/testing.py
 	$(BIN)/python bench/decode.py
 	$(BIN)/python bench/tune.py
+	$(BIN)/python bench/http_client.py
+	$(BIN)/python bench/repair.py
+	$(BIN)/python bench/serve.py
 
 clean:
 	rm -rf $(VENV) .promptc build *.egg-info
