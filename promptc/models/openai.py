@@ -360,10 +360,13 @@ class OpenAIBackend:
             schema, wrapped = structured_schema(request.output)
             body["response_format"] = {"type": "json_schema",
                                        "json_schema": {"name": "output", "strict": True, "schema": schema}}
-        # 3 characters a token under-counts no tokenizer in common use, so the estimate errs high
-        chars = sum(len(m.get("content") or "") for m in request.messages)
-        est_prompt = chars // 3 + 8 * len(request.messages)
-        worst = self.cost(est_prompt, decoding.max_new_tokens) or 0.0
+        # rate limits count ~3 characters a token (English averages ~4); the cost budget counts 2 UTF-8
+        # bytes a token, high for any script (CJK is ~3 bytes and 1-1.5 tokens a character), so a request
+        # is refused rather than allowed to overrun --max-cost
+        contents = [m.get("content") or "" for m in request.messages]
+        est_prompt = sum(len(c) for c in contents) // 3 + 8 * len(contents)
+        worst_prompt = sum(len(c.encode("utf-8")) for c in contents) // 2 + 8 * len(contents)
+        worst = self.cost(worst_prompt, decoding.max_new_tokens) or 0.0
         return _Job(request, body, est_prompt + decoding.max_new_tokens, worst, wrapped)
 
     async def _generate_all(self, jobs: list[_Job]) -> None:
