@@ -269,12 +269,14 @@ def _int(text: str) -> int:
 
 
 def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in pairs:
-        if k in out:
-            raise _LineProblem(f"duplicate key '{clip(k)}'", needle=json.dumps(k, ensure_ascii=False),
-                               hint="JSON parsers disagree on which value wins; give each key once")
-        out[k] = v
+    out = dict(pairs)  # in C; only a duplicate needs the slow look
+    if len(out) != len(pairs):
+        seen: set[str] = set()
+        for k, _ in pairs:
+            if k in seen:
+                raise _LineProblem(f"duplicate key '{clip(k)}'", needle=json.dumps(k, ensure_ascii=False),
+                                   hint="JSON parsers disagree on which value wins; give each key once")
+            seen.add(k)
     return out
 
 
@@ -282,40 +284,64 @@ _DECODER = json.JSONDecoder(object_pairs_hook=_pairs, parse_constant=_no_constan
                             parse_int=_int)
 
 
-def _depth_and_surrogates(value: Any, check_surrogates: bool) -> None:
+_INF = float("inf")
+
+
+def _walk(value: Any, check_surrogates: bool) -> int:
+    """Checks what the fast decoder lets through (depth, infinite floats, huge integers, lone
+    surrogates) and returns the number of object keys, to compare with the keys in the text."""
+    keys = 0
     stack = [(value, 1)]
     while stack:
         v, d = stack.pop()
-        if d > MAX_JSON_DEPTH:
-            raise _LineProblem(f"JSON nested more than {MAX_JSON_DEPTH} levels deep",
-                               hint="examples are records of the task's types; flatten the data")
         if isinstance(v, dict):
+            if d > MAX_JSON_DEPTH:
+                raise _LineProblem(f"JSON nested more than {MAX_JSON_DEPTH} levels deep",
+                                   hint="examples are records of the task's types; flatten the data")
+            keys += len(v)
             for k, x in v.items():
                 if check_surrogates and first_surrogate(k) >= 0:
                     raise _LineProblem("a key holds a lone surrogate escape (\\ud800-\\udfff)",
                                        hint="surrogates come in pairs; write the character itself")
                 stack.append((x, d + 1))
         elif isinstance(v, list):
+            if d > MAX_JSON_DEPTH:
+                raise _LineProblem(f"JSON nested more than {MAX_JSON_DEPTH} levels deep",
+                                   hint="examples are records of the task's types; flatten the data")
             stack.extend((x, d + 1) for x in v)
-        elif check_surrogates and isinstance(v, str) and first_surrogate(v) >= 0:
-            raise _LineProblem("a string holds a lone surrogate escape (\\ud800-\\udfff)",
-                               hint="surrogates come in pairs; write the character itself")
+        elif isinstance(v, str):
+            if check_surrogates and first_surrogate(v) >= 0:
+                raise _LineProblem("a string holds a lone surrogate escape (\\ud800-\\udfff)",
+                                   hint="surrogates come in pairs; write the character itself")
+        elif isinstance(v, float):
+            if v in (_INF, -_INF):
+                raise _LineProblem("a number is out of range", hint="JSON numbers here must fit in a 64-bit float")
+        elif isinstance(v, int) and not isinstance(v, bool) and abs(v) >= 10 ** MAX_INT_DIGITS:
+            raise _LineProblem(f"an integer has more than {MAX_INT_DIGITS} digits",
+                               hint=f"integers have at most {MAX_INT_DIGITS} digits")
+    return keys
 
 
 def parse_json_line(text: str) -> Any:
-    """Strict JSON for one line; raises _LineProblem (see module doc) or json.JSONDecodeError."""
+    """Strict JSON for one line; raises _LineProblem (see module doc) or json.JSONDecodeError. One
+    reused decoder with hooks costs about as much as json.loads plus a walk of the value (measured);
+    the walk for depth and surrogates runs only on lines that could need it."""
+    value = _strict(text)
+    if text.count("[") + text.count("{") > MAX_JSON_DEPTH or ("\\u" in text and _SURROGATE_ESCAPE.search(text)):
+        _walk(value, True)
+    return value
+
+
+def _strict(text: str) -> Any:
     try:
-        value = _DECODER.decode(text)
+        return _DECODER.decode(text)
     except RecursionError:
         raise _LineProblem(f"JSON nested more than {MAX_JSON_DEPTH} levels deep",
                            hint="examples are records of the task's types; flatten the data") from None
     except ValueError as e:
-        if isinstance(e, json.JSONDecodeError):
+        if isinstance(e, (json.JSONDecodeError, _LineProblem)):
             raise
         raise _LineProblem(f"invalid JSON: {clip(str(e))}") from None
-    if text.count("[") + text.count("{") > MAX_JSON_DEPTH or "\\u" in text:
-        _depth_and_surrogates(value, bool(_SURROGATE_ESCAPE.search(text)))
-    return value
 
 
 def clip(text: str, n: int = 80) -> str:

@@ -443,6 +443,10 @@ class _ToAst(Transformer):
         root, *rest = children
         parts, spans = [], []
         for tok in rest:
+            if tok.type == "INT" and len(tok) > 18:  # an index is a 64-bit integer (and int() stops at 4,300 digits)
+                raise _ParseIssue(Diagnostic("error", codes.NUMBER_OUT_OF_RANGE,
+                                             f"index {_clip_number(tok)} is out of range", self._tok_span(tok),
+                                             hint="list indexes are 64-bit integers"))
             parts.append(int(tok) if tok.type == "INT" else str(tok))
             spans.append(self._tok_span(tok))
         return ast.Path(self._ident(root), tuple(parts), self._span(meta), tuple(spans))

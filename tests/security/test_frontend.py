@@ -32,6 +32,8 @@ CASES = {
                              "E106"),
     "a 5,000-digit integer": ('task t(x: str) -> int { prompt "{{ x }}"\n  example { input { x: "a" } output '
                               + "9" * 5000 + " } }", "E112"),
+    "a 5,000-digit path index": ('task t(x: list[str]) -> str { prompt "{{ x }}"\n  constraint c: x['
+                                 + "9" * 5000 + '] == "a" }', "E112"),
     "an integer over 64 bits": ('task t(x: str) -> int { prompt "{{ x }}"\n  example { input { x: "a" } output '
                                 "9223372036854775808 } }", "E112"),
     "a float literal that overflows": ('type T { a: float [le=1e999] }\ntask t(x: str) -> T { prompt "{{ x }}" }',
