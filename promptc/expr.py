@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextvars
 import re
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -84,7 +85,9 @@ def _compile(pattern: str, flags: str) -> re.Pattern:
         f = 0
         for ch in flags:
             f |= _FLAGS.get(ch, 0)
-        r = _RE_CACHE[key] = re.compile(pattern, f)
+        with warnings.catch_warnings():  # "possible set difference" and the like: not the user's concern
+            warnings.simplefilter("ignore", FutureWarning)
+            r = _RE_CACHE[key] = re.compile(pattern, f)
     return r
 
 
