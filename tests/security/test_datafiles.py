@@ -113,3 +113,23 @@ def test_a_huge_line_gives_a_bounded_diagnostic(tmp_path: Path, capsys):
     assert main(["check", "--format", "json", str(p)]) == 1
     out = capsys.readouterr()
     assert len(out.out) + len(out.err) < 5_000
+
+
+def test_extra_examples_use_the_same_reader(tmp_path: Path):
+    """--extra-examples: anywhere the user can read, but only a regular file within the size limit."""
+    from promptc.compiler import compile_text
+    from promptc.datafiles import using
+    from promptc.errors import InputError
+    from promptc.targets.tune.data import load_extra
+
+    prog = compile_text('task t(x: str) -> str { prompt "{{ x }}" }').program
+    task = prog.tasks["t"]
+    good = tmp_path / "elsewhere.jsonl"
+    good.write_text(GOOD + "\n", encoding="utf-8")
+    assert [e.input for e in load_extra(str(good), task)] == [{"x": "a"}]
+    fifo = tmp_path / "fifo.jsonl"
+    os.mkfifo(fifo)
+    with pytest.raises(InputError, match="FIFO"):
+        load_extra(str(fifo), task)
+    with using((), 10), pytest.raises(InputError, match="limit"):
+        load_extra(str(good), task)
