@@ -137,13 +137,23 @@ def _detectors() -> tuple:
     return tuple(cls() for kind, cls in sorted(get_mapping_from_secret_type_to_class().items()) if kind not in skip)
 
 
+# Every detect-secrets plugin needs a long token, a URL, or a keyword; other lines are skipped.
+_LONG_TOKEN = re.compile(r"[A-Za-z0-9_\-/+=.]{16}")
+_KEYWORDS = ("pass", "secret", "key", "token", "pwd", "auth", "api", "cred", "private", "bearer", "://")
+
+
+def _worth_a_look(line: str) -> bool:
+    low = line.lower()
+    return any(k in low for k in _KEYWORDS) or _LONG_TOKEN.search(line) is not None
+
+
 def _detect_secrets_hits(text: str) -> list[Secret]:
     out = []
     dets = _detectors()
     if not dets:
         return out
     for line in text.splitlines():
-        if len(line) < 8:
+        if len(line) < 8 or not _worth_a_look(line):
             continue
         for det in dets:
             try:
