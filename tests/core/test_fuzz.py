@@ -267,8 +267,7 @@ def _exercise(text: str, path: Path) -> str | None:
                     tp.render(ex.input, "plain")
                     tp.render(ex.input, "chat")
                 except InputError as e:
-                    if "refused an unsafe" in str(e) or "sandbox" in str(e):
-                        return f"render refused a checked template: {e}"
+                    return f"a checked program failed to render its own example: {e}"
         for target in prog.targets.values():
             if target.kind == "text":
                 try:
