@@ -22,7 +22,7 @@ from __future__ import annotations
 import functools
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -173,13 +173,30 @@ class Node:
     text: str = ""  # lit
     lo: int = 0  # str: min chars; list: min items
     hi: int = 0  # str: max chars; list: max items
-    rx: Any = None  # str: pattern matcher (or None); num: matcher
-    regex: str = ""  # num: the regex text; str: the pattern
-    options: tuple[str, ...] = ()  # alt: literal alternatives
+    regex: str = ""  # num: the regex text; str and raw: the pattern
+    options: tuple[str, ...] = ()  # alt: literal alternatives; num: more regexes to intersect with
     item: Node | None = None  # list item, opt inner
     fields: tuple[tuple[str, Node], ...] = ()
-    shortest: str = ""  # the shortest text of this node
-    name: str = field(default="")
+    # Built on first use, so compiling a grammar costs no more than its text: the tracker's matchers
+    # and shortest texts are only needed once a decode gets near its budget.
+    _rx: Any = None
+    _shortest: str | None = None
+
+    @property
+    def rx(self) -> Any:
+        """The matcher of a num, or of a str's or raw's pattern (None: no pattern, or not modelled)."""
+        if self._rx is None and self.regex:
+            m = _Rx.of(self.regex)
+            for more in self.options if self.kind == "num" else ():
+                m = _Rx.both(m, _Rx.of(more))
+            self._rx = m if m is not None else False
+        return self._rx or None
+
+    @property
+    def shortest(self) -> str:
+        if self._shortest is None:
+            self._shortest = _shortest(self)
+        return self._shortest
 
 
 def shape(t: ir.Type, caps: Caps) -> Node:
@@ -190,16 +207,12 @@ def shape(t: ir.Type, caps: Caps) -> Node:
     if isinstance(t, ir.StrT):
         hi = t.max_len if t.max_len is not None else max(caps.max_str_len, t.min_len or 0)
         pat = t.pattern if t.pattern is not None and not engine_unsupported(t.pattern) else None
-        return _fin(Node("str", lo=t.min_len or 0, hi=hi, regex=pat or "", rx=_Rx.of(pat) if pat else None))
+        return _fin(Node("str", lo=t.min_len or 0, hi=hi, regex=pat or ""))
     if isinstance(t, ir.IntT):
-        rx = int_regex(t.ge, t.le)
-        return _fin(Node("num", regex=rx, rx=_Rx.of(rx)))
+        return _fin(Node("num", regex=int_regex(t.ge, t.le)))
     if isinstance(t, ir.FloatT):
         rxs = float_regexes(t.ge, t.le)
-        matcher = _Rx.of(rxs[0])
-        for more in rxs[1:]:
-            matcher = _Rx.both(matcher, _Rx.of(more))
-        return _fin(Node("num", regex=rxs[0], rx=matcher, options=tuple(rxs[1:])))
+        return _fin(Node("num", regex=rxs[0], options=tuple(rxs[1:])))
     if isinstance(t, ir.BoolT):
         return _fin(Node("alt", options=("true", "false")))
     if isinstance(t, ir.EnumT):
@@ -213,7 +226,6 @@ def shape(t: ir.Type, caps: Caps) -> Node:
 
 
 def _fin(n: Node) -> Node:
-    n.shortest = _shortest(n)
     return n
 
 
@@ -241,12 +253,12 @@ def raw_pattern(pattern: str, lo: int, hi: int | None, null_ok: bool) -> Node | 
     rx = _Rx.of(pattern)
     if rx is None:
         return None
-    n = Node("raw", lo=lo, hi=hi if hi is not None else 1 << 30, rx=rx, regex=pattern,
-             options=("null",) if null_ok else ())
+    n = Node("raw", lo=lo, hi=hi if hi is not None else 1 << 30, regex=pattern,
+             options=("null",) if null_ok else (), _rx=rx)
     body = rx.complete(rx.start(), lo)
     if body is None:
         return None
-    n.shortest = min([body, *n.options], key=len)
+    n._shortest = min([body, *n.options], key=len)
     return n
 
 
@@ -274,7 +286,11 @@ def _lark_str(s: str) -> str:
 
 def lark_grammar(t: ir.Type, caps: Caps) -> str:
     """The llguidance (Lark) grammar of an output type's bounded JSON."""
-    root = shape(t, caps)
+    return lark_from_shape(shape(t, caps))
+
+
+def lark_from_shape(root: Node) -> str:
+    """The llguidance (Lark) grammar of a shape."""
     rules: list[str] = []
     counter = [0]
 

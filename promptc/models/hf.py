@@ -25,7 +25,7 @@ from promptc.models.grammar import (
     GRAMMAR_VERSION,
     Caps,
     Tracker,
-    lark_grammar,
+    lark_from_shape,
     max_growth,
     raw_choice,
     raw_pattern,
@@ -82,7 +82,8 @@ def constraint_for(t: ir.Type, caps: Caps | None = None) -> Constraint | None:
         members = (*base.members, "null") if optional else base.members
         return Constraint(LLMatcher.grammar_from_regex(f"(?:null|{rx})" if optional else f"(?:{rx})"),
                           raw_choice(members))
-    return Constraint(LLMatcher.grammar_from_lark(lark_grammar(t, caps)), shape(t, caps))
+    root = shape(t, caps)
+    return Constraint(LLMatcher.grammar_from_lark(lark_from_shape(root)), root)
 
 
 def _slash(rx: str) -> str:
@@ -255,13 +256,17 @@ class HFBackend:
     The model loads on the first cache miss, so a fully cached run never imports torch."""
 
     def __init__(self, spec: str, *, model=None, tokenizer=None, identity: str | None = None,
-                 batch_size: int = 16, use_cache: bool = True, use_chat_template: bool = True):
+                 batch_size: int = 16, use_cache: bool = True, use_chat_template: bool = True,
+                 device: str = "auto", dtype: str = "auto"):
         self.spec = spec
+        self.device, self.dtype = device, dtype  # promptc.models.device: where and in what precision to load
         self.batch_size = batch_size
         self.use_cache = use_cache
         self.use_chat_template = use_chat_template
         self._model, self._tokenizer = model, tokenizer
         self._identity = identity or (spec if model is not None else _identity(spec))
+        if dtype != "auto" and model is None:
+            self._identity += f";dtype={dtype}"  # half precision can change outputs: cache entries differ
         self._lltok = None
         import threading
 
@@ -270,7 +275,7 @@ class HFBackend:
     def _load(self) -> None:
         with self._load_lock:
             if self._model is None:
-                self._model, self._tokenizer, _ = _load(self.spec)
+                self._model, self._tokenizer, _ = _load(self.spec, self.device, self.dtype)
             tok = self._tokenizer
             if tok.pad_token_id is None:
                 tok.pad_token = tok.eos_token
@@ -370,8 +375,9 @@ class HFBackend:
         pad = tok.pad_token_id
         eos = tok.eos_token_id
         width = max(len(x) for x in ids)
-        input_ids = torch.tensor([[pad] * (width - len(x)) + x for x in ids], dtype=torch.long)
-        attn = torch.tensor([[0] * (width - len(x)) + [1] * len(x) for x in ids], dtype=torch.long)
+        dev = self.model.device
+        input_ids = torch.tensor([[pad] * (width - len(x)) + x for x in ids], dtype=torch.long, device=dev)
+        attn = torch.tensor([[0] * (width - len(x)) + [1] * len(x) for x in ids], dtype=torch.long, device=dev)
         processors = LogitsProcessorList()
         self.last_guide = None
         if any(g is not None for g in grammars):
@@ -409,7 +415,19 @@ class HFBackend:
         return gens
 
 
-def _load(spec: str):
+def _placement(device: str, dtype: str) -> tuple[str, dict[str, Any]]:
+    """(device, from_pretrained arguments): the dtype, and on CUDA device_map="auto", which puts a base
+    that does not fit on one GPU across the GPUs (and the CPU) instead of failing."""
+    from promptc.models.device import pick_device, pick_dtype, torch_dtype
+
+    dev = pick_device(device)
+    kw: dict[str, Any] = {"dtype": torch_dtype(pick_dtype(dtype, dev))}
+    if dev.startswith("cuda"):
+        kw["device_map"] = "auto" if dev == "cuda" else dev
+    return dev, kw
+
+
+def _load(spec: str, device: str = "auto", dtype: str = "auto"):
     """(model, tokenizer, identity) for `tiny-causal`, `hf:tiny-causal`, `hf:<dir>` or `hf:<hub id>`."""
     name = spec[3:] if spec.startswith("hf:") else spec
     if name == "tiny-causal":
@@ -425,16 +443,19 @@ def _load(spec: str):
     path = Path(name).expanduser()
     if not path.is_dir() and looks_like_path(name):
         raise ModelError(f"model directory not found: {name}")
+    dev, kw = _placement(device, dtype)
     try:
         if path.is_dir():
-            model = AutoModelForCausalLM.from_pretrained(str(path))
+            model = AutoModelForCausalLM.from_pretrained(str(path), **kw)
             tok = AutoTokenizer.from_pretrained(str(path))
             ident = _identity(spec)
         else:
-            model = AutoModelForCausalLM.from_pretrained(name)
+            model = AutoModelForCausalLM.from_pretrained(name, **kw)
             tok = AutoTokenizer.from_pretrained(name)
             ident = _identity(spec)
     except OSError as e:
         raise ModelError(f"cannot load model '{name}': {e}".split("\n")[0]) from None
+    if "device_map" not in kw and dev != "cpu":
+        model = model.to(dev)
     model.eval()
     return model, tok, ident
