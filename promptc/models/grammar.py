@@ -169,8 +169,7 @@ class Caps:
 
 @dataclass(eq=False)
 class Node:
-    kind: str  # lit | str | num | alt | list | record | opt
-    text: str = ""  # lit
+    kind: str  # str | num | alt | list | record | opt | raw
     lo: int = 0  # str: min chars; list: min items
     hi: int = 0  # str: max chars; list: max items
     regex: str = ""  # num: the regex text; str and raw: the pattern
@@ -203,35 +202,29 @@ def shape(t: ir.Type, caps: Caps) -> Node:
     """The bounded JSON language of `t` as a node tree."""
     if isinstance(t, ir.OptionalT):
         inner = shape(t.inner, caps)
-        return _fin(Node("opt", item=inner))
+        return Node("opt", item=inner)
     if isinstance(t, ir.StrT):
         hi = t.max_len if t.max_len is not None else max(caps.max_str_len, t.min_len or 0)
         pat = t.pattern if t.pattern is not None and not engine_unsupported(t.pattern) else None
-        return _fin(Node("str", lo=t.min_len or 0, hi=hi, regex=pat or ""))
+        return Node("str", lo=t.min_len or 0, hi=hi, regex=pat or "")
     if isinstance(t, ir.IntT):
-        return _fin(Node("num", regex=int_regex(t.ge, t.le)))
+        return Node("num", regex=int_regex(t.ge, t.le))
     if isinstance(t, ir.FloatT):
         rxs = float_regexes(t.ge, t.le)
-        return _fin(Node("num", regex=rxs[0], options=tuple(rxs[1:])))
+        return Node("num", regex=rxs[0], options=tuple(rxs[1:]))
     if isinstance(t, ir.BoolT):
-        return _fin(Node("alt", options=("true", "false")))
+        return Node("alt", options=("true", "false"))
     if isinstance(t, ir.EnumT):
-        return _fin(Node("alt", options=tuple(json.dumps(m) for m in t.members)))
+        return Node("alt", options=tuple(json.dumps(m) for m in t.members))
     if isinstance(t, ir.ListT):
         hi = t.max_len if t.max_len is not None else max(caps.max_items, t.min_len or 0)
-        return _fin(Node("list", lo=t.min_len or 0, hi=hi, item=shape(t.item, caps)))
+        return Node("list", lo=t.min_len or 0, hi=hi, item=shape(t.item, caps))
     if isinstance(t, ir.RecordT):
-        return _fin(Node("record", fields=tuple((k, shape(ft, caps)) for k, ft in t.fields)))
-    return _fin(Node("alt", options=("null",)))
-
-
-def _fin(n: Node) -> Node:
-    return n
+        return Node("record", fields=tuple((k, shape(ft, caps)) for k, ft in t.fields))
+    return Node("alt", options=("null",))
 
 
 def _shortest(n: Node) -> str:
-    if n.kind == "lit":
-        return n.text
     if n.kind == "str":
         if n.rx is not None:
             body = n.rx.complete(n.rx.start(), n.lo)
@@ -264,7 +257,7 @@ def raw_pattern(pattern: str, lo: int, hi: int | None, null_ok: bool) -> Node | 
 
 def raw_choice(options: tuple[str, ...]) -> Node:
     """A raw-text choice (an enum output, read without quotes)."""
-    return _fin(Node("alt", options=tuple(options)))
+    return Node("alt", options=tuple(options))
 
 
 def max_growth(n: Node) -> int:
@@ -299,8 +292,6 @@ def lark_from_shape(root: Node) -> str:
         return f"{prefix}{counter[0]}"
 
     def emit(n: Node) -> str:
-        if n.kind == "lit":
-            return _lark_str(n.text)
         if n.kind == "alt":
             return "(" + " | ".join(_lark_str(o) for o in n.options) + ")"
         if n.kind == "str":

@@ -346,3 +346,62 @@ def test_run_details_reports_the_outcome_and_finish_reason(tmp_path, monkeypatch
     line = _json.loads(out.strip().splitlines()[0])
     assert code == 1 and line["outcome"] == "cutoff" and line["finish_reason"] == "length"
     assert "1 of 1 outputs failed: 1 cut off at the budget, 0 invalid" in err
+
+
+# ------------------------------------------------------------------ the tracker agrees with llguidance
+WALK_TYPES = [
+    RECORD,
+    ir.RecordT("Invoice", (("total", ir.FloatT()), ("tax", ir.FloatT(ge=0)), ("items", ir.ListT(ir.RecordT(
+        "Line", (("desc", ir.StrT()), ("qty", ir.IntT(ge=1)), ("price", ir.FloatT(ge=0, le=1e6)))))))),
+    ir.RecordT("Opt", (("email", ir.OptionalT(ir.StrT(max_len=10, pattern=r"[a-z]+@[a-z]+"))),
+                       ("note", ir.OptionalT(ir.StrT(max_len=5))), ("tags", ir.ListT(ir.StrT(max_len=4), max_len=2)))),
+    ir.ListT(ir.StrT(pattern=r"[A-Z]{3}-\d{2}"), 1, 3),
+    ir.ListT(ir.ListT(ir.OptionalT(ir.IntT(-5, 5)), 0, 2), 0, 3),
+]
+
+
+@pytest.mark.parametrize("t", WALK_TYPES, ids=str)
+def test_the_tracker_follows_the_grammar_and_its_completion_is_accepted(t):
+    """Random walks through the llguidance matcher (any allowed byte, then at a random point the
+    tracker's shortest completion, token by token): the tracker never disagrees with the grammar, every
+    completion token is allowed, and every value is valid."""
+    import codecs
+    import json as _json
+    import random
+
+    import llguidance.hf
+    from llguidance import LLMatcher
+
+    from promptc.models.grammar import Caps, Tracker, lark_grammar, shape
+    from promptc.models.tiny import tiny_tokenizer
+
+    tok = tiny_tokenizer()
+    ll = llguidance.hf.from_tokenizer(tok)
+    caps = Caps(max_str_len=20, max_items=4)
+    grammar = LLMatcher.grammar_from_lark(lark_grammar(t, caps))
+    root = shape(t, caps)
+    for trial in range(40):
+        rnd = random.Random(trial)
+        m, tr = LLMatcher(ll, grammar), Tracker(root)
+        dec = codecs.getincrementaldecoder("utf-8")()
+        text, close_at = "", rnd.randint(0, 120)
+        for step in range(1000):
+            mask = m.compute_bitmask()
+            allowed = [i for i in range(len(tok)) if mask[i // 8] >> (i % 8) & 1]
+            if step >= close_at and not dec.getstate()[0]:
+                ids = tok(tr.completion(), add_special_tokens=False)["input_ids"]
+                if not ids:
+                    assert m.is_accepting() and tok.eos_token_id in allowed
+                    break
+                assert ids[0] in allowed, (text, tr.completion())
+                tid = ids[0]
+            else:
+                tid = rnd.choice(allowed)
+                if tid == tok.eos_token_id:
+                    break
+            assert m.consume_token(tid)
+            piece = dec.decode(ll.decode_bytes([tid]))
+            text += piece
+            tr.feed(piece)
+            assert tr.ok, text
+        assert validate(t, _json.loads(text)) == [], text
