@@ -269,6 +269,16 @@ from a text target with prompt_variant / system_variant:
 
     prompt variant "terse" "Answer in one line: {{ q }}"
 """)
+FIELD_OF_NULLABLE: Final = _code("E314", "a template reads a field of a value that may be null",
+                                 "`{{ ticket.subject }}` with `ticket: Ticket?`", """
+A template reads a field (or an item) through an optional value (`T?`) without a guard. When the
+value is null the field does not exist, and rendering fails for an input the schema accepts. Guard
+the read, or give a fallback:
+
+    {% if ticket %}Subject: {{ ticket.subject }}{% endif %}
+    Subject: {{ ticket.subject if ticket else "(none)" }}
+    Subject: {{ ticket.subject | default("") }}
+""")
 EMPTY_ENUM: Final = _code("E313", "enum has no members", "`enum Tag { }`", """
 An enum must have at least one member; a field of an empty enum could hold no value.
 """)

@@ -134,10 +134,10 @@ def resolve(rel: str, program_dir: Path | None, pol: Policy | None = None) -> Pa
         except (OSError, RuntimeError):
             continue
     if not any(real == r or r in real.parents for r in real_roots):
-        shown = ", ".join(str(r) for r in real_roots)
+        extra = f" and {', '.join(str(r) for r in pol.roots)}" if pol.roots else ""
         raise DataFileError(E_REFUSED, f"examples file {rel} is outside the program's folder",
-                            f"data files are read only from {shown}; to allow another folder, pass "
-                            f"--data-root DIR (or set {ENV_ROOT})")
+                            f"data files are read only from the program's folder{extra}; to allow another "
+                            f"folder, pass --data-root DIR (or set {ENV_ROOT})")
     check_regular(real, rel)
     return real
 

@@ -505,19 +505,20 @@ _NESTING_HINTS = {
 
 
 def _too_deep(src: SourceFile, tree: Tree) -> Diagnostic | None:
-    stack = [(tree, 1)]
+    stack = [(tree, 1, "")]
     while stack:
-        node, depth = stack.pop()
+        node, depth, parent = stack.pop()
         if depth > MAX_NESTING:
             meta = node.meta
             start = getattr(meta, "start_pos", 0) if not getattr(meta, "empty", True) else 0
+            hint = _NESTING_HINTS.get(node.data) or _NESTING_HINTS.get(parent)
             return Diagnostic("error", codes.NESTED_TOO_DEEPLY,
                               f"nested more than {MAX_NESTING} levels deep", src.span(start, start + 1),
-                              hint=_NESTING_HINTS.get(node.data, "flatten it: promptc bounds nesting so "
-                                                                 "that every stage stays fast and safe"))
+                              hint=hint or "flatten it: promptc bounds nesting so that every stage stays fast "
+                                           "and safe")
         for child in node.children:
             if isinstance(child, Tree):
-                stack.append((child, depth + 1))
+                stack.append((child, depth + 1, node.data if node.data in _NESTING_HINTS else parent))
     return None
 
 

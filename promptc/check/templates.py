@@ -66,6 +66,19 @@ class _TemplateWalker:
         if isinstance(node, nodes.For):
             self._visit_for(node, scope, bound)
             return
+        if isinstance(node, (nodes.If, nodes.CondExpr)):
+            self._visit_guarded(node, scope, bound)
+            return
+        if isinstance(node, nodes.And):  # `x and x.name`: the right side runs only where x holds
+            self.visit(node.left, scope, bound)
+            self.visit(node.right, {**scope, **{_NARROWED + p: None for p in _not_null_paths(node.left)}}, bound)
+            return
+        if isinstance(node, nodes.Filter) and node.name in ("default", "d") and node.node is not None:
+            # `x.name | default('')` renders when x is null: the path may read through nulls
+            self.type_of(node.node, {**scope, _DEFAULTED: None}, bound, report=True)
+            for child in (*node.args, *(k.value for k in node.kwargs)):
+                self.visit(child, scope, bound)
+            return
         if isinstance(node, (nodes.Name, nodes.Getattr, nodes.Getitem)):
             self.type_of(node, scope, bound, report=True)
             if isinstance(node, nodes.Getitem):
@@ -87,6 +100,19 @@ class _TemplateWalker:
         self.visit(node.iter, scope, bound)
         item_t = None
         it = self.type_of(node.iter, scope, bound, report=False)
+        looped = node.iter
+        if isinstance(looped, nodes.Filter) and looped.name in ("default", "d") and looped.node is not None and \
+                not any(isinstance(a, nodes.Const) and a.value is True for a in (*looped.args[1:], *(
+                    k.value for k in looped.kwargs if k.key == "boolean"))):
+            looped = looped.node  # default() replaces undefined values, not null ones
+        path = _path_text(looped)
+        null_t = self.type_of(looped, scope, bound, report=False)
+        if isinstance(null_t, ir.OptionalT) and path is not None and _NARROWED + path not in scope:
+            it = null_t
+            self._err(codes.FIELD_OF_NULLABLE, f"'{path}' may be null ({it}), and a loop over null fails when "
+                      "the prompt is rendered", node.lineno, path.split(".")[-1].split("[")[0],
+                      hint=f"guard it: {{% if {path} %}}{{% for ... in {path} %}}...{{% endfor %}}{{% endif %}}, "
+                           f"or loop over a fallback: {path} or []")
         if it is not None:
             base = ir.strip_optional(it)
             item_t = base.item if isinstance(base, ir.ListT) else None
@@ -100,6 +126,25 @@ class _TemplateWalker:
             self.visit(child, inner, bound)
         if node.test is not None:
             self.visit(node.test, inner, bound)
+
+    def _visit_guarded(self, node, scope: dict[str, ir.Type | None], bound: set[str]) -> None:
+        """`{% if x %}...{% else %}...{% endif %}` and `a if x else b`: where the test holds, the paths it
+        tests are not null (E314 reports a field read through a value that may be null)."""
+        from jinja2 import nodes
+
+        self.visit(node.test, scope, bound)
+        inner = dict(scope)
+        for path in _not_null_paths(node.test):
+            inner[_NARROWED + path] = None
+        if isinstance(node, nodes.If):
+            for child in node.body:
+                self.visit(child, inner, bound)
+            for child in (*node.elif_, *node.else_):
+                self.visit(child, scope, bound)
+        else:
+            self.visit(node.expr1, inner, bound)
+            if node.expr2 is not None:
+                self.visit(node.expr2, scope, bound)
 
     def type_of(self, node, scope, bound, report: bool) -> ir.Type | None:
         """The IR type of a name/attribute chain, or None when it cannot be known statically."""
@@ -140,6 +185,14 @@ class _TemplateWalker:
         base_t = self.type_of(node.node, scope, bound, report)
         if base_t is None or key is None:
             return None
+        if isinstance(base_t, ir.OptionalT) and report and _DEFAULTED not in scope:
+            path = _path_text(node.node)
+            if path is not None and _NARROWED + path not in scope:
+                read = f"{path}.{key}" if isinstance(node, nodes.Getattr) else f"{path}[{key!r}]"
+                self._err(codes.FIELD_OF_NULLABLE, f"'{path}' may be null ({base_t}), so '{read}' may "
+                          "not exist when the prompt is rendered", node.lineno, str(key),
+                          hint=f"guard it: {{% if {path} %}}...{{% endif %}}, or give a fallback: "
+                               f"{{{{ {read} | default('') }}}}")
         base = ir.strip_optional(base_t)
         if isinstance(base, ir.RecordT) and isinstance(key, str):
             ft = base.field(key)
@@ -158,6 +211,57 @@ class _TemplateWalker:
 
     def _err(self, code: str, msg: str, lineno: int, needle: str, hint: str | None = None) -> None:
         self.cx.d.error(code, msg, template_span(self.lit, lineno, needle), hint=hint)
+
+
+_NARROWED = "\0not-null:"  # scope keys that no template name can clash with
+_DEFAULTED = "\0defaulted"
+
+
+def _path_text(node) -> str | None:
+    """`x.a[0].b` as text, or None for anything that is not a plain path."""
+    from jinja2 import nodes
+
+    parts: list[str] = []
+    while isinstance(node, (nodes.Getattr, nodes.Getitem)):
+        if isinstance(node, nodes.Getattr):
+            parts.append(f".{node.attr}")
+        elif isinstance(node.arg, nodes.Const):
+            parts.append(f"[{node.arg.value!r}]")
+        else:
+            return None
+        node = node.node
+    if not isinstance(node, nodes.Name):
+        return None
+    return node.name + "".join(reversed(parts))
+
+
+def _not_null_paths(test) -> list[str]:
+    """The paths a test proves not null where it holds: `x`, `x.a`, `x is not none`, `x is defined`,
+    `x and ...`, `x.a | length > 0` is not counted (it would fail on null anyway)."""
+    from jinja2 import nodes
+
+    if isinstance(test, nodes.And):
+        return _not_null_paths(test.left) + _not_null_paths(test.right)
+    if isinstance(test, nodes.Not) and isinstance(test.node, nodes.Test) and test.node.name == "none":
+        test = test.node.node
+    elif isinstance(test, nodes.Test) and test.name in ("defined", "string", "mapping", "sequence", "number",
+                                                        "integer", "float", "true", "iterable"):
+        test = test.node
+    elif isinstance(test, nodes.Compare) and len(test.ops) == 1 and test.ops[0].op == "ne" \
+            and isinstance(test.ops[0].expr, nodes.Const) and test.ops[0].expr.value is None:
+        test = test.expr
+    path = _path_text(test)
+    if path is None:
+        return []
+    out = [path]  # and every prefix: `x.a` being set means `x` is too
+    cut = len(path)
+    while True:
+        i = max(path.rfind(".", 0, cut), path.rfind("[", 0, cut))
+        if i <= 0:
+            break
+        out.append(path[:i])
+        cut = i
+    return out
 
 
 def template_span(lit: ast.Literal, lineno: int, needle: str | None) -> Span:

@@ -106,3 +106,31 @@ def test_a_program_that_checks_compiles_and_renders_in_plain_jinja2(tmp_path: Pa
         tp = compile_text_target(r.program, "t", {"delimit": True})
         src = tp.artifact_template()
         assert jinja2.Environment().from_string(src).render(x="v") == tp.render({"x": "v"}, "plain")
+
+
+@pytest.mark.parametrize("template,ok", [
+    ("{{ x.name }}", False),
+    ("{% for i in xs %}{{ i }}{% endfor %}", False),
+    ("{% for i in xs | default([]) %}{{ i }}{% endfor %}", False),  # default() keeps null as it is
+    ("{{ xs[0] }}", False),
+    ("{% if x %}{{ x.name }}{% endif %}", True),
+    ("{% if x is not none and xs %}{{ x.name }}{{ xs[0] }}{% endif %}", True),
+    ("{{ x.name if x else '-' }}", True),
+    ("{{ x.name | default('-') }}", True),
+    ("{% if x and x.name %}{{ x.name }}{% endif %}", True),
+    ("{% for i in xs or [] %}{{ i }}{% endfor %}", True),
+])
+def test_a_field_of_a_nullable_input_needs_a_guard(template: str, ok: bool):
+    """E314: reading through a value that may be null would fail to render for a valid input."""
+    import promptc
+
+    src = ("type R { name: str }\ntask t(x: R?, xs: list[str]?) -> str {\n  prompt \"\"\"\n  " + template
+           + '\n  """\n}\n')
+    r = compile_text(src)
+    assert r.ok == ok, r.diagnostics
+    if ok:
+        task = promptc.loads(src).task("t")
+        for inputs in ({"x": None, "xs": None}, {"x": {"name": "n"}, "xs": ["a"]}):
+            task.render(inputs, format="plain")
+    else:
+        assert [d.code for d in r.diagnostics if d.is_error] == ["E314"]
