@@ -140,7 +140,7 @@ def float_regexes(ge: float | None, le: float | None) -> list[str]:
         mant = "|".join([rf"0(?:\.[0-9]{{1,{FLOAT_DIGITS}}})?"] +
                         [rf"[1-9][0-9]{{{k}}}(?:\.[0-9]{{1,{FLOAT_DIGITS - 1 - k}}})?" for k in range(FLOAT_DIGITS - 1)] +
                         [rf"[1-9][0-9]{{{FLOAT_DIGITS - 1}}}"])
-        exp = rf"(?:[eE][+-]?(?:[0-9]|[1-9][0-9]|1[0-9][0-9]|2[0-8][0-9]|{EXP_MAX}))?"
+        exp = rf"(?:[eE][+-]?(?:[0-9]{{1,2}}|1[0-9][0-9]|2[0-8][0-9]|{EXP_MAX}))?"  # 05 too, as Python writes 1e-05
         return [rf"-?(?:{mant}){exp}"]
     out = []
     if ge is not None:
