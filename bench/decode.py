@@ -206,8 +206,13 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="fewer tokens (smoke run)")
     ap.add_argument("--skip-toy", action="store_true", help="only the GPT-2-small shape")
     ap.add_argument("--no-decode", action="store_true", help="only mask and compile times (no model runs)")
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice); 1 gives "
+                    "steadier ratios on a shared CPU, where intra-op threads mostly contend")
     args = ap.parse_args()
     import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     print(f"torch threads: {torch.get_num_threads()}; {load_line()}")
     max_new = 16 if args.quick else 48

@@ -136,6 +136,12 @@ class _Row:
         self.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self.forced: list[int] | None = None
         self.next_check = 0
+        self.pending: list[int] = []  # tokens not yet fed to the tracker (fed only when a check is due)
+
+    def catch_up(self, lltok) -> None:
+        if self.pending and self.tracker is not None:
+            self.tracker.feed(self.decoder.decode(lltok.decode_bytes(self.pending)))
+        self.pending = []
 
 
 class _Guide:
@@ -187,7 +193,7 @@ class _Guide:
                     continue
                 row = self.rows[i]
                 if row is not None and row.tracker is not None:
-                    row.tracker.feed(row.decoder.decode(self.lltok.decode_bytes([last[i]])))
+                    row.pending.append(last[i])
         self.started = True
         forced = self._budget(step) if self.max_new is not None else {}
         self.mask.fill_(-1)
@@ -225,8 +231,11 @@ class _Guide:
             if row is None or row.tracker is None or self.done[i] or self.matchers[i].is_stopped():
                 continue
             if row.forced is None:
-                if step < row.next_check or row.decoder.getstate()[0]:
-                    continue  # not near the budget yet, or inside a multi-byte character
+                if step < row.next_check:
+                    continue  # not near the budget yet
+                row.catch_up(self.lltok)
+                if row.decoder.getstate()[0]:
+                    continue  # inside a multi-byte character: close once it is whole
                 text = row.tracker.completion()
                 if text is None:
                     continue  # the tracker cannot say; the row may end cut off, and is reported so
