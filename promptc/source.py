@@ -132,11 +132,16 @@ class LineExcerpt(SourceFile):
         self.clipped_end = start + width < len(line)
         self._starts = [0]
 
+    # Offsets are virtual: line n, column c is n * LINE_STRIDE + c - 1, so spans of different lines of
+    # one file sort by line and never compare equal (Diagnostics.sorted orders and de-duplicates by
+    # offset). `text` is not indexed by them; the renderer reads line_text and the column.
+    LINE_STRIDE = 1 << 40
+
     def line_col(self, offset: int) -> tuple[int, int]:
-        return self.lineno, self.first_col + offset
+        return self.lineno, offset - self.lineno * self.LINE_STRIDE + 1
 
     def offset(self, line: int, col: int) -> int:
-        return max(0, min(col - self.first_col, len(self.text)))
+        return self.lineno * self.LINE_STRIDE + max(1, col) - 1
 
     def line_text(self, line: int) -> str:
         return self.text if line == self.lineno else ""
@@ -147,8 +152,8 @@ class LineExcerpt(SourceFile):
 
     def span_at(self, line: int, col: int, length: int = 1) -> Span:
         start = self.offset(line, col)
-        end = min(start + max(1, length), len(self.text))
-        return Span(self, start, max(start, end), self.lineno, col, self.lineno, col + max(1, length))
+        n = max(1, length)
+        return Span(self, start, start + n, self.lineno, col, self.lineno, col + n)
 
 
 def excerpt_span(path: str, lineno: int, line: str, col: int = 1, length: int = 1) -> Span:

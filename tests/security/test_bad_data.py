@@ -89,3 +89,12 @@ def test_examples_are_streamed_and_hashed(tmp_path: Path):
     b = _check(tmp_path, _line(), _line(name="three"))
     assert a.ok and b.ok and a.program.hash != b.program.hash
     assert [e.origin.rsplit(":", 1)[1] for e in a.program.tasks["t"].examples] == ["1", "2"]
+
+
+def test_the_same_mistake_on_several_lines_is_reported_on_each(tmp_path: Path):
+    """Excerpted data lines keep their own positions: diagnostics sort by line and are not merged."""
+    dup = '{"input": {"x": "a", "x": "b"}, "output": {"score": 0.5}}'
+    wrong = '{"input": {"x": 1}, "output": {"score": 0.5}}'
+    r = _check(tmp_path, dup, wrong, dup, wrong)
+    assert [(d.code, d.span.line) for d in r.diagnostics if d.is_error] == [
+        ("E107", 1), ("E302", 2), ("E107", 3), ("E302", 4)]
