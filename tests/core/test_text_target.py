@@ -92,7 +92,7 @@ def test_prompt_jinja_renders_with_plain_jinja2(name, tmp_path):
         assert manifest["variables"] == [p.name for p in prog.task(t.task).ir.params]
         assert len(manifest["shots"]) == min(t.options["shots"], len(prog.task(t.task).ir.examples))
         assert set(manifest["files"]) == {"prompt.jinja", "messages.json", "output.schema.json",
-                                          "input.schema.json"}
+                                          "input.schema.json", "README.md"}  # README.md: the model card
 
 
 def _leaves(v):
