@@ -15,15 +15,9 @@ from peft import get_peft_model
 
 import promptc
 from promptc.targets.tune.data import classifier_text
-from promptc.targets.tune.model import (
-    DEFAULT_LR,
-    SOFT_METHODS,
-    MeanPoolClassifier,
-    SeqClsClassifier,
-    load_encoder,
-    peft_config,
-    resolve_base,
-)
+from promptc.targets.tune.model import DEFAULT_LR, SOFT_METHODS, load_encoder, peft_config, resolve_base
+from promptc.targets.tune.nets import MeanPoolClassifier, SeqClsClassifier
+from promptc.targets.tune.options import TuneOptions
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -31,8 +25,8 @@ ROOT = Path(__file__).resolve().parent.parent
 def fold(texts, y, method: str, pooling: str, k: int, f: int, steps: int = 60, bs: int = 16):
     torch.manual_seed(0)
     enc, tok = load_encoder(resolve_base("minilm"), 4, pooling)
-    pm = get_peft_model(enc, peft_config(method, "classifier", {"pooling": pooling, "virtual_tokens": 8},
-                                         enc.config.model_type, None))
+    opts = TuneOptions.build({"method": method, "pooling": pooling, "virtual_tokens": 8})
+    pm = get_peft_model(enc, peft_config(opts, "classifier", enc.config.model_type))
     clf = MeanPoolClassifier(pm, enc.config.hidden_size, 4, 8 if method in SOFT_METHODS else 0) \
         if pooling == "mean" else SeqClsClassifier(pm)
     idx = list(range(len(texts)))

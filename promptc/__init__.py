@@ -10,13 +10,13 @@ from typing import TYPE_CHECKING, Any
 from promptc._version import __version__
 
 if TYPE_CHECKING:  # pragma: no cover
-    from promptc.api import Program, Task, load, loads
+    from promptc.api import Artifact, Program, Task, load, load_artifact, loads
     from promptc.errors import PromptcError
 
-__all__ = ["Program", "Task", "load", "loads", "PromptcError", "__version__"]
+__all__ = ["Artifact", "Program", "Task", "load", "load_artifact", "loads", "PromptcError", "__version__"]
 
-_LAZY = {"Program": "promptc.api", "Task": "promptc.api", "load": "promptc.api", "loads": "promptc.api",
-         "PromptcError": "promptc.errors"}
+_LAZY = {"Artifact": "promptc.api", "load_artifact": "promptc.api", "Program": "promptc.api", "Task": "promptc.api",
+         "load": "promptc.api", "loads": "promptc.api", "PromptcError": "promptc.errors"}
 
 
 def __getattr__(name: str) -> Any:

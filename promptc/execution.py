@@ -133,6 +133,23 @@ def _load_tuned(directory: Path, manifest: dict[str, Any], program: ir.Program, 
     return load_tuned(directory, manifest, program, task)
 
 
+def _dependencies_unchanged(manifest: dict[str, Any], program: ir.Program, task: ir.Task) -> bool:
+    """A kind that records a dependency fingerprint survives edits outside it (a classifier does not
+    read the prompt's prose); a kind without one depends on the whole task."""
+    if manifest.get("kind") == "tune" and "depends" in manifest:
+        from promptc.targets.tune.artifact import dependencies_unchanged
+
+        return dependencies_unchanged(manifest, program, task)
+    return False
+
+
+def _what_changed(manifest: dict[str, Any]) -> str:
+    covers = (manifest.get("depends") or {}).get("covers")
+    if covers:
+        return f"what it depends on changed: its {', '.join(str(c).replace('_', ' ') for c in covers)}"
+    return "the task hash differs"
+
+
 ArtifactLoader = Callable[[Path, dict[str, Any], ir.Program, ir.Task], Any]
 ARTIFACT_KINDS: dict[str, ArtifactLoader] = {"text": _load_text, "tune": _load_tuned}
 
@@ -145,9 +162,9 @@ def load_artifact(directory: str | Path, program: ir.Program, task: ir.Task) -> 
     built_for = m.get("task", {})
     if built_for.get("name") != task.name:
         raise ArtifactError(f"artifact {d} was built for task '{built_for.get('name')}', not '{task.name}'")
-    if built_for.get("hash") != task.hash:
+    if built_for.get("hash") != task.hash and not _dependencies_unchanged(m, program, task):
         raise ArtifactError(f"artifact {d} was built from a different version of task '{task.name}' "
-                            "(the task hash differs)", hint="rebuild it")
+                            f"({_what_changed(m)})", hint="rebuild it")
     loader = ARTIFACT_KINDS.get(m.get("kind"))  # type: ignore[arg-type]
     if loader is None:
         raise ArtifactError(f"artifact {d} has unknown kind {m.get('kind')!r}",

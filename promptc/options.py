@@ -44,7 +44,9 @@ TEXT_OPTIONS: dict[str, OptionSpec] = {o.name: o for o in (
 )}
 
 TUNE_OPTIONS: dict[str, OptionSpec] = {o.name: o for o in (
-    OptionSpec("method", "str", "prompt_tuning", "the PEFT method", TUNE_METHODS),
+    OptionSpec("method", "str", "auto", "the PEFT method; auto picks lora for an encoder classifier (enum "
+               "outputs on an encoder base: more robust on small data, docs/tuning.md) and prompt_tuning for a "
+               "causal LM", ("auto", *TUNE_METHODS)),
     OptionSpec("base", "str", "tiny-causal", "base model: a built-in name (minilm, tiny-causal), "
                "a hub id, or a local directory"),
     OptionSpec("family", "str", "auto", "causal LM or encoder classifier; auto picks the classifier for "
@@ -55,7 +57,9 @@ TUNE_OPTIONS: dict[str, OptionSpec] = {o.name: o for o in (
     OptionSpec("batch_size", "int", 8, "examples per optimiser step", min=1),
     OptionSpec("weight_decay", "float", 0.0, "AdamW weight decay", min=0),
     OptionSpec("seed", "int", 0, "seed for initialisation, shuffling and the validation split", min=0),
-    OptionSpec("val_split", "float", 0.1, "held-out share of the training data for validation", min=0, max=0.9),
+    OptionSpec("val_split", "float", None, "held-out share of the training data for validation (default: 0.1 "
+               "when that holds out at least 5 examples per label, else none: small data trains on all of it "
+               "with a fixed schedule)", min=0, max=0.9),
     OptionSpec("patience", "int", 5, "evaluations without improvement before early stopping (0: never)", min=0),
     OptionSpec("eval_every", "int", 0, "evaluate every N steps (0: once per epoch, at least 10 steps apart)",
                min=0),
@@ -79,6 +83,17 @@ TUNE_OPTIONS: dict[str, OptionSpec] = {o.name: o for o in (
                methods=("lora", "ia3")),
     OptionSpec("feedforward_modules", "list[str]", None, "IA3 feed-forward modules (default: per architecture)",
                methods=("ia3",)),
+    OptionSpec("device", "str", "auto", "where to train: auto tries cuda, then mps, then cpu",
+               ("auto", "cpu", "cuda", "mps")),
+    OptionSpec("dtype", "str", "auto", "precision the base loads in (trainable parameters stay float32 under "
+               "autocast): auto is bfloat16 on GPUs that support it, float32 on the CPU",
+               ("auto", "float32", "bfloat16", "float16")),
+    OptionSpec("grad_accum", "int", 1, "micro-batches per optimiser step: batch_size is the global batch, "
+               "split over grad_accum and processes", min=1),
+    OptionSpec("gradient_checkpointing", "bool", False, "recompute activations in the backward pass to save "
+               "memory on large bases"),
+    OptionSpec("quantize", "str", "none", "load the base in 4 or 8 bits for QLoRA (bitsandbytes; needs CUDA)",
+               ("none", "4bit", "8bit"), methods=("lora",)),
 )}
 
 OPTIONS = {"text": TEXT_OPTIONS, "tune": TUNE_OPTIONS}

@@ -80,7 +80,8 @@ def _tune_options(cx: Context, specs: dict[str, OptionSpec], vals: dict[str, Any
     method = vals.get("method", specs["method"].default)
     for key, o in spans.items():
         spec = specs[key]
-        if spec.methods is not None and method not in spec.methods:
+        # with method = "auto" the method is picked when tuning starts, which checks the options then
+        if spec.methods is not None and method != "auto" and method not in spec.methods:
             cx.d.error(codes.OPTION_NOT_FOR_METHOD, f"option '{key}' does not apply to method '{method}'", o.key.span,
                        hint=f"'{key}' applies to: {', '.join(spec.methods)}")
     if vals.get("init") == "text" and not vals.get("init_text"):

@@ -31,8 +31,9 @@ class ClassifierBackend:
             t0 = time.perf_counter()
             enc = self.tokenizer([r.prompt for r in chunk], padding=True, truncation=True,
                                  max_length=self.max_length, return_tensors="pt")
+            dev = next(self.model.parameters()).device
             with torch.no_grad():
-                pred = self.model(enc["input_ids"], enc["attention_mask"]).argmax(-1).tolist()
+                pred = self.model(enc["input_ids"].to(dev), enc["attention_mask"].to(dev)).argmax(-1).tolist()
             secs = (time.perf_counter() - t0) / len(chunk)
             lengths = enc["attention_mask"].sum(1).tolist()
             out.extend(Generation(self.labels[p], int(n) + self.virtual, 1, secs, finish_reason="stop")

@@ -1,196 +1,343 @@
-"""`promptc tune`: train a `target tune`, gate it with the program's tests, write the artifact."""
+"""`promptc tune`: train a `target tune`, gate it with the program's tests, write the artifact.
+
+The steps, each a function below: `prepare` (options, base, family, data and its validation plan),
+`build_tuned` (base in its dtype + a fresh adapter), `check_memory`, `train` (the accelerate loop,
+resumable), `gate` (the program's test suite on the trained model, once, on the main process) and
+`write` (the manifest and the artifact, atomically, on the main process).
+"""
 
 from __future__ import annotations
 
-import json
 import shutil
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from promptc import ir
-from promptc._version import __version__
-from promptc.artifacts import atomic_dir, file_hashes, write_json
 
 
 @dataclass
 class TuneResult:
     directory: Path
-    manifest: dict[str, Any]
-    report: Any  # testing.runner.Report | None
+    manifest: Any  # targets.tune.artifact.TunedManifest; None on a worker process of a multi-process run
+    report: Any  # testing.suite.Report | None
     seconds: float = 0.0
+    peak_rss: int = 0
+    warnings: list[str] = field(default_factory=list)
+    main: bool = True
 
     @property
     def passed(self) -> bool:
-        return self.manifest["status"] in ("passed", "ungated")
+        return self.manifest is None or self.manifest.gate_passed
 
 
-def _versions() -> dict[str, str]:
-    import peft
-    import torch
-    import transformers
+@dataclass
+class TuneJob:
+    """Everything resolved before a model is loaded: options, base, family, data, where to write."""
 
-    return {"promptc": __version__, "torch": torch.__version__, "transformers": transformers.__version__,
-            "peft": peft.__version__, "python": sys.version.split()[0]}
+    program: ir.Program
+    task: ir.Task
+    target: str
+    options: Any  # TuneOptions
+    base: Any  # targets.tune.model.Base
+    config: Any
+    family: str
+    prompt: Any  # the causal prompt (a TextPrompt without delimiters)
+    data: Any  # targets.tune.data.Dataset, already split for validation
+    validation: Any  # targets.tune.selection.Validation
+    dest: Path
+    partial: Path
+    device: str
+    dtype: str
+    extra_examples: list[str]
+
+
+def _stderr_warning(msg: str) -> None:
+    print(f"promptc: warning: {msg}", file=sys.stderr)
 
 
 def tune(program: ir.Program, target_name: str, *, out: str | Path | None = None, base: str | None = None,
          seed: int | None = None, resume: bool = False, gate: bool = True, until_pass: bool = False,
          allow_secrets: bool = False, extra_examples: list[str] | None = None,
          json_log: Callable[[dict[str, Any]], None] | None = None,
-         progress: Callable[..., None] | None = None, overrides: dict[str, Any] | None = None) -> TuneResult:
-    """Train `target tune NAME`; return the artifact. Raises Interrupted (with a checkpoint) on Ctrl-C."""
-    import torch
-    from peft import get_peft_model
+         progress: Callable[..., None] | None = None, overrides: dict[str, Any] | None = None,
+         warn: Callable[[str], None] | None = _stderr_warning, fault: Callable[[str], None] | None = None,
+         search_record: dict[str, Any] | None = None) -> TuneResult:
+    """Train `target tune NAME`; return the artifact. Raises Interrupted (with a checkpoint) on Ctrl-C.
 
+    Under several processes (torchrun, `accelerate launch`, `promptc tune --processes N`) every process
+    trains its share of each batch; the main process alone runs the gate and writes the artifact."""
+    from promptc.models.device import peak_rss
+    from promptc.targets.tune.model import build_tuned
+    from promptc.targets.tune.train import make_accelerator
+
+    t_start = time.perf_counter()
+    job = prepare(program, target_name, out=out, base=base, seed=seed, overrides=overrides,
+                  extra_examples=extra_examples or [], allow_secrets=allow_secrets)
+    acc = make_accelerator(job.device, job.dtype)
+    notes = [job.validation.warning] if job.validation.warning else []
+    if acc.is_main_process:
+        if job.partial.exists() and not resume:
+            shutil.rmtree(job.partial)
+        for note in notes:
+            if warn:
+                warn(note)
+    acc.wait_for_everyone()
+    tuned = build_tuned(job.base, job.config, job.family, job.data.labels, job.options, job.task, job.dtype)
+    estimate = check_memory(job, tuned, acc.num_processes)
+    run = train(job, tuned, acc, until_pass=until_pass, json_log=json_log, progress=progress, fault=fault)
+    seconds = time.perf_counter() - t_start
+    if not acc.is_main_process:
+        return TuneResult(job.dest, None, None, seconds, peak_rss(), notes, main=False)
+    report, status = run_gate(job, tuned, acc, gate)
+    manifest = write(job, tuned, run, report, status, estimate, acc.num_processes, search_record)
+    shutil.rmtree(job.partial, ignore_errors=True)
+    # wall time is reported, not recorded: the same seed gives a byte-identical artifact directory
+    return TuneResult(job.dest, manifest, report, seconds, peak_rss(), notes)
+
+
+def summary_lines(result: TuneResult) -> list[str]:
+    """What `promptc tune` prints when it is done: training, validation, resources, tests, where."""
+    m = result.manifest
+    t, r = m.training, m.resources
+    best = t["best"]
+    lines = [f"trained {m.method} on {m.base['id']} ({m.family}): {m.trainable_parameters:,} trainable "
+             f"parameters, {t['steps']} steps, {result.seconds:.0f} s; {t['stopped']}"]
+    val = m.data.get("validation") or {}
+    if val.get("size"):
+        lines.append(f"best step {t['best_step']}: {best['split']} accuracy {best['val_accuracy']:.3f}, "
+                     f"loss {best['val_loss']:.4f}")
+    else:
+        final = t["final"]
+        lines.append(f"no validation split ({val.get('reason', 'none')}); final train accuracy "
+                     f"{final['val_accuracy'] or 0:.3f}, loss {final['val_loss'] or 0:.4f}")
+    peak = r.get("peak_memory") or result.peak_rss
+    lines.append(f"on {r.get('device')} in {r.get('dtype')}, {r.get('processes', 1)} process"
+                 f"{'es' if r.get('processes', 1) != 1 else ''}; memory estimate "
+                 f"{(r.get('memory_estimate') or {}).get('total', 0) / 2**20:.0f} MiB, peak {peak / 2**20:.0f} MiB"
+                 f"{'' if r.get('peak_memory') else ' (process RSS)'}")
+    if m.search:
+        b = m.search["best"]
+        lines.append(f"search: best of {len(m.search['trials'])} trials is trial {b['trial']} "
+                     f"({m.search['objective']} {b['value']:.3f})")
+    lines.append(f"tests: {m.tests['summary']} -> {m.status}")
+    lines.append(f"wrote {result.directory}/")
+    return lines
+
+
+def prepare(program: ir.Program, target_name: str, *, out: str | Path | None, base: str | None, seed: int | None,
+            overrides: dict[str, Any] | None, extra_examples: list[str], allow_secrets: bool) -> TuneJob:
+    """Resolve the target's options, the base and family, the device and dtype, and the data."""
+    from promptc.models.device import check_quantize, pick_device, pick_dtype
     from promptc.targets.text.prompt import compile_text_target
-    from promptc.targets.tune.artifact import adapter_hash
+    from promptc.targets.tune import selection
     from promptc.targets.tune.data import build_dataset, load_extra
-    from promptc.targets.tune.model import (
-        DEFAULT_LR,
-        MeanPoolClassifier,
-        SeqClsClassifier,
-        base_weights,
-        choose_family,
-        fingerprint,
-        init_prompt_embeddings,
-        load_causal,
-        load_config,
-        load_encoder,
-        peft_config,
-        resolve_base,
-    )
-    from promptc.targets.tune.train import Run
+    from promptc.targets.tune.model import choose_family, load_config, resolve_base
+    from promptc.targets.tune.options import TuneOptions
 
     target = program.target(target_name, kind="tune")
     task = program.tasks[target.task]
-    opts = dict(target.options)
-    opts.update(overrides or {})
+    given = {k: v for k, v in target.options.items() if k in TuneOptions.__dataclass_fields__}
+    given.update(overrides or {})
     if base is not None:
-        opts["base"] = base
+        given["base"] = base
     if seed is not None:
-        opts["seed"] = seed
-    method = opts["method"]
-    dest = Path(out) if out is not None else Path("out") / target_name
-    partial = dest.parent / f"{dest.name}.partial"
-    if partial.exists() and not resume:
-        shutil.rmtree(partial)
-
-    t_start = time.perf_counter()
-    b = resolve_base(opts["base"])
+        given["seed"] = seed
+    o = TuneOptions.build(given)
+    device = pick_device(o.device)
+    dtype = pick_dtype(o.dtype, device)
+    check_quantize(o.quantize, o.method, device)
+    b = resolve_base(o.base)
     config = load_config(b)
-    family = choose_family(opts.get("family", "auto"), task.output, config)
+    family = choose_family(o.family, task.output, config)
+    o = o.resolved(family)
     prompt = compile_text_target(program, task.name, {"delimit": False})
-    extra = [ex for path in (extra_examples or []) for ex in load_extra(path, task)]
-    data = build_dataset(program, task, family, prompt, extra=extra, val_split=opts.get("val_split", 0.1),
-                         seed=opts.get("seed", 0), allow_secrets=allow_secrets)
+    extra = [ex for path in extra_examples for ex in load_extra(path, task)]
+    data = build_dataset(program, task, family, prompt, extra=extra, val_split=0.0, seed=o.seed,
+                         allow_secrets=allow_secrets)
+    data, validation = selection.plan(data, o)
+    dest = Path(out) if out is not None else Path("out") / target_name
+    return TuneJob(program, task, target_name, o, b, config, family, prompt, data, validation, dest,
+                   dest.parent / f"{dest.name}.partial", device, dtype, list(extra_examples))
 
-    torch.manual_seed(opts.get("seed", 0))
-    if family == "classifier":
-        base_model, tok = load_encoder(b, len(data.labels), opts.get("pooling", "mean"))
-        if opts.get("pooling", "mean") == "cls":
-            base_model.config.id2label = dict(enumerate(data.labels))
-            base_model.config.label2id = {v: k for k, v in enumerate(data.labels)}
-    else:
-        base_model, tok = load_causal(b)
-    base_fp = fingerprint(base_weights(base_model, family, opts), config)
-    init_ids = None
-    if method == "prompt_tuning" and opts.get("init") in ("text", "prompt"):
-        text = opts.get("init_text") if opts.get("init") == "text" else \
-            "\n".join(v.text for v in (task.system[:1] + task.prompt[:1]))
-        init_ids = tok(text, add_special_tokens=False)["input_ids"]
-    torch.manual_seed(opts.get("seed", 0))
-    pm = get_peft_model(base_model, peft_config(method, family, opts, config.model_type, init_ids))
-    if init_ids:
-        init_prompt_embeddings(pm, init_ids)
-    virtual = opts.get("virtual_tokens", 0) if method in ("prompt_tuning", "p_tuning") else 0
-    if family == "classifier" and opts.get("pooling", "mean") == "mean":
-        model: Any = MeanPoolClassifier(pm, config.hidden_size, len(data.labels), virtual)
-    elif family == "classifier":
-        model = SeqClsClassifier(pm)
-    else:
-        model = pm
-    lr = opts.get("lr") or DEFAULT_LR[method]
+
+def check_memory(job: TuneJob, tuned: Any, processes: int) -> Any:
+    """Estimate the run's memory before it starts; a clear error when it cannot fit on the device."""
+    import math
+
+    from promptc.models.device import check_fits, estimate_memory
+
+    o = job.options
+    total = sum(p.numel() for p in tuned.net.parameters())
+    trainable = sum(p.numel() for p in tuned.net.parameters() if p.requires_grad)
+    micro = math.ceil(o.batch_size / (processes * o.grad_accum))
+    est = estimate_memory(job.config, total, trainable, batch=micro, length=_longest(job, tuned), dtype=job.dtype,
+                          quantize=o.quantize, checkpointing=o.gradient_checkpointing, device=job.device)
+    check_fits(est, job.device)
+    return est
+
+
+def _longest(job: TuneJob, tuned: Any) -> int:
+    """Tokens in the longest training sequence (of the first 2,000), capped by max_length."""
+    tok = tuned.tokenizer
+    items = (job.data.train + job.data.val)[:2000]
+    texts = [it.text + ("" if job.family == "classifier" else it.target) for it in items]
+    longest = max((len(ids) for ids in tok(texts)["input_ids"]), default=1) + job.options.virtual
+    return min(longest + 1, job.options.max_length + job.options.virtual)
+
+
+def train(job: TuneJob, tuned: Any, acc: Any, *, until_pass: bool, json_log: Any, progress: Any,
+          fault: Any = None) -> Any:
+    """The accelerate training loop; resumes from `<out>.partial/checkpoint` when one is there."""
+    from promptc.targets.tune.model import DEFAULT_LR
+    from promptc.targets.tune.train import Run
 
     suite_check = None
     if until_pass:
         def suite_check() -> bool:
-            rep = _gate_report(program, task, family, model, tok, data.labels, opts, method, prompt)
-            return rep.ok
+            return run_gate(job, tuned, acc, True)[0].ok
 
-    run = Run(family, method, model, tok, data, opts, lr, checkpoint_dir=partial / "checkpoint",
-              json_log=json_log, progress=progress, until_pass=suite_check)
-    state = run.run()
-    train_seconds = time.perf_counter() - t_start
-
-    report = _gate_report(program, task, family, model, tok, data.labels, opts, method, prompt)
-    tests_total = len(report.results)
-    pass_share = report.passed / max(1, tests_total - report.skipped)
-    gate_ok = pass_share >= opts.get("min_pass", 1.0) - 1e-12
-    status = ("passed" if gate_ok else "failed") if gate else "ungated"
-
-    with atomic_dir(dest) as tmp:
-        pm.save_pretrained(str(tmp / "adapter"), safe_serialization=True)
-        for leftover in (tmp / "adapter").glob("README.md"):
-            leftover.unlink()
-        if isinstance(model, MeanPoolClassifier):
-            from safetensors.torch import save_file
-
-            save_file({k: v.detach().contiguous() for k, v in model.head.state_dict().items()},
-                      str(tmp / "head.safetensors"))
-        if data.labels:
-            (tmp / "labels.json").write_text(json.dumps(data.labels), encoding="utf-8")
-        best = next((r for r in state.curve if r["step"] == state.best_step), state.curve[-1] if state.curve else {})
-        manifest = {
-            "promptc": __version__,
-            "kind": "tune",
-            "status": status,
-            "program": {"name": program.name, "version": program.version, "hash": program.hash},
-            "task": {"name": task.name, "hash": task.hash},
-            "target": target_name,
-            "family": family,
-            "method": method,
-            "options": {k: v for k, v in opts.items()},
-            "lr": lr,
-            "seed": opts.get("seed", 0),
-            "base": {"id": b.name, "source": b.source, "model_type": config.model_type, **base_fp},
-            "labels": data.labels or None,
-            "data": {"hash": data.digest(), "train": len(data.train), "val": len(data.val),
-                     "excluded_test_inputs": data.excluded_tests, "redacted_secrets": len(data.secrets),
-                     "extra_files": list(extra_examples or []), "provenance": data.provenance_summary()},
-            "trainable_parameters": run.trainable_count(),
-            "training": {"steps": state.step, "epochs": round(state.step / max(1, len(data.train) / opts.get(
-                "batch_size", 8)), 3), "stopped": state.stopped, "best_step": state.best_step,
-                         "best": {k: best.get(k) for k in ("val_loss", "val_accuracy", "split")},
-                         "final": {k: (state.curve[-1] if state.curve else {}).get(k) for k in
-                                   ("loss", "val_loss", "val_accuracy")},
-                         "curve": [{k: r[k] for k in ("step", "loss", "val_loss", "val_accuracy")}
-                                   for r in state.curve]},
-            "tests": {"summary": report.summary_line(), "passed": report.passed, "failed": report.failed,
-                      "skipped": report.skipped, "min_pass": opts.get("min_pass", 1.0), "gate": status,
-                      "results": {r.name: {"kind": r.kind, "status": r.status, "pass_rate": round(r.pass_rate, 4)}
-                                  for r in report.results}},
-            "versions": _versions(),
-        }
-        manifest["adapter_hash"] = adapter_hash(tmp)
-        manifest["files"] = file_hashes(tmp)
-        write_json(tmp / "manifest.json", manifest)
-    shutil.rmtree(partial, ignore_errors=True)
-    # wall time is reported, not recorded: the same seed gives a byte-identical artifact directory
-    return TuneResult(dest, manifest, report, train_seconds)
+    run = Run(job.family, tuned.net, tuned.tokenizer, job.data, job.options,
+              job.options.lr or DEFAULT_LR[job.options.method], accelerator=acc,
+              checkpoint_dir=job.partial / "checkpoint", json_log=json_log, progress=progress,
+              until_pass=suite_check, fault=fault)
+    run.run()
+    return run
 
 
-def _gate_report(program, task, family, model, tok, labels, opts, method, prompt):
-    """Run the program's suite on the in-memory model: the same oracles the text prompt is held to."""
+def run_gate(job: TuneJob, tuned: Any, acc: Any, gate: bool) -> tuple[Any, str]:
+    """The program's suite on the in-memory model: the same oracles the text prompt is held to.
+    Returns (report, status): passed | failed by `min_pass`, or ungated."""
     from promptc.execution import Subject, make_decoding
-    from promptc.targets.tune.artifact import make_backend, request_builder
+    from promptc.targets.tune.artifact import request_builder
     from promptc.testing.suite import run_suite
 
-    model.eval()
-    backend = make_backend(family, model, tok, labels, "training-run", opts, method)
-    subject = Subject("artifact", "(training run)", opts["base"], backend, request_builder(task, family, prompt),
-                      make_decoding(opts.get("max_new_tokens", 128)))
-    return run_suite(program, task, subject, cache=None)
+    tuned.net.eval()
+    subject = Subject("artifact", "(training run)", job.options.base, tuned.backend("training-run"),
+                      request_builder(job.task, job.family, job.prompt), make_decoding(job.options.max_new_tokens))
+    with acc.autocast():
+        report = run_suite(job.program, job.task, subject, cache=None)
+    share = report.passed / max(1, len(report.results) - report.skipped)
+    ok = share >= job.options.min_pass - 1e-12
+    return report, ("passed" if ok else "failed") if gate else "ungated"
+
+
+def write(job: TuneJob, tuned: Any, run: Any, report: Any, status: str, estimate: Any, processes: int,
+          search_record: dict[str, Any] | None = None) -> Any:
+    """Build the manifest and write the artifact directory atomically."""
+    from promptc.models.device import peak_memory
+    from promptc.targets.tune.artifact import TunedManifest, write_tuned
+
+    o = job.options
+    resources = {"device": job.device, "dtype": job.dtype, "processes": processes, "grad_accum": o.grad_accum,
+                 "gradient_checkpointing": o.gradient_checkpointing, "quantize": o.quantize,
+                 "memory_estimate": estimate.as_dict(), "peak_memory": peak_memory(job.device)}
+    manifest = TunedManifest.build(program=job.program, task=job.task, target=job.target, tuned=tuned, data=job.data,
+                                   state=run.state, report=report, status=status, lr=run.lr,
+                                   trainable=run.trainable_count(), resources=resources,
+                                   extra_examples=job.extra_examples, validation=job.validation.as_dict(),
+                                   search=search_record)
+    return write_tuned(job.dest, tuned, manifest)
+
+
+# ---------------------------------------------------------------- hyperparameter search
+SEARCH_OBJECTIVES = ("cv", "gate")
+
+
+def search_space(trial: Any, method: str) -> dict[str, Any]:
+    """What `--search` varies: the learning rate (log scale around the method's default), the epochs,
+    and the method's own capacity option."""
+    from promptc.targets.tune.model import DEFAULT_LR
+
+    lr = DEFAULT_LR[method]
+    over: dict[str, Any] = {"lr": trial.suggest_float("lr", lr / 5, lr * 5, log=True),
+                            "epochs": trial.suggest_int("epochs", 10, 40, step=5)}
+    if method in ("prompt_tuning", "prefix_tuning", "p_tuning"):
+        over["virtual_tokens"] = trial.suggest_categorical("virtual_tokens", [4, 8, 16, 32])
+    if method == "lora":
+        r = trial.suggest_categorical("r", [4, 8, 16])
+        over.update(r=r, alpha=2 * r)
+    if method == "prefix_tuning":
+        over["prefix_projection"] = trial.suggest_categorical("prefix_projection", [False, True])
+    return over
+
+
+def cross_validate(job: TuneJob, over: dict[str, Any], folds: int, acc: Any) -> list[float]:
+    """Held-out accuracy of each of `folds` stratified folds, each trained on the others with `over`
+    (all data, no early stopping: what a default run does)."""
+    from promptc.targets.tune import selection
+    from promptc.targets.tune.data import Dataset
+    from promptc.targets.tune.model import DEFAULT_LR, build_tuned
+    from promptc.targets.tune.train import Run
+
+    o = job.options.with_(**over, val_split=0.0)
+    items = job.data.train + job.data.val
+    scores = []
+    for train_items, held in selection.folds(items, folds, o.seed):
+        data = Dataset(train_items, [], job.data.labels)
+        tuned = build_tuned(job.base, job.config, job.family, job.data.labels, o, job.task, job.dtype)
+        run = Run(job.family, tuned.net, tuned.tokenizer, data, o, o.lr or DEFAULT_LR[o.method], accelerator=acc)
+        run.run()
+        scores.append(run.measure(held)[1])
+    return scores
+
+
+def search(program: ir.Program, target_name: str, trials: int, *, objective: str = "cv", folds: int = 3,
+           report: Callable[[dict[str, Any]], None] | None = None, **tune_args: Any) -> TuneResult:
+    """`promptc tune --search N`: N optuna (TPE, seeded) trials over search_space, scored by k-fold
+    cross-validated accuracy (`cv`) or by the gate's pass share after training on all data (`gate`);
+    then the best trial's options train the artifact, whose manifest records every trial."""
+    import optuna
+
+    from promptc.errors import UsageError
+    from promptc.targets.tune.model import build_tuned
+    from promptc.targets.tune.train import make_accelerator
+
+    if objective not in SEARCH_OBJECTIVES:
+        raise UsageError(f"unknown search objective '{objective}'", hint=f"objectives: {', '.join(SEARCH_OBJECTIVES)}")
+    if trials < 1 or folds < 2:
+        raise UsageError("--search needs at least 1 trial and --folds at least 2")
+    base_over = dict(tune_args.pop("overrides", None) or {})
+    job = prepare(program, target_name, out=tune_args.get("out"), base=tune_args.get("base"),
+                  seed=tune_args.get("seed"), overrides=base_over, extra_examples=tune_args.get("extra_examples") or [],
+                  allow_secrets=tune_args.get("allow_secrets", False))
+    acc = make_accelerator(job.device, job.dtype)
+    smallest = min((sum(1 for it in job.data.train + job.data.val if it.target == lb) for lb in job.data.labels),
+                   default=len(job.data.train))
+    if objective == "cv" and smallest < folds:
+        raise UsageError(f"{folds}-fold cross-validation needs at least {folds} examples of every label; the "
+                         f"smallest label has {smallest}", hint="lower --folds, or use --search-objective gate")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    rows: list[dict[str, Any]] = []
+
+    def score(trial: Any) -> float:
+        over = search_space(trial, job.options.method)
+        t0 = time.perf_counter()
+        if objective == "cv":
+            folds_acc = cross_validate(job, over, folds, acc)
+            value, detail = sum(folds_acc) / len(folds_acc), {"folds": [round(a, 4) for a in folds_acc]}
+        else:
+            o = job.options.with_(**over)
+            sub = TuneJob(**{**job.__dict__, "options": o})
+            tuned = build_tuned(job.base, job.config, job.family, job.data.labels, o, job.task, job.dtype)
+            train(sub, tuned, acc, until_pass=False, json_log=None, progress=None)
+            rep = run_gate(sub, tuned, acc, True)[0]
+            value = rep.passed / max(1, len(rep.results) - rep.skipped)
+            detail = {"tests": rep.summary_line()}
+        row = {"trial": trial.number + 1, "of": trials, "options": over, "objective": objective,
+               "value": round(value, 4), **detail, "seconds": round(time.perf_counter() - t0, 1)}
+        rows.append(row)
+        if report:
+            report(row)
+        return value
+
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=job.options.seed))
+    study.optimize(score, n_trials=trials)
+    best = rows[study.best_trial.number]
+    record = {"objective": objective, "folds": folds if objective == "cv" else None, "trials": rows,
+              "best": {"trial": best["trial"], "options": best["options"], "value": best["value"]}}
+    return tune(program, target_name, overrides={**base_over, **best["options"]}, search_record=record,
+                **tune_args)

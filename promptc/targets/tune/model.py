@@ -12,6 +12,7 @@ from typing import Any
 from promptc import ir
 from promptc.errors import ModelError
 from promptc.models.loading import looks_like_path, quiet_transformers
+from promptc.targets.tune.options import TuneOptions
 
 ENCODER_TYPES = {"bert", "roberta", "distilbert", "deberta", "deberta-v2", "electra", "xlm-roberta", "mpnet",
                  "albert", "camembert", "modernbert"}
@@ -88,85 +89,104 @@ def choose_family(option: str, output: ir.Type, config) -> str:
     return "causal"
 
 
-def base_weights(model, family: str, options: dict[str, Any]):
+def base_weights(model, family: str, pooling: str):
     """The pretrained part of a loaded base: a sequence-classification model's head is freshly
     initialised on every load (the trained one lives in the adapter), so it is not part of the base."""
-    if family == "classifier" and options.get("pooling", "mean") == "cls":
+    if family == "classifier" and pooling == "cls":
         return model.base_model
     return model
 
 
 def fingerprint(model, config) -> dict[str, str]:
-    """Hashes of the base config and of its weights (every tensor, in name order)."""
+    """Hashes of the base config and of its weights (every tensor's bytes in its loaded dtype, in name
+    order; a float32 base hashes as it always has)."""
+    import torch
+
     cfg = config.to_dict()
     for k in ("_name_or_path", "transformers_version", "architectures", "torch_dtype", "dtype", "id2label",
-              "label2id", "_attn_implementation_autoset", "_commit_hash"):
+              "label2id", "_attn_implementation_autoset", "_commit_hash", "quantization_config"):
         cfg.pop(k, None)
     h = hashlib.sha256()
     for name, t in sorted(model.state_dict().items()):
-        h.update(name.encode() + b"\0" + t.detach().contiguous().cpu().numpy().tobytes())
+        raw = t.detach().contiguous().cpu().reshape(-1).view(torch.uint8)
+        h.update(name.encode() + b"\0" + raw.numpy().tobytes())
     return {"config_hash": hashlib.sha256(json.dumps(cfg, sort_keys=True, default=str).encode()).hexdigest(),
             "weights_hash": h.hexdigest()}
 
 
-def load_causal(base: Base):
-    """(model, tokenizer) of a causal LM base, in eval mode."""
+def _load_kwargs(dtype: str, quantize: str) -> dict[str, Any]:
+    """from_pretrained arguments for a base in `dtype`, or quantised for QLoRA."""
+    from promptc.models.device import torch_dtype
+
+    kw: dict[str, Any] = {"dtype": torch_dtype(dtype)}
+    if quantize != "none":
+        from transformers import BitsAndBytesConfig
+
+        kw["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=quantize == "4bit", load_in_8bit=quantize == "8bit",
+            bnb_4bit_compute_dtype=torch_dtype(dtype if dtype != "float32" else "bfloat16"),
+            bnb_4bit_quant_type="nf4")
+    return kw
+
+
+def load_causal(base: Base, dtype: str = "float32", quantize: str = "none"):
+    """(model, tokenizer) of a causal LM base, in eval mode, in `dtype` (or quantised)."""
     if base.name == "tiny-causal":
+        from promptc.models.device import torch_dtype
         from promptc.models.tiny import build_tiny
 
-        return build_tiny()
+        model, tok = build_tiny()
+        return model.to(torch_dtype(dtype)), tok
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     src = base.path or base.name
     tok = AutoTokenizer.from_pretrained(src)
-    model = AutoModelForCausalLM.from_pretrained(src)
+    model = AutoModelForCausalLM.from_pretrained(src, **_load_kwargs(dtype, quantize))
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
     return model.eval(), tok
 
 
-def load_encoder(base: Base, num_labels: int, pooling: str):
+def load_encoder(base: Base, num_labels: int, pooling: str, dtype: str = "float32", quantize: str = "none"):
     """(encoder or sequence-classification model, tokenizer) of an encoder base."""
     from transformers import AutoModel, AutoModelForSequenceClassification, AutoTokenizer
 
     src = base.path or base.name
     tok = AutoTokenizer.from_pretrained(src)
+    kw = _load_kwargs(dtype, quantize)
     if pooling == "cls":
-        model = AutoModelForSequenceClassification.from_pretrained(src, num_labels=num_labels)
+        model = AutoModelForSequenceClassification.from_pretrained(src, num_labels=num_labels, **kw)
     else:
-        model = AutoModel.from_pretrained(src)
+        model = AutoModel.from_pretrained(src, **kw)
     return model.eval(), tok
 
 
-def peft_config(method: str, family: str, options: dict[str, Any], model_type: str, init_ids: list[int] | None):
+def peft_config(o: TuneOptions, family: str, model_type: str):
     """The peft config for a method. Options that do not apply were rejected by the checker (E311)."""
     from peft import IA3Config, LoraConfig, PrefixTuningConfig, PromptEncoderConfig, PromptTuningConfig, TaskType
 
     task_type = TaskType.CAUSAL_LM if family == "causal" else (
-        TaskType.SEQ_CLS if options.get("pooling") == "cls" else TaskType.FEATURE_EXTRACTION)
-    n = options.get("virtual_tokens", 8)
-    if method == "prompt_tuning":
+        TaskType.SEQ_CLS if o.pooling == "cls" else TaskType.FEATURE_EXTRACTION)
+    n = o.virtual_tokens
+    if o.method == "prompt_tuning":
         return PromptTuningConfig(task_type=task_type, num_virtual_tokens=n)
-    if method == "prefix_tuning":
-        return PrefixTuningConfig(task_type=task_type, num_virtual_tokens=n,
-                                  prefix_projection=bool(options.get("prefix_projection", False)))
-    if method == "p_tuning":
-        return PromptEncoderConfig(task_type=task_type, num_virtual_tokens=n,
-                                   encoder_hidden_size=options.get("encoder_hidden_size", 128),
-                                   encoder_reparameterization_type=options.get("encoder_type", "MLP"))
-    if method == "lora":
-        targets = options.get("target_modules") or DEFAULT_TARGETS.get(model_type, {}).get("lora")
-        return LoraConfig(task_type=task_type, r=options.get("r", 8), lora_alpha=options.get("alpha", 16),
-                          lora_dropout=options.get("dropout", 0.0), target_modules=targets,
-                          fan_in_fan_out=model_type == "gpt2")
-    if method == "ia3":
+    if o.method == "prefix_tuning":
+        return PrefixTuningConfig(task_type=task_type, num_virtual_tokens=n, prefix_projection=o.prefix_projection)
+    if o.method == "p_tuning":
+        return PromptEncoderConfig(task_type=task_type, num_virtual_tokens=n, encoder_hidden_size=o.encoder_hidden_size,
+                                   encoder_reparameterization_type=o.encoder_type)
+    if o.method == "lora":
+        targets = o.target_modules or DEFAULT_TARGETS.get(model_type, {}).get("lora")
+        return LoraConfig(task_type=task_type, r=o.r, lora_alpha=o.alpha, lora_dropout=o.dropout,
+                          target_modules=targets, fan_in_fan_out=model_type == "gpt2")
+    if o.method == "ia3":
         kw: dict[str, Any] = {}
-        if options.get("target_modules"):
-            kw["target_modules"] = options["target_modules"]
-        if options.get("feedforward_modules"):
-            kw["feedforward_modules"] = options["feedforward_modules"]
+        if o.target_modules:
+            kw["target_modules"] = o.target_modules
+        if o.feedforward_modules:
+            kw["feedforward_modules"] = o.feedforward_modules
         return IA3Config(task_type=task_type, fan_in_fan_out=model_type == "gpt2", **kw)
-    raise ModelError(f"unknown tune method '{method}'")
+    raise ModelError(f"unknown tune method '{o.method}'")
 
 
 def init_prompt_embeddings(peft_model, token_ids: list[int]) -> None:
@@ -184,52 +204,87 @@ def init_prompt_embeddings(peft_model, token_ids: list[int]) -> None:
         enc.embedding.weight.copy_(words(torch.tensor(ids)).detach().clone())
 
 
-class MeanPoolClassifier:
-    """An encoder (with its peft adapter) whose token states are mean-pooled over the real tokens and
-    classified by a linear head: the pooling all-MiniLM-L6-v2 was trained with."""
+@dataclass
+class TunedModel:
+    """A tuned (or being tuned) model and everything needed to run it: what the training loop trains,
+    what the gate and `--until-pass` run, and what the artifact writer saves."""
 
-    def __init__(self, encoder, hidden: int, num_labels: int, virtual: int):
-        import torch
+    family: str  # "causal" | "classifier"
+    options: TuneOptions
+    base: Base
+    config: Any
+    base_fingerprint: dict[str, str]
+    peft_model: Any
+    net: Any  # what is called: the peft model (causal) or a classifier module around it
+    tokenizer: Any
+    labels: list[str]
+    dtype: str = "float32"
 
-        self.encoder = encoder
-        self.head = torch.nn.Linear(hidden, num_labels)
-        self.virtual = virtual  # leading positions that are soft-prompt tokens, not input tokens
-
-    def parameters(self):
-        yield from self.encoder.parameters()
-        yield from self.head.parameters()
-
-    def train(self, mode: bool = True):
-        self.encoder.train(mode)
-        self.head.train(mode)
-        return self
-
-    def eval(self):
-        return self.train(False)
-
-    def __call__(self, input_ids, attention_mask):
-        out = self.encoder(input_ids=input_ids, attention_mask=attention_mask)
-        states = out.last_hidden_state[:, -input_ids.shape[1]:, :]
-        mask = attention_mask.unsqueeze(-1).to(states.dtype)
-        pooled = (states * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-        return self.head(pooled)
+    def backend(self, identity: str):
+        """The backend that runs this model (the same one an artifact loads into)."""
+        return make_backend(self.family, self.net, self.tokenizer, self.labels, identity, self.options)
 
 
-class SeqClsClassifier:
-    """AutoModelForSequenceClassification with a SEQ_CLS peft adapter (CLS pooling)."""
+def _trainable_fp32(peft_model) -> None:
+    """Trainable parameters stay float32 (autocast computes in the base's half precision)."""
+    for p in peft_model.parameters():
+        if p.requires_grad and p.dtype != __import__("torch").float32:
+            p.data = p.data.float()
 
-    def __init__(self, model):
-        self.encoder = model
 
-    def parameters(self):
-        return self.encoder.parameters()
+def build_tuned(base: Base, config, family: str, labels: list[str], o: TuneOptions, task: ir.Task,
+                dtype: str = "float32") -> TunedModel:
+    """Load the base in `dtype`, fingerprint it, and wrap it in a fresh peft adapter for `o.method`."""
+    import torch
+    from peft import get_peft_model
 
-    def train(self, mode: bool = True):
-        self.encoder.train(mode)
-        return self
+    from promptc.targets.tune.nets import MeanPoolClassifier, SeqClsClassifier
 
-    def eval(self):
-        return self.train(False)
+    torch.manual_seed(o.seed)
+    if family == "classifier":
+        base_model, tok = load_encoder(base, len(labels), o.pooling, dtype, o.quantize)
+        if o.pooling == "cls":
+            base_model.config.id2label = dict(enumerate(labels))
+            base_model.config.label2id = {v: k for k, v in enumerate(labels)}
+    else:
+        base_model, tok = load_causal(base, dtype, o.quantize)
+    base_fp = fingerprint(base_weights(base_model, family, o.pooling), config)
+    init_ids = None
+    if o.method == "prompt_tuning" and o.init in ("text", "prompt"):
+        from promptc.secrets import redact_text  # build_dataset refused secrets here unless --allow-secrets
 
-    def __call__(self, input_ids, attention_mask):
-        return self.encoder(input_ids=input_ids, attention_mask=attention_mask).logits
+        text = o.init_text if o.init == "text" else "\n".join(v.text for v in (task.system[:1] + task.prompt[:1]))
+        init_ids = tok(redact_text(text or ""), add_special_tokens=False)["input_ids"]
+    if o.quantize != "none":
+        from peft import prepare_model_for_kbit_training
+
+        base_model = prepare_model_for_kbit_training(base_model, use_gradient_checkpointing=o.gradient_checkpointing)
+    elif o.gradient_checkpointing:
+        base_model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        if hasattr(base_model, "enable_input_require_grads"):
+            base_model.enable_input_require_grads()
+    torch.manual_seed(o.seed)
+    pm = get_peft_model(base_model, peft_config(o, family, config.model_type))
+    if init_ids:
+        init_prompt_embeddings(pm, init_ids)
+    _trainable_fp32(pm)
+    if family == "classifier" and o.pooling == "mean":
+        net: Any = MeanPoolClassifier(pm, config.hidden_size, len(labels), o.virtual)
+    elif family == "classifier":
+        net = SeqClsClassifier(pm)
+    else:
+        net = pm
+    return TunedModel(family, o, base, config, base_fp, pm, net, tok, labels, dtype)
+
+
+def make_backend(family: str, model, tokenizer, labels: list[str], identity: str, o: TuneOptions):
+    if family == "classifier":
+        from promptc.models.classifier import ClassifierBackend
+
+        return ClassifierBackend(model, tokenizer, labels, identity, o.max_length, o.virtual)
+    from promptc.models.hf import HFBackend
+
+    # transformers 5.24 + peft 0.21 drop a prefix-tuning prefix under the default KV cache, so prefix
+    # artifacts decode without the cache (tests/models/test_tune.py checks generation against argmax).
+    return HFBackend(identity, model=model, tokenizer=tokenizer, identity=identity,
+                     use_cache=o.method != "prefix_tuning", use_chat_template=False)
