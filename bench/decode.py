@@ -103,17 +103,24 @@ def measure(backend: HFBackend, texts: list[str], mode: str, batch_size: int, ma
     return secs, sum(g.completion_tokens for g in gens)
 
 
-def report(name: str, backend: HFBackend, n: int, max_new: int) -> dict:
+def report(name: str, backend: HFBackend, n: int, max_new: int, reps: int) -> dict:
     texts = prompts(n)
-    for mode in MODES:  # warm up every path
-        measure(backend, texts[:2], mode, 2, 4)
-    print(f"\n== {name}: {n} prompts, max_new_tokens={max_new}")
-    rows = {}
+    for mode in MODES:  # warm up every path, at both batch shapes
+        for bs in (1, n):
+            measure(backend, texts[:bs], mode, bs, 2)
+    print(f"\n== {name}: {n} prompts, max_new_tokens={max_new}, best of {reps} interleaved runs")
+    rows: dict = {}
+    for _ in range(reps):  # interleaved, so a burst of other work on the CPU hits every mode alike
+        for bs in (1, n):
+            for mode in MODES:
+                secs, toks = measure(backend, texts, mode, bs, max_new)
+                if toks / secs > rows.get((mode, bs), (0.0,))[0]:
+                    rows[(mode, bs)] = (toks / secs, toks, secs)
     for mode in MODES:
         for bs in (1, n):
-            secs, toks = measure(backend, texts, mode, bs, max_new)
-            rows[(mode, bs)] = toks / secs
-            print(f"  {mode:13s} batch {bs:2d}: {toks:5d} tokens in {secs:6.2f} s = {toks / secs:8.1f} tokens/s")
+            rate, toks, secs = rows[(mode, bs)]
+            print(f"  {mode:13s} batch {bs:2d}: {toks:5d} tokens in {secs:6.2f} s = {rate:8.1f} tokens/s")
+    rows = {k: v[0] for k, v in rows.items()}
     for bs in (1, n):
         base = rows[("unconstrained", bs)]
         js, bd = base / rows[("json-schema", bs)], base / rows[("bounded", bs)]
@@ -206,6 +213,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="fewer tokens (smoke run)")
     ap.add_argument("--skip-toy", action="store_true", help="only the GPT-2-small shape")
     ap.add_argument("--no-decode", action="store_true", help="only mask and compile times (no model runs)")
+    ap.add_argument("--reps", type=int, default=3, help="interleaved repetitions; the best rate of each counts")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice); 1 gives "
                     "steadier ratios on a shared CPU, where intra-op threads mostly contend")
     args = ap.parse_args()
@@ -217,14 +225,15 @@ def main() -> None:
     print(f"torch threads: {torch.get_num_threads()}; {load_line()}")
     max_new = 16 if args.quick else 48
     if not args.skip_toy and not args.no_decode:
-        report("tiny-causal (toy)", HFBackend("tiny-causal"), 16, max_new)
+        report("tiny-causal (toy)", HFBackend("tiny-causal"), 16, max_new, args.reps)
     t0 = time.perf_counter()
     tok = bpe_tokenizer()
     model = gpt2_small(tok)
     print(f"\n(built a 32k BPE tokenizer and a GPT-2-small-shaped model in {time.perf_counter() - t0:.1f} s; "
           f"{sum(p.numel() for p in model.parameters()) / 1e6:.0f}M parameters)")
     if not args.no_decode:
-        report("GPT-2-small shape, 32k vocabulary", HFBackend("bench", model=model, tokenizer=tok), 16, max_new)
+        report("GPT-2-small shape, 32k vocabulary", HFBackend("bench", model=model, tokenizer=tok), 16, max_new,
+               args.reps)
     value = '{"tag": "account", "reply": "We have reset the password; try the link again.", "priority": 3}'
     us = mask_time(tok, value)
     print(f"\n== mask time per token (32k vocabulary, {len(tok(value)['input_ids'])} tokens of a valid value): "
