@@ -90,6 +90,7 @@ def test_one_validation_rule_on_every_path(kind, text, accepted, tmp_path):
     import json
 
     import promptc
+    from promptc.compiler import compile_file, compile_text
     from promptc.errors import InputError
     from promptc.outputs import parse_output
     from promptc.targets.text.prompt import check_inputs
@@ -98,13 +99,13 @@ def test_one_validation_rule_on_every_path(kind, text, accepted, tmp_path):
     t = ir.IntT() if kind == "int" else ir.FloatT()
     verdicts = {"validate": not validate(t, value), "is_valid_fn": is_valid_fn(t)(value)}
     # an inline example in the program source
-    inline = promptc.compiler.compile_text(_program(kind, text))
+    inline = compile_text(_program(kind, text))
     verdicts["inline example"] = not [d for d in inline.diagnostics if d.severity == "error"]
     # a JSONL examples file
     (tmp_path / "ex.jsonl").write_text(json.dumps({"input": {"x": 1}, "output": {"v": value}}) + "\n")
     src = _program(kind, None).replace('  prompt "{{ x }}"\n', '  prompt "{{ x }}"\n  examples "ex.jsonl"\n')
     (tmp_path / "p.prompt").write_text(src)
-    jsonl = promptc.compiler.compile_file(tmp_path / "p.prompt")
+    jsonl = compile_file(tmp_path / "p.prompt")
     verdicts["jsonl example"] = not [d for d in jsonl.diagnostics if d.severity == "error"]
     # a task input, a parsed model output, and the API's judge of an output
     task = promptc.loads(_program(kind, None)).task("t")
