@@ -190,8 +190,9 @@ def _longest(job: TuneJob, tuned: Any) -> int:
 
 
 def train(job: TuneJob, tuned: Any, acc: Any, *, until_pass: bool, json_log: Any, progress: Any,
-          fault: Any = None) -> Any:
-    """The accelerate training loop; resumes from `<out>.partial/checkpoint` when one is there."""
+          fault: Any = None, checkpoint: bool = True) -> Any:
+    """The accelerate training loop; resumes from `<out>.partial/checkpoint` when one is there (search
+    trials train without checkpoints: each trial is a different model)."""
     from promptc.targets.tune.model import DEFAULT_LR
     from promptc.targets.tune.train import Run
 
@@ -202,7 +203,7 @@ def train(job: TuneJob, tuned: Any, acc: Any, *, until_pass: bool, json_log: Any
 
     run = Run(job.family, tuned.net, tuned.tokenizer, job.data, job.options,
               job.options.lr or DEFAULT_LR[job.options.method], accelerator=acc,
-              checkpoint_dir=job.partial / "checkpoint", json_log=json_log, progress=progress,
+              checkpoint_dir=job.partial / "checkpoint" if checkpoint else None, json_log=json_log, progress=progress,
               until_pass=suite_check, fault=fault)
     run.run()
     return run
@@ -323,7 +324,7 @@ def search(program: ir.Program, target_name: str, trials: int, *, objective: str
             o = job.options.with_(**over)
             sub = TuneJob(**{**job.__dict__, "options": o})
             tuned = build_tuned(job.base, job.config, job.family, job.data.labels, o, job.task, job.dtype)
-            train(sub, tuned, acc, until_pass=False, json_log=None, progress=None)
+            train(sub, tuned, acc, until_pass=False, json_log=None, progress=None, checkpoint=False)
             rep = run_gate(sub, tuned, acc, True)[0]
             value = rep.passed / max(1, len(rep.results) - rep.skipped)
             detail = {"tests": rep.summary_line()}

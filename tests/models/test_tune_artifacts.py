@@ -15,12 +15,12 @@ SENTI = '''
 enum Mood { happy, sad }
 task mood(text: str) -> Mood {
   prompt "How does this sound? {{ text }}"
-  example { input { text: "what a lovely day" } output { happy } }
-  example { input { text: "I love this" } output { happy } }
-  example { input { text: "this is great" } output { happy } }
-  example { input { text: "I feel awful" } output { sad } }
-  example { input { text: "what a terrible loss" } output { sad } }
-  example { input { text: "this is so sad" } output { sad } }
+  example { input { text: "what a lovely day" } output happy }
+  example { input { text: "I love this" } output happy }
+  example { input { text: "this is great" } output happy }
+  example { input { text: "I feel awful" } output sad }
+  example { input { text: "what a terrible loss" } output sad }
+  example { input { text: "this is so sad" } output sad }
 }
 test mood { case "joy" { input { text: "lovely, I love it" } expect output in [happy, sad] } }
 target tune m for mood { base = "minilm", max_steps = 2, batch_size = 6 }

@@ -385,7 +385,11 @@ class Run:
         if meta["processes"] != self.processes:
             raise UsageError(f"the checkpoint in {d} was made by {meta['processes']} processes; this run has "
                              f"{self.processes}", hint=f"resume with --processes {meta['processes']}")
-        self.restore(st.load_tensors(d / "weights.safetensors"))
+        weights = st.load_tensors(d / "weights.safetensors")
+        if any(tuple(weights[n].shape) != tuple(p.shape) for n, p in self.trainable()):
+            raise ArtifactError(f"the checkpoint in {d} was made with other options (its weights have other "
+                                "shapes); remove it or drop --resume")
+        self.restore(weights)
         if (d / "best.safetensors").is_file():
             self.best_weights = st.load_tensors(d / "best.safetensors")
         tensors = {k: v for k, v in st.load_tensors(d / "optimizer.safetensors").items() if k != "_empty"}
