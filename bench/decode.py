@@ -160,6 +160,43 @@ def mask_time(tok, value_text: str, reps: int = 50) -> dict[str, float]:
     return out
 
 
+def guide_overhead(tok, batch: int, steps: int = 48, reps: int = 5) -> dict[str, float]:
+    """Microseconds per decoding step spent in the logits processor (mask and budget checks), with no
+    model: random scores, argmax of the masked ones. Free of the forward pass and its noise."""
+    import llguidance.hf
+    import torch
+    from llguidance import LLMatcher
+
+    from promptc.models.hf import _Guide, _Row
+
+    ll = llguidance.hf.from_tokenizer(tok)
+    out = {}
+    for mode in ("json-schema", "bounded"):
+        best = float("inf")
+        for rep in range(reps):
+            gen = torch.Generator().manual_seed(rep)
+            if mode == "bounded":
+                c = constraint_for(OUTPUT, Caps())
+                matchers = [LLMatcher(ll, c.grammar) for _ in range(batch)]
+                rows = [_Row(c.tracker(), 4) for _ in range(batch)]
+            else:
+                g = json_schema_grammar(OUTPUT)
+                matchers, rows = [LLMatcher(ll, g) for _ in range(batch)], None
+            # a budget well past these steps: the steady state (checks scheduled, nothing forced)
+            guide = _Guide(matchers, ll, tok.eos_token_id, rows, 8 * steps if mode == "bounded" else None, width=4)
+            ids = torch.full((batch, 4), tok.pad_token_id, dtype=torch.long)
+            spent = 0.0
+            for _ in range(steps):
+                scores = torch.randn(batch, len(tok), generator=gen)
+                t0 = time.perf_counter()
+                scores = guide(ids, scores)
+                spent += time.perf_counter() - t0
+                ids = torch.cat([ids, scores.argmax(-1, keepdim=True)], 1)
+            best = min(best, spent / steps * 1e6)
+        out[mode] = best
+    return out
+
+
 def compile_times(tok) -> list[tuple[str, float | None, float, float | None]]:
     """(program.task output, bounded ms, json-schema ms, tracker ms): grammar text + llguidance compile +
     first mask, best of 5 (bounded is None for free text, which runs without a grammar); then the budget
@@ -239,6 +276,11 @@ def main() -> None:
     print(f"\n== mask time per token (32k vocabulary, {len(tok(value)['input_ids'])} tokens of a valid value): "
           f"bounded {us['bounded']:.1f} us, json-schema {us['json-schema']:.1f} us "
           f"(llguidance publishes ~50 us); bounded/json-schema {us['bounded'] / us['json-schema']:.3f}")
+    for bs in (1, 16):
+        g = guide_overhead(tok, bs)
+        print(f"== logits-processor time per decoding step at batch {bs:2d} (no model; mask and budget checks): "
+              f"bounded {g['bounded']:.0f} us, json-schema {g['json-schema']:.0f} us; "
+              f"bounded/json-schema {g['bounded'] / g['json-schema']:.3f}")
     print("\n== grammar compile time per output type (text + compile + first mask, 32k vocabulary)")
     for name, bounded, js, tracker in compile_times(tok):
         b = f"{bounded:7.2f} ms" if bounded is not None else "free text (no grammar)"

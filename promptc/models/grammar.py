@@ -10,8 +10,8 @@ digits of a number, so a `float` field let a random model print `9999...` until 
 - strings and lists use their `max_len`, or the decoding caps `max_str_len` / `max_items` (target
   options) where the type declares none.
 Output is compact JSON with `", "` and `": "` separators and every record field present (optional ones
-as `null`), in declaration order. Strings are JSON strings without `\\u` escapes; a string with a
-pattern is an inline `%json` string schema, which llguidance matches against the pattern.
+as `null`), in declaration order. Strings are inline `%json` string schemas (length bounds, the
+pattern, and short escapes only: no `\\u`).
 
 The tracker mirrors that language in Python (`Tracker.feed`, `Tracker.completion`), so the hf backend
 can force the shortest completion when the budget is only just enough to close the value.
@@ -33,9 +33,10 @@ GRAMMAR_VERSION = 1  # part of the cache key: a new grammar may decode different
 FLOAT_DIGITS = 17
 EXP_MAX = 290
 
-# one character of a JSON string: anything but a quote, a backslash or a control character, or a
-# short escape (no \\u escapes and no \\/, so that each character is one char of the value)
-_JSON_CHAR = r'(?:[^"\\\x00-\x1F]|\\["\\bfnrt])'
+# Every string is an inline llguidance JSON string schema (its native string lexeme; a hand-written
+# terminal measured about as fast), with short escapes only (no \\u, no \\/), so that each
+# escape or character of the JSON text is one character of the value, as the tracker counts them.
+_STRING_OPTIONS = {"whitespace_flexible": False, "json_allowed_escapes": 'nrbtf\\"'}
 
 
 # ------------------------------------------------------------------ numeric range regexes
@@ -296,13 +297,11 @@ def lark_from_shape(root: Node) -> str:
             return "(" + " | ".join(_lark_str(o) for o in n.options) + ")"
         if n.kind == "str":
             r = name("s")
+            schema: dict[str, Any] = {"x-guidance": _STRING_OPTIONS, "type": "string", "minLength": n.lo,
+                                      "maxLength": n.hi}
             if n.regex:
-                schema = {"type": "string", "pattern": f"^(?:{n.regex})$", "minLength": n.lo, "maxLength": n.hi}
-                rules.append(f"{r}: %json {json.dumps(schema)}")
-            else:
-                term = r.upper()
-                rules.append(f"{r}: {term}")
-                rules.append(f'{term}: /"{_JSON_CHAR}{{{n.lo},{n.hi}}}"/')
+                schema["pattern"] = f"^(?:{n.regex})$"
+            rules.append(f"{r}: %json {json.dumps(schema)}")
             return r
         if n.kind == "num":
             term = name("N")
