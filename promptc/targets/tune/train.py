@@ -58,7 +58,12 @@ def make_accelerator(device: str, dtype: str):
         # accelerate keeps one state per process; a later run in the same process (the API, tests,
         # --search) may ask for another precision or device, so start that state afresh
         AcceleratorState._reset_state(reset_partial_state=state.get("num_processes", 1) == 1)
-    return Accelerator(cpu=device == "cpu", mixed_precision=want)
+    from accelerate.utils import DistributedDataParallelKwargs
+
+    # some adapted modules get no gradient from some losses (a LoRA on an encoder's pooler, which the
+    # mean-pooled classifier never reads); DDP must not wait for them
+    ddp = DistributedDataParallelKwargs(find_unused_parameters=True)
+    return Accelerator(cpu=device == "cpu", mixed_precision=want, kwargs_handlers=[ddp])
 
 
 @dataclass
