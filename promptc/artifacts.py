@@ -186,7 +186,7 @@ def verify_files(directory: str | Path, manifest: dict[str, Any]) -> None:
 
 
 # ------------------------------------------------------------------ the manifest schema
-# pydantic at the boundary (DESIGN.md): a manifest is JSON that anyone can edit, so it is validated
+# pydantic at the boundary: a manifest is JSON that anyone can edit, so it is validated
 # before any field is read. Extra fields are allowed: kinds and later versions add their own.
 @functools.cache
 def manifest_models() -> tuple[Any, Any]:

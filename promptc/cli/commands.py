@@ -124,6 +124,18 @@ def decoding_overrides(args: argparse.Namespace) -> dict[str, Any]:
             "seed": args.seed, "constrained": not args.unconstrained, "structured": args.structured}
 
 
+def resolve_task(prog, task: str | None, target: str | None = None, artifact: str | None = None):
+    """The task a command works on: --task if given, else the task of the target or artifact named,
+    else the program's only task."""
+    if task:
+        return prog.task(task)
+    if target and not Path(target).is_dir():
+        return prog.task(prog.target(target).task)
+    if artifact or (target and Path(target).is_dir()):
+        return prog.task(_artifact_task(artifact or target))
+    return prog.task(None)
+
+
 def make_subject(args: argparse.Namespace, prog, task):
     """The subject of `run` and `test`: --target on --model, or --artifact (with --model if text)."""
     from promptc.execution import artifact_subject, text_subject
@@ -131,6 +143,9 @@ def make_subject(args: argparse.Namespace, prog, task):
     if isinstance(args.model, str) and args.model.startswith("openai:"):
         args.model = make_backend(args.model, args)  # the --timeout/--retries/--prices/... options
     if args.artifact:
+        if args.model is not None and _artifact_kind(args.artifact) == "tune":
+            raise UsageError(f"{args.artifact} is a tuned artifact: it brings its own model, so --model does not "
+                             "apply", hint="drop --model (it is for text targets and compiled text artifacts)")
         return artifact_subject(args.artifact, prog.ir, task.ir, args.model, batch_size=args.batch_size,
                                 **decoding_overrides(args))
     if args.model is None:
@@ -144,7 +159,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from promptc.execution import open_cache, run_requests
 
     prog = load_program(args.file)
-    task = prog.task(args.task)
+    task = resolve_task(prog, args.task, args.target, args.artifact)
     inputs = read_inputs(args, task)
     subject = make_subject(args, prog, task)
     try:
@@ -271,7 +286,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from promptc.testing.compare import artifact_training, compare, load_price_table
 
     prog = load_program(args.file)
-    task = prog.task(args.task)
+    task = resolve_task(prog, args.task, args.subjects[0] if args.subjects else None)
     models = args.model or [None]
     if len(set(models)) != len(models):
         raise UsageError("the same --model is given twice")
@@ -424,7 +439,7 @@ def cmd_distill(args: argparse.Namespace) -> int:
     from promptc.workflows.distill import distill, generate_inputs
 
     prog = load_program(args.file)
-    task = prog.task(args.task)
+    task = resolve_task(prog, args.task, args.target)
     _text_target(prog, args.target)
     if args.generate is not None:
         if args.generate < 1:
@@ -459,6 +474,10 @@ def cmd_optimize(args: argparse.Namespace) -> int:
     t = _text_target(prog, args.target)
     if args.budget < 1:
         raise UsageError("--budget must be at least 1")
+    from promptc.artifacts import check_destination
+
+    out = args.output or str(Path("out") / args.target)
+    check_destination(out)  # refuse before the search, not after it
     backend = make_backend(args.model, args)
     update, stop = _progress(False)
     try:
@@ -469,7 +488,7 @@ def cmd_optimize(args: argparse.Namespace) -> int:
         raise UsageError(str(e)) from None
     finally:
         stop()
-    dest = write_optimized(prog.ir, args.target, res, args.output, budget=args.budget, seed=args.seed, model=args.model)
+    dest = write_optimized(prog.ir, args.target, res, out, budget=args.budget, seed=args.seed, model=args.model)
     w = res.best.describe(res.pool)
     print(f"dev pass rate {res.baseline_score:.2f} (as declared) -> {res.best_score:.2f} after "
           f"{len(res.log)} evaluations")

@@ -26,7 +26,8 @@ def cmd_check(args: argparse.Namespace) -> int:
             emit_diagnostics(result.diagnostics, "text")
             if result.ok:
                 tail = f" ({summary(result.diagnostics)})" if result.diagnostics else ""
-                print(f"{path}: ok{tail}", file=sys.stderr if args.quiet else sys.stdout)
+                if not args.quiet:
+                    print(f"{path}: ok{tail}")
     if args.format == "json":
         print(to_json(all_diags))
     elif failed:

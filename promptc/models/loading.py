@@ -34,6 +34,12 @@ def parse_model_spec(spec: str) -> ModelSpec:
         rest = spec[len("openai:"):]
         at = max(rest.rfind("@http://"), rest.rfind("@https://"))
         model, base = (rest[:at], rest[at + 1:]) if at >= 0 else (rest, "")
+        tail = model.rpartition("@")[2] if "@" in model else ""
+        if tail and not tail[:1].isdigit():
+            # not a version (name@1.0.0) and not an http(s) URL: a mistyped base URL must never fall back
+            # to the default endpoint, which would send the API key there
+            raise UsageError(f"model spec '{spec}': '{tail}' is not an http(s) base URL",
+                             hint="use openai:<model>@http://host:port/v1 (or set OPENAI_BASE_URL)")
         if not model:
             raise UsageError(f"model spec '{spec}' names no model: use openai:<model>[@<base_url>]")
         return ModelSpec("openai", model, base or None)
@@ -54,7 +60,7 @@ def quiet_transformers() -> None:
     logging.set_verbosity_error()
     logging.disable_progress_bar()
     warnings.filterwarnings("ignore", category=FutureWarning, module=r"(transformers|peft)\b.*")
-    # peft drops position ids for soft prompts on purpose; the warning is noise (FACTS.md)
+    # peft drops position ids for soft prompts on purpose; the warning is noise
     warnings.filterwarnings("ignore", message="Position ids are not supported for parameter efficient tuning")
 
 

@@ -129,7 +129,7 @@ REFERENCE = (Path(__file__).resolve().parents[2] / "docs" / "reference.prompt")
 
 
 def test_reference_program_exactly_as_designed(tmp_path: Path):
-    """DESIGN.md §3's program, byte for byte, checks clean next to an examples file."""
+    """The reference program (docs/reference.prompt), byte for byte, checks clean next to an examples file."""
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "triage.jsonl").write_bytes((PROGRAMS / "data" / "triage.jsonl").read_bytes())
     (tmp_path / "triage.prompt").write_bytes(REFERENCE.read_bytes())

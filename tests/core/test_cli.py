@@ -125,3 +125,34 @@ def test_every_error_class_has_the_documented_exit_code():
                 errors.ArtifactError: 1, errors.UsageError: 2, errors.InternalError: 2, errors.Interrupted: 130}
     assert {cls: cls.exit_code for cls in expected} == expected
     assert all(issubclass(cls, errors.PromptcError) for cls in expected)
+
+
+def test_a_mistyped_openai_base_url_is_refused_not_sent_to_the_default_endpoint():
+    from promptc.errors import UsageError
+    from promptc.models.loading import parse_model_spec
+
+    for spec in ("openai:MODEL@URL", "openai:gpt-4o@ftp://x", "openai:m@localhost:8000"):
+        with pytest.raises(UsageError, match="not an http"):
+            parse_model_spec(spec)
+    assert parse_model_spec("openai:tag@1.0.0").name == "tag@1.0.0"  # a served subject's name@version
+    assert parse_model_spec("openai:tag@1.0.0@http://h:1/v1").base_url == "http://h:1/v1"
+
+
+def test_the_task_follows_from_the_target_in_a_program_with_two_tasks(tmp_path, capsys):
+    (tmp_path / "two.prompt").write_text(
+        'task a(x: str) -> str { prompt "A {{ x }}" }\n'
+        'task b(y: str) -> str { prompt "B {{ y }}" }\n'
+        'target text bt for b { }\n')
+    bad = tmp_path / "in.jsonl"
+    bad.write_text('{"y": 3}\n')
+    # the task is b (from the target): its input y is validated, and no "name one of" refusal
+    assert main(["run", str(tmp_path / "two.prompt"), "--target", "bt", "--model", "tiny-causal",
+                 "--inputs", str(bad)]) == 1
+    err = capsys.readouterr().err
+    assert "in.jsonl:1: invalid input" in err and "name one of" not in err
+
+
+def test_check_quiet_prints_nothing_for_clean_files(capsys):
+    assert main(["check", "-q", str(PROGRAMS / "route.prompt")]) == 0
+    out = capsys.readouterr()
+    assert out.out == "" and out.err == ""

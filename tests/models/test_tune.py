@@ -144,7 +144,7 @@ def test_generation_agrees_with_greedy_argmax(method, tmp_path):
             ids = torch.cat([ids, torch.tensor([[nxt]])], dim=1)
     assert gen.text == tok.decode(out, skip_special_tokens=True)
     if method not in ("prefix_tuning", "lora"):
-        return  # soft prompts and IA3 cannot steer tiny-causal's random weights (FACTS.md): no power check
+        return  # soft prompts and IA3 cannot steer tiny-causal's random weights (README, Models): no power check
     # power: the adapter changes what the base alone would say, so a dropped adapter would be caught
     base, _ = build_tiny()
     ids = tok(req.prompt, return_tensors="pt")["input_ids"]
