@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from promptc.errors import ArtifactError
+from promptc.errors import ArtifactError, UsageError
 
 MANIFEST = "manifest.json"
 
@@ -139,7 +139,8 @@ def read_manifest(directory: str | Path) -> dict[str, Any]:
     d = Path(directory)
     path = d / MANIFEST
     if not d.is_dir():
-        raise ArtifactError(f"artifact directory not found: {d}")
+        # a path given on the command line that does not exist is a usage error, as for --inputs
+        raise UsageError(f"artifact directory not found: {d}")
     if not path.is_file():
         raise ArtifactError(f"{d} is not a promptc artifact: no {MANIFEST}")
     try:

@@ -156,3 +156,12 @@ def test_check_quiet_prints_nothing_for_clean_files(capsys):
     assert main(["check", "-q", str(PROGRAMS / "route.prompt")]) == 0
     out = capsys.readouterr()
     assert out.out == "" and out.err == ""
+
+
+def test_a_missing_artifact_directory_is_a_usage_error_like_a_missing_inputs_file(tmp_path, capsys):
+    assert main(["run", str(PROGRAMS / "route.prompt"), "--artifact", str(tmp_path / "nope"),
+                 "--input", "{}"]) == 2
+    assert main(["run", str(PROGRAMS / "route.prompt"), "--target", "route_text", "--model", "tiny-causal",
+                 "--inputs", str(tmp_path / "nope.jsonl")]) == 2
+    err = capsys.readouterr().err
+    assert "artifact directory not found" in err and "cannot read --inputs" in err
