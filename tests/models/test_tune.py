@@ -98,18 +98,18 @@ def test_every_method_round_trips_with_identical_logits(method, tmp_path):
     from promptc.workflows import tune as run_mod
 
     captured = {}
-    orig = run_mod._gate_report
+    orig = run_mod.run_gate
 
-    def grab(program, task, family, model, tok, labels, opts, m, prompt):
+    def grab(job, tuned, acc, gate):
         with torch.no_grad():
-            captured["logits"] = model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).logits
-        return orig(program, task, family, model, tok, labels, opts, m, prompt)
+            captured["logits"] = tuned.net(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).logits
+        return orig(job, tuned, acc, gate)
 
-    run_mod._gate_report = grab
+    run_mod.run_gate = grab
     try:
         tune(prog.ir, "t", out=tmp_path / (method + "2"), gate=False)
     finally:
-        run_mod._gate_report = orig
+        run_mod.run_gate = orig
     assert torch.equal(captured["logits"], loaded)
 
 
