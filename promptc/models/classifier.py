@@ -25,7 +25,7 @@ class ClassifierBackend:
     def generate(self, requests: list[Request], decoding: Decoding, sample: int = 0) -> list[Generation]:
         import torch
 
-        out = []
+        out: list[Generation] = []
         for i in range(0, len(requests), 32):
             chunk = requests[i:i + 32]
             t0 = time.perf_counter()

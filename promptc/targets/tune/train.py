@@ -115,7 +115,7 @@ class Run:
                 p.copy_(weights[n].to(p.device))
 
     # ---------------------------------------------------------------- batches
-    def batch(self, items: list[Item]):
+    def batch(self, items: list[Item]) -> tuple[Any, Any, Any]:
         import torch
 
         tok = self.tokenizer
