@@ -88,8 +88,8 @@ class Task:
 
         if model is None and artifact is None:
             raise UsageError("Task.test needs a model for a text target (model=\"hf:...\"), or an artifact")
-        suite_opts = {k: options.pop(k) for k in ("repeat", "min_pass", "max_examples", "pattern", "judge_model",
-                                                  "teacher") if k in options}
+        suite_opts: dict[str, Any] = {k: options.pop(k) for k in ("repeat", "min_pass", "max_examples", "pattern",
+                                                                  "judge_model", "teacher") if k in options}
         suite_opts["seed"] = options.get("seed", 0)  # the decoding seed also seeds the perturbations
         prog = self.program.ir
         if isinstance(artifact, Artifact):

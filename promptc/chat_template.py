@@ -83,11 +83,11 @@ def load_chat_template(directory: str) -> tuple[str, dict[str, str]]:
     special: dict[str, str] = {}
     if (d / "special_tokens_map.json").is_file():
         for k, v in json.loads((d / "special_tokens_map.json").read_text(encoding="utf-8")).items():
-            if k in SPECIAL and _token_text(v) is not None:
-                special[k] = _token_text(v)
+            if k in SPECIAL and (tok := _token_text(v)) is not None:
+                special[k] = tok
     for k in SPECIAL:
-        if k in config and _token_text(config[k]) is not None:
-            special[k] = _token_text(config[k])
+        if k in config and (tok := _token_text(config[k])) is not None:
+            special[k] = tok
     return template, special
 
 

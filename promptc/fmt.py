@@ -100,7 +100,7 @@ def literal(lit: ast.Literal, indent: str = "") -> str:
     return text(lit, indent) if lit.long else quote(v)
 
 
-def value(v: ast.Value, indent: str = "") -> str:
+def value(v: ast.Value | ast.Expr, indent: str = "") -> str:
     if isinstance(v, ast.Literal):
         return literal(v, indent)
     if isinstance(v, ast.Regex):
@@ -113,7 +113,7 @@ def value(v: ast.Value, indent: str = "") -> str:
         if not v.fields:
             return "{}"
         return "{ " + ", ".join(f"{name(f.key.name)}: {value(f.value, indent)}" for f in v.fields) + " }"
-    return expr(v)  # type: ignore[arg-type]
+    return expr(v)
 
 
 def _is_expr(v) -> bool:
@@ -353,13 +353,13 @@ class _Printer:
         if isinstance(v, ast.RecordLit):
             if not v.fields:
                 return "{}"
-            parts = []
+            kvs = []
             for f in v.fields:
-                s = self.inline(f.value, ind)
-                if s is None:
+                fv = self.inline(f.value, ind)
+                if fv is None:
                     return None
-                parts.append(f"{name(f.key.name)}: {s}")
-            return "{ " + ", ".join(parts) + " }"
+                kvs.append(f"{name(f.key.name)}: {fv}")
+            return "{ " + ", ".join(kvs) + " }"
         return value(v)
 
     def value_line(self, ind: str, prefix: str, v, start: int | None = None, end: int | None = None,

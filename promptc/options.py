@@ -103,7 +103,7 @@ def with_defaults(kind: str, given: dict[str, Any]) -> dict[str, Any]:
     """The full option dict of a target: what the program gave, and every default it did not."""
     specs = OPTIONS[kind]
     out = {}
-    method = given.get("method", specs.get("method").default if "method" in specs else None)
+    method = given.get("method", specs["method"].default if "method" in specs else None)
     for name, spec in specs.items():
         if spec.methods is not None and method not in spec.methods:
             continue

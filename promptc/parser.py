@@ -419,12 +419,12 @@ class _ToAst(Transformer):
                                                   "9223372036854775807"))
             return ast.Literal(value, span)
         if t == "SIGNED_FLOAT":
-            value = float(tok) if len(tok) <= 400 else float("inf")
-            if value in (float("inf"), float("-inf")):
+            fvalue = float(tok) if len(tok) <= 400 else float("inf")
+            if fvalue in (float("inf"), float("-inf")):
                 raise _ParseIssue(Diagnostic("error", codes.NUMBER_OUT_OF_RANGE,
                                              f"number {_clip_number(tok)} is out of range", span,
                                              hint="floats are 64-bit: at most about 1.8e308"))
-            return ast.Literal(value, span)
+            return ast.Literal(fvalue, span)
         if t == "TRUE":
             return ast.Literal(True, span)
         if t == "FALSE":

@@ -307,6 +307,7 @@ class _Walker:
             return
         if isinstance(target, nodes.Tuple) and all(isinstance(t, nodes.Name) for t in target.items):
             for t in target.items:
+                assert isinstance(t, nodes.Name)  # checked just above
                 self.set_amp[t.name] = max(self.set_amp.get(t.name, 0.0), amp)
             return
         if isinstance(target, nodes.NSRef):

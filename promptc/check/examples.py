@@ -35,6 +35,7 @@ def examples_file(cx: Context, ct: CheckedTask, ef: ast.ExamplesFile) -> None:
     from promptc import datafiles
 
     program_dir = FsPath(cx.src.path).parent if cx.src.path not in ("<string>", "") else None
+    assert isinstance(ef.path.value, str)  # the parser builds the path from a string token
     try:
         reader = datafiles.open_examples(ef.path.value, program_dir)
         for ce in read_examples(reader, ct.input_type, ct.output, cx.d):

@@ -26,6 +26,7 @@ def check_template(cx: Context, lit: ast.Literal, env: dict[str, ir.Type]) -> No
     jenv = environment()
     # The safety walk parses the template, bounds its nesting and refuses everything outside the
     # accepted subset, so compiled prompts are safe to render in a plain jinja2 Environment.
+    assert isinstance(lit.value, str)  # the parser builds template literals from string tokens only
     tree, findings = check_safety(lit.value, inputs=env)
     for f in findings:
         cx.d.error(f.code, f.message, template_span(lit, f.lineno, f.needle), hint=f.hint)

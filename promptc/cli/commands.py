@@ -132,7 +132,9 @@ def resolve_task(prog, task: str | None, target: str | None = None, artifact: st
     if target and not Path(target).is_dir():
         return prog.task(prog.target(target).task)
     if artifact or (target and Path(target).is_dir()):
-        return prog.task(_artifact_task(artifact or target))
+        directory = artifact or target
+        assert directory is not None  # one of them is set, by the test above
+        return prog.task(_artifact_task(directory))
     return prog.task(None)
 
 

@@ -107,7 +107,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         targets.append((program(path), name))
     for path in args.program or []:
         program(path)
-    text_artifacts, tuned = [], []
+    text_artifacts: list[tuple[str, Any]] = []  # (dir, program)
+    tuned: list[tuple[str, Any]] = []
     for d in args.artifact or []:
         from promptc.artifacts import read_manifest
 

@@ -226,23 +226,24 @@ class Analysis:
             extra = self._type_summary(f.type)
             return _code(f"{f.name.name}: {fmt_type_use(f.type)}") + f"\n\nfield of `{key[1]}`" + extra
         if kind == "member":
-            e = self.enums.get(key[1])
-            if e is None:
+            en = self.enums.get(key[1])
+            if en is None:
                 return None
-            return _code(f"{key[2]}") + f"\n\nmember of `enum {key[1]} {{ {', '.join(m.name for m in e.members)} }}`"
+            return _code(f"{key[2]}") + f"\n\nmember of `enum {key[1]} {{ {', '.join(m.name for m in en.members)} }}`"
         if kind == "task":
-            t = self.tasks.get(key[1])
-            if t is None:
+            tk = self.tasks.get(key[1])
+            if tk is None:
                 return None
-            n_ex = len(t.examples)
-            n_c = len(t.constraints)
-            tests = [tt for tt in (self.program.of(ast.TestDecl) if self.program else ()) if tt.task.name == t.name.name]
+            n_ex = len(tk.examples)
+            n_c = len(tk.constraints)
+            tests = [tt for tt in (self.program.of(ast.TestDecl) if self.program else ())
+                     if tt.task.name == tk.name.name]
             n_t = sum(len(tt.items) for tt in tests)
-            return _code(task_signature(t)) + (f"\n\n{n_ex} inline example{'s' * (n_ex != 1)}, {n_c} constraint"
+            return _code(task_signature(tk)) + (f"\n\n{n_ex} inline example{'s' * (n_ex != 1)}, {n_c} constraint"
                                                f"{'s' * (n_c != 1)}, {n_t} test{'s' * (n_t != 1)}")
         if kind == "param":
-            t = self.tasks.get(key[1])
-            p = next((p for p in t.params if p.name.name == key[2]), None) if t else None
+            tk = self.tasks.get(key[1])
+            p = next((p for p in tk.params if p.name.name == key[2]), None) if tk else None
             if p is None:
                 return None
             return _code(f"{p.name.name}: {fmt_type_use(p.type)}") + f"\n\ninput of task `{key[1]}`" + \
@@ -258,10 +259,10 @@ class Analysis:
         if kind == "generator":
             from promptc.check import GENERATORS
 
-            spec = GENERATORS.get(key[1])
-            if spec is None:
+            gen = GENERATORS.get(key[1])
+            if gen is None:
                 return None
-            (lo, hi), kws, _ = spec
+            (lo, hi), kws, _ = gen
             args = ["ARG"] * lo + ([] if hi == lo else ["..."]) + [f"{k}=..." for k in kws]
             return _code(f"{key[1]}({', '.join(args)})") + "\n\ngenerator for `given` in property tests"
         if kind == "function":
@@ -270,9 +271,9 @@ class Analysis:
             sig = FUNCTIONS.get(key[1])
             return _code(f"{key[1]}(...)") + f"\n\n{sig.doc}" if sig else None
         if kind == "file":
-            p = Path(key[1])
-            note = "" if p.exists() else "\n\n(the file does not exist)"
-            return f"examples file `{p}`{note}"
+            fpath = Path(key[1])
+            note = "" if fpath.exists() else "\n\n(the file does not exist)"
+            return f"examples file `{fpath}`{note}"
         return None
 
     def _type_summary(self, tu: ast.TypeUse) -> str:
@@ -888,8 +889,10 @@ def _recheck_one_task(previous: Analysis | None, chunks: list[Chunk], program: a
         old, new = previous.chunks[i], chunks[i]
         if old.unit is None or old.unit != new.unit or old.program is None or new.program is None:
             return None
-        sig_old = [(type(d).__name__, getattr(d, "name", None) and d.name.name, _unit_of(d)) for d in old.program.decls]
-        sig_new = [(type(d).__name__, getattr(d, "name", None) and d.name.name, _unit_of(d)) for d in new.program.decls]
+        sig_old = [(type(d).__name__, getattr(getattr(d, "name", None), "name", None), _unit_of(d))
+                   for d in old.program.decls]
+        sig_new = [(type(d).__name__, getattr(getattr(d, "name", None), "name", None), _unit_of(d))
+                   for d in new.program.decls]
         if sig_old != sig_new or any(u != old.unit for _, _, u in sig_new):
             return None
         units.add(old.unit)
@@ -919,6 +922,7 @@ def _recheck_one_task(previous: Analysis | None, chunks: list[Chunk], program: a
 def _moved(d: Diagnostic, chunk: Chunk, delta: int) -> Diagnostic:
     """`d`, located in a declaration that moved `delta` lines, on the declaration's new source."""
     s, src = d.span, chunk.src
+    assert s is not None  # the caller moves only located diagnostics
     start = src.offset(s.line + delta, s.col)
     end = src.offset(s.end_line + delta, s.end_col)
     return dataclasses.replace(d, span=src.span(start, end))

@@ -509,7 +509,8 @@ class OpenAIBackend:
                                                self._secrets()))
         if not isinstance(content, str):
             return bad(f"choices[0].message.content is {type(content).__name__}, not a string")
-        usage = payload.get("usage") if isinstance(payload.get("usage"), dict) else {}
+        raw_usage = payload.get("usage")
+        usage = raw_usage if isinstance(raw_usage, dict) else {}
 
         def count(key: str) -> int:
             v = usage.get(key)

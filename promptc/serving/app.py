@@ -15,6 +15,7 @@ import json
 import math
 import time
 import uuid
+from collections.abc import MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -275,13 +276,14 @@ def create_app(reg: Registry, opts: ServeOptions | None = None) -> Any:
             if scope["type"] != "http":
                 await self.app(scope, receive, send)
                 return
+            assert opts is not None  # create_app set the defaults; a method does not see that narrowing
             t0 = time.perf_counter()
             path = scope.get("path", "")
             endpoint = "tasks" if path.startswith("/v1/tasks/") else ("models" if path.startswith("/v1/models")
                                                                       else path if path in KNOWN else "other")
             status = {"code": 500}
 
-            async def send_status(msg: dict) -> None:
+            async def send_status(msg: MutableMapping[str, Any]) -> None:
                 if msg["type"] == "http.response.start":
                     status["code"] = msg["status"]
                 await send(msg)
@@ -374,7 +376,8 @@ def create_app(reg: Registry, opts: ServeOptions | None = None) -> Any:
         watch = asyncio.ensure_future(disconnected())
         try:
             left = opts.request_timeout - (time.perf_counter() - t0)
-            done, _ = await asyncio.wait({gathered, watch}, timeout=max(0.0, left),
+            waiting: set[asyncio.Future[Any]] = {gathered, watch}
+            done, _ = await asyncio.wait(waiting, timeout=max(0.0, left),
                                          return_when=asyncio.FIRST_COMPLETED)
             if gathered in done:
                 return gathered.result()
@@ -489,7 +492,7 @@ def create_app(reg: Registry, opts: ServeOptions | None = None) -> Any:
         last = next((m for m in reversed(p.messages) if m["role"] == "user"), None)
         if last is None:
             raise APIError(400, f"'{s.id}' runs a task: send its input as the last user message", param="messages")
-        inputs = _task_input(s.task, last["content"])  # type: ignore[arg-type]
+        inputs = _task_input(s.task, last["content"])
         dec = task_decoding(s, p.max_tokens, p.temperature, p.top_p, p.seed)
         res = await run_task(request, s, inputs, dec, p.n, t0, "messages", len(last["content"]))
         json_mode = p.response_format is not None
@@ -565,6 +568,7 @@ def create_app(reg: Registry, opts: ServeOptions | None = None) -> Any:
             usage = {"prompt_tokens": g.prompt_tokens, "completion_tokens": g.completion_tokens,
                      "total_tokens": g.prompt_tokens + g.completion_tokens}
             if not parsed.ok:
+                assert s.task is not None  # checked when the route was added
                 raise APIError(502, f"the model's output is not a valid {s.task.name} output: {parsed.error}",
                                type="model_output_error", code=parsed.kind,
                                extra={"raw": parsed.raw, "finish_reason": g.finish_reason, "usage": usage})

@@ -38,7 +38,9 @@ class ServerThread:
         self.opts = opts or ServeOptions()
         self.app = create_app(reg, self.opts)
         self.server = uvicorn.Server(uvicorn_config(self.app, host, port, self.opts))
-        self.server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+        # older uvicorn installs handlers through this hook; newer ones (no such attribute) skip signals off the
+        # main thread themselves
+        self.server.install_signal_handlers = lambda: None  # type: ignore[attr-defined]
         self.thread = threading.Thread(target=self.server.run, daemon=True, name="promptc-serve")
         self.host = host
 

@@ -16,10 +16,10 @@ from __future__ import annotations
 import copy
 import queue
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from promptc import ir
 from promptc.errors import UsageError
@@ -149,8 +149,8 @@ class _Group:
     router: _AdapterRouter | None = None
 
 
-def build_registry(*, model: str | None = None, targets: list[tuple[ir.Program, str]] = (),
-                   text_artifacts: list[tuple[str, ir.Program]] = (), tuned: list[tuple[str, ir.Program]] = (),
+def build_registry(*, model: str | None = None, targets: Sequence[tuple[ir.Program, str]] = (),
+                   text_artifacts: Sequence[tuple[str, ir.Program]] = (), tuned: Sequence[tuple[str, ir.Program]] = (),
                    window: float = 0.0, max_batch: int = 32,
                    on_batch: Callable[[str, int], None] | None = None) -> Registry:
     """Load everything to serve. `targets` are (program, text target name); artifacts are (dir, program)."""
@@ -161,7 +161,7 @@ def build_registry(*, model: str | None = None, targets: list[tuple[ir.Program, 
     base_engine = None
     if model is not None:
         backend, spec = backend_for(model, max_batch)
-        _ = backend.model  # load before serving, so the first request does not pay for it
+        _ = cast(Any, backend).model  # load before serving, so the first request does not pay for it
         base_engine = Engine(_engine_name(spec), backend, window=window, max_batch=max_batch, on_batch=on_batch)
         reg.add(Served(spec, "model", base_engine, counter=_counter(backend),
                        info={"model": spec}))
