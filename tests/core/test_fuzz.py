@@ -62,7 +62,10 @@ scalars = st.one_of(
     st.sampled_from([True, False, None]).map(ast.Literal),
 )
 regexes = st.builds(ast.Regex, st.from_regex(r"[a-z/\\.\[\]+*]{1,8}", fullmatch=True)
-                    .filter(lambda s: not s.endswith("\\") and "\\\\" not in s), st.sampled_from(["", "i", "im"]))
+                    # as the parser produces them: `\/` in source is read as `/`, so no pattern holds an
+                    # escaped slash (nor a trailing or doubled backslash)
+                    .filter(lambda s: not s.endswith("\\") and "\\\\" not in s and "\\/" not in s),
+                    st.sampled_from(["", "i", "im"]))
 values = st.recursive(
     st.one_of(scalars, regexes, names.map(ast.EnumRef)),
     lambda inner: st.one_of(
