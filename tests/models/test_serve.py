@@ -10,6 +10,7 @@ base, a soft prompt, a MiniLM classifier), export and `artifacts` train real ada
 from __future__ import annotations
 
 import asyncio
+import threading
 import json
 import resource
 
@@ -383,13 +384,17 @@ def test_hundred_concurrent_clients_are_all_served(server):
 
 def test_a_client_that_disconnects_frees_its_slot(server):
     engine = server.registry.subjects[M].engine
+    # Hold the engine's one model thread, so the first request stays running however fast the model is
+    # (a timing-free test): the quick requests queue behind it, and their clients give up meanwhile.
+    gate = threading.Event()
+    engine.pool.submit(gate.wait, 60)
 
     async def main():
         async with httpx.AsyncClient(timeout=120) as h:
             start = engine.batches
             long = asyncio.create_task(h.post(f"{server.url}/chat/completions",
                                               json={"model": M, "messages": U, "max_tokens": 250}))
-            while engine.batches == start:  # wait until the long generation runs on the engine
+            while engine.batches == start:  # wait until the first request is the engine's batch
                 await asyncio.sleep(0.02)
             before = engine.batches
             async with httpx.AsyncClient(timeout=0.3) as quick:
@@ -400,6 +405,7 @@ def test_a_client_that_disconnects_frees_its_slot(server):
                     except httpx.TimeoutException:
                         pass  # the client gave up and closed its connection
             await asyncio.sleep(0.6)  # the server notices the disconnects and cancels their jobs
+            gate.set()
             r = await long
             await asyncio.sleep(0.2)
             return before, r
