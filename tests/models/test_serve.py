@@ -10,9 +10,9 @@ base, a soft prompt, a MiniLM classifier), export and `artifacts` train real ada
 from __future__ import annotations
 
 import asyncio
-import threading
 import json
 import resource
+import threading
 
 import httpx
 import pytest
