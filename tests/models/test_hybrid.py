@@ -96,7 +96,8 @@ def test_failures_become_training_data(tmp_path, monkeypatch, capsys):
     by_name = {r["name"]: r for r in rows}
     assert set(by_name) == {"case known", "property polite"}
     assert by_name["case known"]["input"] == {"ticket": {"subject": "Login", "body": "cannot sign in"}}
-    assert by_name["property polite"]["input"]["ticket"]["body"] in ("hello there", "hi")  # the shrunk input
+    # the derandomised shrink of the failing property input
+    assert by_name["property polite"]["input"]["ticket"]["body"] == "hello there"
     for r in rows:
         assert r["provenance"]["source"] == "promptc test" and r["provenance"]["failed"]
         # correct the labels, then train with them as extra data
@@ -226,4 +227,5 @@ def test_end_to_end_distill_tune_test_compare(tmp_path, monkeypatch, capsys):
     code = main(["compare", str(prog_file), "triage_text", str(tmp_path / "art"), "--model", "tiny-causal",
                  "--max-new-tokens", "40"])
     table = capsys.readouterr().out
-    assert code in (0, 1) and "trainable parameters" in table and "known" in table
+    # exit 1: the text target on tiny-causal (a random model) fails the `known` case
+    assert code == 1 and "trainable parameters" in table and "known" in table
