@@ -516,7 +516,8 @@ def cmd_cache(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def _register_text(sub: argparse._SubParsersAction) -> None:
+    """Compile and render: text targets without a model."""
     c = sub.add_parser("compile", help="compile a text target to a portable prompt artifact",
                        description="Write a text target's artifact directory atomically: prompt.jinja "
                                    "(renders with plain jinja2), messages.json, output.schema.json, "
@@ -536,6 +537,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--tokenizer", metavar="DIR", help="tokenizer directory for --format hf_chat")
     r.set_defaults(func=cmd_render)
 
+
+def _register_runs(sub: argparse._SubParsersAction) -> None:
+    """Run, test and compare: subjects on models."""
     run = sub.add_parser("run", help="run a task on a model; print one JSON output per input",
                          description="Run a task's text target (or an artifact) on a model. Prints one JSON "
                                      "output per input line, in input order; an output that fails to parse "
@@ -586,6 +590,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     decoding_args(cp)
     cp.set_defaults(func=cmd_compare)
 
+
+def _register_tune(sub: argparse._SubParsersAction) -> None:
+    """Tune: train a tune target."""
     tu = sub.add_parser("tune", help="train a tune target; gate it with the tests; write the artifact",
                         description="Train a `target tune` with peft, run the program's test suite on the result "
                                     "and write a versioned artifact atomically. Exit 1 when the gate fails.")
@@ -615,6 +622,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     tu.add_argument("--folds", type=int, default=3, metavar="K", help="folds for --search-objective cv")
     tu.set_defaults(func=cmd_tune)
 
+
+def _register_hybrid(sub: argparse._SubParsersAction) -> None:
+    """Distill and optimize: the hybrid workflow."""
     di = sub.add_parser("distill", help="label inputs with a teacher model; keep outputs that pass every check",
                         description="Run a text target on a teacher over unlabelled inputs; keep the outputs "
                                     "that validate and pass every task constraint, as examples with provenance. "
@@ -644,6 +654,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     decoding_args(op)
     op.set_defaults(func=cmd_optimize)
 
+
+def _register_tools(sub: argparse._SubParsersAction) -> None:
+    """Serve, export and artifacts; the cache; explain."""
     serve_commands.register(sub)  # serve, export, artifacts
 
     ca = sub.add_parser("cache", help="inspect or clear the generation cache",
@@ -655,3 +668,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     from promptc.cli import explain
 
     explain.register(sub)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add every command but check (cli/main.py) to the CLI, in the order `--help` lists them."""
+    _register_text(sub)
+    _register_runs(sub)
+    _register_tune(sub)
+    _register_hybrid(sub)
+    _register_tools(sub)
