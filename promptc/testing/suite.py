@@ -391,39 +391,36 @@ def _fold(samples: list[Sample], repeat: int, min_pass: float, ok: Callable[[Sam
     return tried, failed, flaky
 
 
-def run_suite(program: ir.Program, task: ir.Task, subject: Subject, *, repeat: int = 1, min_pass: float = 1.0,
-              max_examples: int | None = None, pattern: str | None = None, cache: Any = None,
-              progress: Callable[[str], None] | None = None, seed: int = 0, judge_model: Any = None,
-              teacher: Any = None) -> Report:
-    """Run the program's tests for `task` against `subject`; return a Report.
+@dataclass
+class _Selection:
+    """The tests `-k` selects, and those it deselects as (kind, name)."""
 
-    `seed` seeds the perturbations of robustness properties; `judge_model` (a backend) answers `judge()`
-    checks; `teacher` (a backend) paraphrases for `perturb ... = paraphrase()`."""
-    from promptc.schema import generator_strategy, strategy
-    from promptc.testing import judging, perturb
+    cases: list[Any]
+    props: list[Any]
+    datasets: list[Any]
+    skipped: list[tuple[str, str]]
 
-    t0 = time.perf_counter()
-    suite = program.tests_for(task.name)
-    ev = Evaluator(subject, cache, progress)
+
+def _select(suite: Any, pattern: str | None) -> _Selection:
     selected = lambda name: pattern is None or _matches(pattern, name)  # noqa: E731
-    cases = [c for c in suite.cases if selected(c.name)]
-    props = [p for p in suite.properties if selected(p.name)]
-    datasets = [d for d in suite.datasets if selected(d.name)]
     skipped = [("case", c.name) for c in suite.cases if not selected(c.name)] + \
               [("property", p.name) for p in suite.properties if not selected(p.name)] + \
               [("dataset", d.name) for d in suite.datasets if not selected(d.name)]
-    runtime = judging.runtime_for([*cases, *props], judge_model, cache)
-    warnings = []
-    if repeat > 1 and subject.decoding.temperature == 0:
-        warnings.append(f"--repeat {repeat} with greedy decoding (temperature 0): a deterministic model returns the "
-                        f"same output every time, so the repeats cost {repeat}x and measure nothing; sample with "
-                        "--temperature above 0 (each repeat gets its own seed)")
-    paraphrase = judging.paraphraser(teacher, cache) if teacher is not None else None
+    return _Selection([c for c in suite.cases if selected(c.name)], [p for p in suite.properties if selected(p.name)],
+                      [d for d in suite.datasets if selected(d.name)], skipped)
 
-    # 1. draw property inputs (no model calls), deterministically; perturb them for robustness properties
+
+def _draw_properties(task: ir.Task, suite: Any, props: list[Any], max_examples: int | None, seed: int,
+                     paraphrase: Any) -> tuple[dict[str, list[dict[str, Any]]], dict[str, list[dict[str, Any]]],
+                                               dict[str, Any]]:
+    """Draw every property's inputs (no model calls), deterministically, and perturb them for robustness
+    properties: (drawn, perturbed, strategies), each by property name."""
+    from promptc.schema import generator_strategy, strategy
+    from promptc.testing import perturb
+
     drawn: dict[str, list[dict[str, Any]]] = {}
     perturbed: dict[str, list[dict[str, Any]]] = {}
-    strategies = {}
+    strategies: dict[str, Any] = {}
     case_inputs = _dedupe([c.input for c in suite.cases] + [r.input for d in suite.datasets for r in d.rows])
     for p in props:
         if p.from_cases:
@@ -434,35 +431,75 @@ def run_suite(program: ir.Program, task: ir.Task, subject: Subject, *, repeat: i
                 path = tuple("[]" if isinstance(part, int) else part for part in g.path)
                 overrides[path] = generator_strategy(g.generator, g.args, dict(g.kwargs))
             strategies[p.name] = strategy(task.input_type, overrides)
-            n = max_examples or p.max_examples or DEFAULT_MAX_EXAMPLES
             xs: list[dict[str, Any]] = []
-            _draw(strategies[p.name], n, xs.append, shrink=False)
+            _draw(strategies[p.name], max_examples or p.max_examples or DEFAULT_MAX_EXAMPLES, xs.append, shrink=False)
             drawn[p.name] = _dedupe(xs)
         if p.perturbs:
             perturbed[p.name] = [perturb.apply(x, p.perturbs, task.input_type, seed, p.name, paraphrase)
                                  for x in drawn[p.name]]
+    return drawn, perturbed, strategies
+
+
+def _greedy_repeat_warning(repeat: int, subject: Subject) -> list[str]:
+    if repeat > 1 and subject.decoding.temperature == 0:
+        return [f"--repeat {repeat} with greedy decoding (temperature 0): a deterministic model returns the same "
+                f"output every time, so the repeats cost {repeat}x and measure nothing; sample with --temperature "
+                "above 0 (each repeat gets its own seed)"]
+    return []
+
+
+def _add_usage(report: Report, ev: Evaluator) -> None:
+    for r in ev.memo.values():
+        gen = r.generation
+        report.requests += 1
+        report.cached += gen.cached
+        report.prompt_tokens += gen.prompt_tokens
+        report.completion_tokens += gen.completion_tokens
+        report.model_seconds += gen.seconds
+
+
+def run_suite(program: ir.Program, task: ir.Task, subject: Subject, *, repeat: int = 1, min_pass: float = 1.0,
+              max_examples: int | None = None, pattern: str | None = None, cache: Any = None,
+              progress: Callable[[str], None] | None = None, seed: int = 0, judge_model: Any = None,
+              teacher: Any = None) -> Report:
+    """Run the program's tests for `task` against `subject`; return a Report.
+
+    `seed` seeds the perturbations of robustness properties; `judge_model` (a backend) answers `judge()`
+    checks; `teacher` (a backend) paraphrases for `perturb ... = paraphrase()`."""
+    from promptc.testing import judging
+
+    t0 = time.perf_counter()
+    suite = program.tests_for(task.name)
+    ev = Evaluator(subject, cache, progress)
+    sel = _select(suite, pattern)
+    runtime = judging.runtime_for([*sel.cases, *sel.props], judge_model, cache)
+    paraphrase = judging.paraphraser(teacher, cache) if teacher is not None else None
+
+    # 1. draw property inputs (no model calls), deterministically; perturb them for robustness properties
+    drawn, perturbed, strategies = _draw_properties(task, suite, sel.props, max_examples, seed, paraphrase)
 
     # 2. one batch for every case, row and property input (and perturbed input), for every sample
     reps = range(repeat)
-    batch = [(c.input, s) for c in cases for s in reps]
-    batch += [(r.input, s) for d in datasets for r in d.rows for s in reps]
-    batch += [(x, s) for p in props for x in drawn[p.name] for s in reps]
-    batch += [(x, s) for p in props for x in perturbed.get(p.name, ()) for s in reps]
+    batch = [(c.input, s) for c in sel.cases for s in reps]
+    batch += [(r.input, s) for d in sel.datasets for r in d.rows for s in reps]
+    batch += [(x, s) for p in sel.props for x in drawn[p.name] for s in reps]
+    batch += [(x, s) for p in sel.props for x in perturbed.get(p.name, ()) for s in reps]
     ev.run(batch)
 
+    # 3. judge every test on the memoised outputs
     def judge_all() -> list[TestResult]:
         results: list[TestResult] = []
-        for c in cases:
+        for c in sel.cases:
             samples = [judge(task, c.input, r, c.expects, "expect", runtime=runtime, repeat=s)
                        for s, r in enumerate(ev.run([(c.input, s) for s in reps]))]
             rate = sum(x.passed for x in samples) / len(samples)
             ok = rate >= min_pass
             results.append(TestResult(c.name, "case", "passed" if ok else "failed", c.origin, samples, rate, 1,
                                       0 if ok else 1, flaky_inputs=int(stats.flaky([x.passed for x in samples]))))
-        for d in datasets:
+        for d in sel.datasets:
             results.append(_dataset_result(task, d, ev, reps, min_pass if d.min_pass is None else d.min_pass,
                                            runtime))
-        for p in props:
+        for p in sel.props:
             results.append(_property_result(task, p, ev, reps, min_pass, drawn[p.name], perturbed.get(p.name),
                                             runtime, strategies.get(p.name), max_examples, progress))
         return results
@@ -472,20 +509,13 @@ def run_suite(program: ir.Program, task: ir.Task, subject: Subject, *, repeat: i
         judge_all()
         runtime.flush()
     results = judge_all()
-
-    for kind, name in skipped:
-        results.append(TestResult(name, kind, "skipped", reason="deselected by -k"))
+    results += [TestResult(name, kind, "skipped", reason="deselected by -k") for kind, name in sel.skipped]
 
     report = Report(program.name, task.name, subject.describe(), results, time.perf_counter() - t0,
-                    warnings=warnings, run={"repeat": repeat, "seed": seed, "min_pass": min_pass,
-                                            "temperature": subject.decoding.temperature})
-    for r in ev.memo.values():
-        gen = r.generation
-        report.requests += 1
-        report.cached += gen.cached
-        report.prompt_tokens += gen.prompt_tokens
-        report.completion_tokens += gen.completion_tokens
-        report.model_seconds += gen.seconds
+                    warnings=_greedy_repeat_warning(repeat, subject),
+                    run={"repeat": repeat, "seed": seed, "min_pass": min_pass,
+                         "temperature": subject.decoding.temperature})
+    _add_usage(report, ev)
     return report
 
 
