@@ -24,7 +24,7 @@ import json
 import re
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 from promptc import ir
 from promptc.schema import INT_MAX, INT_MIN, engine_unsupported
@@ -238,6 +238,7 @@ def _shortest(n: Node) -> str:
     if n.kind == "opt":
         return "null"
     if n.kind == "list":
+        assert n.item is not None  # shape() always gives a list its item
         return "[" + ", ".join([n.item.shortest] * n.lo) + "]"
     return "{" + ", ".join(f"{json.dumps(k)}: {v.shortest}" for k, v in n.fields) + "}"
 
@@ -265,8 +266,10 @@ def max_growth(n: Node) -> int:
     """The most one structure-opening step can add to the shortest completion: the longest shortest text
     of any list item or optional value (plus a separator)."""
     if n.kind == "opt":
+        assert n.item is not None  # shape() always gives an opt its inner value
         return max(len(n.item.shortest), max_growth(n.item))
     if n.kind == "list":
+        assert n.item is not None  # shape() always gives a list its item
         return max(len(n.item.shortest) + 2, max_growth(n.item))
     if n.kind == "record":
         return max((max_growth(v) for _, v in n.fields), default=0)
@@ -308,8 +311,10 @@ def lark_from_shape(root: Node) -> str:
             rules.append(f"{term}: " + " & ".join(f"/{x}/" for x in (n.regex, *n.options)))
             return term
         if n.kind == "opt":
+            assert n.item is not None  # shape() always gives an opt its inner value
             return f"({emit(n.item)} | \"null\")"
         if n.kind == "list":
+            assert n.item is not None  # shape() always gives a list its item
             r = name("l")
             item = emit(n.item)
             if n.hi == 0:
@@ -795,9 +800,12 @@ class Tracker:
         if k == "str":
             count, esc, rs = st
             if esc:
-                return None if not top else "n" + self._str_tail(n, count + 1, n.rx.step(rs, "\n") if n.rx else None)
+                # typed as before: a tail of None after the escape would raise TypeError here, unchanged
+                return None if not top else "n" + cast(str, self._str_tail(n, count + 1, n.rx.step(rs, "\n")
+                                                                           if n.rx else None))
             return self._str_tail(n, count, rs)
         if k == "list":
+            assert n.item is not None  # shape() always gives a list its item
             phase, items = st
             more = max(n.lo - items - (1 if phase in ("item",) else 0), 0)
             if phase == "open" and top:

@@ -14,6 +14,7 @@ import hashlib
 import json
 import re
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -225,6 +226,7 @@ class _Guide:
 
     def _budget(self, step: int) -> dict[int, int]:
         """Rows whose next token is forced, and that token."""
+        assert self.max_new is not None  # called only with a budget
         left = self.max_new - step  # tokens still to generate, this one included
         out: dict[int, int] = {}
         for i, row in enumerate(self.rows):
@@ -276,7 +278,7 @@ class HFBackend:
         self._identity = identity or (spec if model is not None else _identity(spec))
         if dtype != "auto" and model is None:
             self._identity += f";dtype={dtype}"  # half precision can change outputs: cache entries differ
-        self._lltok = None
+        self._lltok: Any = None  # llguidance.LLTokenizer, built on first constrained decode
         import threading
 
         self._load_lock = threading.Lock()
@@ -352,7 +354,7 @@ class HFBackend:
         grammars = [constraint_for(r.output, caps) if decoding.constrained else None for r in requests]
         return self.generate_text(texts, grammars, decoding, sample, templated=self.templated())
 
-    def generate_text(self, texts: list[str], grammars: list[Constraint | str | None], decoding: Decoding,
+    def generate_text(self, texts: list[str], grammars: Sequence[Constraint | str | None], decoding: Decoding,
                       sample: int = 0, templated: bool = False) -> list[Generation]:
         """Generate from final prompt strings, each with an optional constraint (or a bare llguidance
         grammar, which is enforced without budget-aware closing)."""
@@ -375,7 +377,7 @@ class HFBackend:
                 out[i] = g
         return [g for g in out if g is not None]
 
-    def _batch(self, ids: list[list[int]], grammars: list[str | None], decoding: Decoding,
+    def _batch(self, ids: list[list[int]], grammars: list[Constraint | str | None], decoding: Decoding,
                sample: int) -> list[Generation]:
         import torch
         from transformers import GenerationConfig, LogitsProcessorList
@@ -465,6 +467,6 @@ def _load(spec: str, device: str = "auto", dtype: str = "auto"):
     except OSError as e:
         raise ModelError(f"cannot load model '{name}': {e}".split("\n")[0]) from None
     if "device_map" not in kw and dev != "cpu":
-        model = model.to(dev)
+        model = model.to(dev)  # type: ignore[arg-type]  # @wraps(Module.to) types it as unbound
     model.eval()
     return model, tok, ident
