@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from promptc import codes, ir
 from promptc.diagnostics import Diagnostics
@@ -171,7 +171,8 @@ def build_dataset(program: ir.Program, task: ir.Task, family: str, prompt, *, ex
     if not kept:
         raise InputError(f"task '{task.name}' has no training examples (add `example` blocks or "
                                "`examples \"FILE.jsonl\"`)")
-    labels = list(ir.strip_optional(task.output).members) if family == "classifier" else []
+    # the classifier family is chosen only for enum outputs (model.family)
+    labels = list(cast(ir.EnumT, ir.strip_optional(task.output)).members) if family == "classifier" else []
     items = []
     for ex in kept:
         inp, out = (redact(ex.input), redact(ex.output)) if secrets else (ex.input, ex.output)
