@@ -171,7 +171,7 @@ def build_dataset(program: ir.Program, task: ir.Task, family: str, prompt, *, ex
     if not kept:
         raise InputError(f"task '{task.name}' has no training examples (add `example` blocks or "
                                "`examples \"FILE.jsonl\"`)")
-    # the classifier family is chosen only for enum outputs (model.family)
+    # the classifier family is chosen only for enum outputs (model.choose_family)
     labels = list(cast(ir.EnumT, ir.strip_optional(task.output)).members) if family == "classifier" else []
     items = []
     for ex in kept:
