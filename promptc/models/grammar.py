@@ -24,7 +24,7 @@ import json
 import re
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, cast
+from typing import Any
 
 from promptc import ir
 from promptc.schema import INT_MAX, INT_MIN, engine_unsupported
@@ -800,9 +800,12 @@ class Tracker:
         if k == "str":
             count, esc, rs = st
             if esc:
-                # typed as before: a tail of None after the escape would raise TypeError here, unchanged
-                return None if not top else "n" + cast(str, self._str_tail(n, count + 1, n.rx.step(rs, "\n")
-                                                                           if n.rx else None))
+                if not top:
+                    return None
+                # close the escape as \n; when the string's pattern cannot take a newline there is no known
+                # shortest completion from here (None), rather than a TypeError
+                tail = self._str_tail(n, count + 1, n.rx.step(rs, "\n") if n.rx else None)
+                return None if tail is None else "n" + tail
             return self._str_tail(n, count, rs)
         if k == "list":
             assert n.item is not None  # shape() always gives a list its item
