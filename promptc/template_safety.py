@@ -598,7 +598,9 @@ class _Walker:
             if len(args) == 3 and args[2] == 0:
                 self.bad(codes.TEMPLATE_OUTSIDE_SUBSET, "range() step cannot be zero", node, "range")
                 return 1.0
-            n = len(range(*args))
+            r = range(*args)
+            # counted in Python ints: len() overflows a C ssize_t for a range of 2**63 items or more
+            n = max(0, (r.stop - r.start + r.step - (1 if r.step > 0 else -1)) // r.step)
             if n > MAX_RANGE:
                 self.bad(codes.TEMPLATE_UNBOUNDED, f"range(...) of {n:,} items; at most {MAX_RANGE:,} in templates", node, "range",
                          "a prompt does not need more; loop over an input list to follow its size")
@@ -768,6 +770,6 @@ class _Walker:
                 if part == "*":
                     self.bad(codes.TEMPLATE_UNBOUNDED, "a '*' width in a format string is not allowed in templates", node, "format",
                              "write the width as a number")
-                elif part and int(part) > MAX_ARG:
-                    self.bad(codes.TEMPLATE_UNBOUNDED, f"format width {part} is too large for a template (at most {MAX_ARG})",
+                elif part and (len(part) > len(str(MAX_ARG)) or int(part) > MAX_ARG):  # int() refuses 4,300+ digits
+                    self.bad(codes.TEMPLATE_UNBOUNDED, f"format width {part[:12]}{'...' if len(part) > 12 else ''} is too large for a template (at most {MAX_ARG})",
                              node, "format")
