@@ -804,7 +804,11 @@ class Tracker:
                     return None
                 # close the escape as \n; when the string's pattern cannot take a newline there is no known
                 # shortest completion from here (None), rather than a TypeError
-                tail = self._str_tail(n, count + 1, n.rx.step(rs, "\n") if n.rx else None)
+                if n.rx is None:
+                    tail = self._str_tail(n, count + 1, None)
+                else:
+                    after = n.rx.step(rs, "\n")
+                    tail = None if after is None else self._str_tail(n, count + 1, after)  # None: a dead state
                 return None if tail is None else "n" + tail
             return self._str_tail(n, count, rs)
         if k == "list":
@@ -840,6 +844,8 @@ class Tracker:
 
     def _str_tail(self, n: Node, count: int, rs) -> str | None:
         if n.rx is not None:
+            if rs is None:  # the pattern's automaton is in a dead state: no completion is known
+                return None
             body = n.rx.complete(rs, max(n.lo - count, 0))
             if body is None or count + len(body) > n.hi:
                 return None
