@@ -31,7 +31,7 @@ cat >> "$W/triage/triage.prompt" <<'PROMPT'
 target tune triage_lora for triage { method = "lora", base = "tiny-causal", lr = 0.005, epochs = 200, batch_size = 16, val_split = 0.0, patience = 0 }
 PROMPT
 : > "$W/triage/data/distilled.jsonl"
-pc distill "$W/triage/triage.prompt" --target triage_chat --teacher "openai:tiny@http://127.0.0.1:$PORT/v1" \
+pc distill "$W/triage/triage.prompt" --target triage_chat --teacher "openai:tiny-causal@http://127.0.0.1:$PORT/v1" \
    --structured --generate 16 --max-new-tokens 120 -o "$W/triage/data/distilled.jsonl"
 kill "$SERVER"; SERVER=""
 pc tune "$W/triage/triage.prompt" --target triage_lora -o "$W/triage_lora" --no-gate
