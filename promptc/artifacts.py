@@ -96,6 +96,18 @@ def claim_partial(partial: str | Path, owner: str, resume: bool) -> Path:
     return d
 
 
+def swap_into_place(tmp: Path, dest: Path) -> None:
+    """Put the finished folder `tmp` at `dest` by renames (an old `dest` is moved aside, then removed), so
+    a reader sees the old folder or the new one, never a half-written one."""
+    if dest.exists():
+        old = dest.parent / f".{dest.name}.old-{uuid.uuid4().hex[:8]}"
+        os.rename(dest, old)
+        os.rename(tmp, dest)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.rename(tmp, dest)
+
+
 @contextmanager
 def atomic_dir(dest: str | Path) -> Iterator[Path]:
     """Yield a temporary directory next to `dest`; on success it replaces `dest` in one rename.
@@ -117,13 +129,7 @@ def atomic_dir(dest: str | Path) -> Iterator[Path]:
         for p in tmp.rglob("*"):
             os.chmod(p, (0o777 if p.is_dir() else 0o666) & ~umask)
         check_destination(dest)
-        if dest.exists():
-            old = dest.parent / f".{dest.name}.old-{uuid.uuid4().hex[:8]}"
-            os.rename(dest, old)
-            os.rename(tmp, dest)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.rename(tmp, dest)
+        swap_into_place(tmp, dest)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from promptc.artifacts import file_hashes, read_manifest, sha256_file, verify_files, write_json
+from promptc.artifacts import file_hashes, read_manifest, sha256_file, swap_into_place, verify_files, write_json
 from promptc.errors import ArtifactError, UsageError
 from promptc.targets.model_card import model_card
 
@@ -129,13 +129,7 @@ def export(artifact: str | Path, fmt: str, out: str | Path, *, name: str | None 
         for p in tmp.rglob("*"):
             os.chmod(p, 0o644 if p.is_file() else 0o755)
         os.chmod(tmp, 0o755)
-        if dest.exists():
-            old = dest.parent / f".{dest.name}.old-{os.getpid()}"
-            os.rename(dest, old)
-            os.rename(tmp, dest)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.rename(tmp, dest)
+        swap_into_place(tmp, dest)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
