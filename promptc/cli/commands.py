@@ -333,7 +333,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     target = prog.target(args.target)
     if target.kind != "tune":
         raise UsageError(f"target '{args.target}' is a text target; tune takes a `target tune`")
-    from promptc.targets.tune.launch import in_worker, is_main, spawn
+    from promptc.targets.tune.launch import end_process_group, in_worker, is_main, spawn
 
     if args.processes > 1 and not in_worker():
         # --processes N: the same command as N data-parallel ranks (rank 0's exit status is ours)
@@ -365,6 +365,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
         return 130
     finally:
         stop()
+        end_process_group()
     if not result.main:
         return EXIT_OK
     out = sys.stderr if args.json_log else sys.stdout

@@ -90,6 +90,7 @@ def tune(program: ir.Program, target_name: str, *, out: str | Path | None = None
     estimate = check_memory(job, tuned, acc.num_processes)
     run = train(job, tuned, acc, until_pass=until_pass, json_log=json_log, progress=progress, fault=fault)
     seconds = time.perf_counter() - t_start
+    acc.wait_for_everyone()  # every rank leaves training together; rank 0 alone gates and writes
     if not acc.is_main_process:
         return TuneResult(job.dest, None, None, seconds, peak_rss(), notes, main=False)
     report, status = run_gate(job, tuned, acc, gate)

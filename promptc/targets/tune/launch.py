@@ -29,6 +29,18 @@ def is_main() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
+def end_process_group() -> None:
+    """Leave the process group before the interpreter exits. A gloo group still alive at exit tears its
+    threads down in C++ static destruction, which aborts the process now and then ("terminate called
+    without an active exception", exit status 134/250) after a run that succeeded."""
+    if not in_worker():
+        return
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
