@@ -165,3 +165,29 @@ def test_a_missing_artifact_directory_is_a_usage_error_like_a_missing_inputs_fil
                  "--inputs", str(tmp_path / "nope.jsonl")]) == 2
     err = capsys.readouterr().err
     assert "artifact directory not found" in err and "cannot read --inputs" in err
+
+
+def test_check_takes_a_folder_of_programs(tmp_path, capsys):
+    (tmp_path / "sub").mkdir()
+    (tmp_path / ".hidden").mkdir()
+    (tmp_path / "a.prompt").write_text('program a "1"\ntask t(x: str) -> str {\n  prompt "{{ x }}"\n}\n',
+                                       encoding="utf-8")
+    (tmp_path / "sub" / "b.prompt").write_text('program b "1"\ntask t(x: str) -> strr {\n  prompt "{{ x }}"\n}\n',
+                                              encoding="utf-8")
+    (tmp_path / ".hidden" / "c.prompt").write_text("not a program", encoding="utf-8")
+    assert main(["check", str(tmp_path)]) == 1  # the worst of the files: b has an error
+    out = capsys.readouterr()
+    assert f"{tmp_path / 'sub' / 'b.prompt'}:2:" in out.err and "did you mean 'str'" in out.err
+    assert f"{tmp_path / 'a.prompt'}: ok" in out.out
+    assert "c.prompt" not in out.out + out.err  # hidden folders are skipped
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["check", str(empty)]) == 2
+    assert "no .prompt files under" in capsys.readouterr().err
+
+
+def test_check_alone_does_not_import_the_other_commands():
+    code = ("import sys, promptc.cli as c; c.main(['check', '-q', 'programs/route.prompt']); "
+            "print('promptc.cli.commands' in sys.modules)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert r.stdout.strip().splitlines()[-1] == "False", r.stdout + r.stderr
