@@ -11,6 +11,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from promptc.errors import UsageError
+from promptc.models.loading import parse_model_spec
 from promptc.testing import stats
 from promptc.testing.suite import Report
 from promptc.testing.table import summary_rows
@@ -38,13 +40,18 @@ def load_price_table(path: str | None) -> dict[str, dict[str, float]]:
 
 
 def price_for(prices: dict[str, dict[str, float]], model: str | None) -> dict[str, float] | None:
-    """The price entry of a subject's model: by its full spec, or by its bare name (`openai:gpt-x@url` -> `gpt-x`)."""
+    """The price entry of a subject's model: by its full spec, or by the model name the spec parses to
+    (`openai:gpt-x@http://host/v1` -> `gpt-x`; `openai:team@1.0.0` -> `team@1.0.0`, since `@` followed by a
+    version belongs to the name). The spec is read by `parse_model_spec`, the one parser of model specs."""
     if not model:
         return None
     if model in prices:
         return prices[model]
-    bare = model.split(":", 1)[1] if model.startswith("openai:") else model
-    return prices.get(bare.split("@", 1)[0])
+    try:
+        spec = parse_model_spec(model)
+    except UsageError:  # not a spec (e.g. a label): priced only by its exact name, above
+        return None
+    return prices.get(spec.name)
 
 
 def usd_per_request(usage: dict[str, Any], price: dict[str, float] | None) -> float | None:
