@@ -48,6 +48,7 @@ def _params(cx: Context, task: ast.TaskDecl) -> list[ir.Param]:
 def _texts(cx: Context, task: ast.TaskDecl, env: dict[str, ir.Type]) -> None:
     """The system and prompt texts (with optional variants): one default each, and templates that check."""
     since = cx.d.checkpoint()
+    used: set[str] = set()  # names the templates mention, from the one parse check_template makes
     for kind in ("system", "prompt"):
         items = task.texts(kind)
         vseen: dict[str, Span] = {}
@@ -58,18 +59,15 @@ def _texts(cx: Context, task: ast.TaskDecl, env: dict[str, ir.Type]) -> None:
         for i in items:
             if i.variant is not None:
                 cx.dup(vseen, ast.Ident(i.variant, i.span), f"{kind} variant")
-            templates.check_template(cx, i.text, env)
+            used |= templates.names(templates.check_template(cx, i.text, env))
     if not task.texts("prompt"):
         cx.d.error(codes.NO_PROMPT, f"task '{task.name.name}' has no prompt", task.name.span,
                    hint='add a template: prompt """ ... {{ input }} ... """')
     elif since.ok:
-        _unused_inputs(cx, task, env)
+        _unused_inputs(cx, task, env, used)
 
 
-def _unused_inputs(cx: Context, task: ast.TaskDecl, env: dict[str, ir.Type]) -> None:
-    used: set[str] = set()
-    for i in (*task.texts("prompt"), *task.texts("system")):
-        used |= templates.template_names(str(i.text.value))
+def _unused_inputs(cx: Context, task: ast.TaskDecl, env: dict[str, ir.Type], used: set[str]) -> None:
     for prm in task.params:
         if prm.name.name not in used and prm.name.name in env:
             cx.d.warning(codes.UNUSED_INPUT, f"input '{prm.name.name}' is never used in the prompt", prm.name.span,

@@ -7,6 +7,7 @@ each mistake is located inside the triple-quoted text in the .prompt source.
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from promptc import ast, codes, ir
 from promptc.check.context import Context
@@ -17,7 +18,9 @@ from promptc.source import Span
 _JINJA_GLOBALS = {"loop", "range", "namespace", "cycler", "joiner", "dict", "lipsum"}
 
 
-def check_template(cx: Context, lit: ast.Literal, env: dict[str, ir.Type]) -> None:
+def check_template(cx: Context, lit: ast.Literal, env: dict[str, ir.Type]) -> Any:
+    """Check one template; returns its jinja2 syntax tree (None when it does not parse), so callers that
+    need more from it (`names`) reuse this one parse."""
     from jinja2 import nodes
 
     from promptc.template_safety import check_template as check_safety
@@ -31,26 +34,22 @@ def check_template(cx: Context, lit: ast.Literal, env: dict[str, ir.Type]) -> No
     for f in findings:
         cx.d.error(f.code, f.message, template_span(lit, f.lineno, f.needle), hint=f.hint)
     if tree is None:
-        return
+        return None
     bound: set[str] = set(_JINJA_GLOBALS)
     for n in tree.find_all(nodes.Name):
         if n.ctx in ("store", "param"):
             bound.add(n.name)
     scope: dict[str, ir.Type | None] = {**env}
     _TemplateWalker(cx, lit, jenv).visit(tree, scope, bound)
+    return tree
 
 
-def template_names(text: str) -> set[str]:
-    """Every name a template mentions (empty when it does not parse: that is reported elsewhere)."""
-    from jinja2 import TemplateSyntaxError, nodes
+def names(tree: Any) -> set[str]:
+    """Every name a parsed template mentions (empty for None: a template that did not parse is reported
+    by `check_template`)."""
+    from jinja2 import nodes
 
-    from promptc.templating import environment
-
-    try:
-        tree = environment().parse(text)
-    except TemplateSyntaxError:
-        return set()
-    return {n.name for n in tree.find_all(nodes.Name)}
+    return set() if tree is None else {n.name for n in tree.find_all(nodes.Name)}
 
 
 class _TemplateWalker:
