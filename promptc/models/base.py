@@ -49,8 +49,10 @@ class Generation:
     cached: bool = False
     error: str | None = None  # a failed call (after retries); the text is then empty
     # Why generation ended: "stop" (the model or the grammar ended the output), "length" (the
-    # max_new_tokens budget ran out first, so the output may be cut off), or None (unknown: a failed
-    # call, or a cache row written before finish reasons were recorded).
+    # max_new_tokens budget ran out first, so the output may be cut off), "closed" (the budget ran low and
+    # constrained decoding forced the shortest completion: the value is complete and valid, but the model
+    # did not end it; OpenAI's API has no such value, so promptc serve reports it as "length"), or None
+    # (unknown: a failed call, or a cache row written before finish reasons were recorded).
     finish_reason: str | None = None
 
 

@@ -136,6 +136,7 @@ class _Row:
         self.margin = margin
         self.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self.forced: list[int] | None = None
+        self.closed = False  # the guide forced this row's shortest completion (finish_reason "closed")
         self.next_check = 0
         self.pending: list[int] = []  # tokens not yet fed to the tracker (fed only when a check is due)
 
@@ -251,11 +252,13 @@ class _Guide:
                     row.next_check = step + 1
                     continue
                 row.forced = [*ids, self.eos]
+                row.closed = True
                 self.forced_rows += 1
             if row.forced:
                 tok = row.forced.pop(0)
                 if tok != self.eos and not self.matchers[i].validate_tokens([tok]):
                     row.forced, row.tracker = [], None  # should not happen: leave the row to its mask
+                    row.closed = False
                     continue
                 out[i] = tok
         return out
@@ -415,15 +418,25 @@ class HFBackend:
             out = self.model.generate(input_ids=input_ids, attention_mask=attn, generation_config=cfg,
                                       logits_processor=processors)
         elapsed = time.perf_counter() - t0
+        guide_rows = self.last_guide.rows if self.last_guide is not None else [None] * len(ids)
         gens = []
-        for row, prompt in zip(out[:, width:].tolist(), ids):
+        for row, prompt, state in zip(out[:, width:].tolist(), ids, guide_rows):
             # no eos within the budget: generation stopped because max_new_tokens ran out
             stopped = eos in row
             n = row.index(eos) if stopped else len(row)
             text = tok.decode(row[:n], skip_special_tokens=True)
             gens.append(Generation(text, len(prompt), n + (1 if stopped else 0), elapsed / len(ids),
-                                   finish_reason="stop" if stopped else "length"))
+                                   finish_reason=_finish(stopped, state)))
         return gens
+
+
+def _finish(stopped: bool, row: _Row | None) -> str:
+    """A row's finish reason: "length" (the budget ran out), "closed" (the guide forced the shortest valid
+    completion because the budget ran low: the value is complete, but the model did not end it), or
+    "stop" (the model or its grammar ended the output)."""
+    if not stopped:
+        return "length"
+    return "closed" if row is not None and row.closed else "stop"
 
 
 def _placement(device: str, dtype: str) -> tuple[str, dict[str, Any]]:

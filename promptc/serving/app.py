@@ -485,7 +485,7 @@ def create_app(reg: Registry, opts: ServeOptions | None = None) -> Any:
         for g in gens:
             if g.error:
                 raise APIError(500, f"the model call failed: {g.error}", type="server_error")
-            out.append(_apply_stop(g.text, g.finish_reason or "stop", p.stop) + (g,))
+            out.append(_apply_stop(g.text, openai_finish(g.finish_reason), p.stop) + (g,))
         return out
 
     async def chat_task(request: HTTPRequest, s: Served, p: ChatParams, t0: float) -> list[tuple[str, str, Generation]]:
@@ -500,7 +500,7 @@ def create_app(reg: Registry, opts: ServeOptions | None = None) -> Any:
         for g, parsed in res:
             if parsed.ok:
                 content = _typed_content(s.task.output, parsed.value, json_mode)  # type: ignore[union-attr]
-                finish = "stop"
+                finish = openai_finish(g.finish_reason)
             else:
                 content = g.text
                 finish = "length" if parsed.cutoff or g.finish_reason == "length" else "stop"
@@ -553,7 +553,7 @@ def create_app(reg: Registry, opts: ServeOptions | None = None) -> Any:
         in_schema = inline_refs(json_schema(s.task.input_type))
         out_schema = {"type": "object", "properties": {
             "model": {"type": "string"}, "output": inline_refs(json_schema(s.task.output)),
-            "finish_reason": {"type": "string", "enum": ["stop", "length"]},
+            "finish_reason": {"type": "string", "enum": ["stop", "length", "closed"]},
             "usage": {"type": "object"}}, "required": ["model", "output"]}
 
         async def run(request: HTTPRequest, max_tokens: int | None = None):
@@ -629,6 +629,13 @@ def _typed_content(t: ir.Type, value: Any, json_mode: bool) -> str:
     if isinstance(value, str) and isinstance(ir.strip_optional(t), (ir.StrT, ir.EnumT)):
         return value
     return json.dumps(value, ensure_ascii=False)
+
+
+def openai_finish(reason: str | None) -> str:
+    """A Generation's finish reason as OpenAI's API can say it: "closed" (the budget ran low and the value
+    was closed early by constrained decoding) has no OpenAI value, and the closest legal one is "length"
+    (the model did not end the reply itself)."""
+    return "length" if reason in ("length", "closed") else "stop"
 
 
 def _apply_stop(text: str, finish: str, stops: list[str]) -> tuple[str, str]:

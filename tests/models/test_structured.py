@@ -161,9 +161,12 @@ def test_a_value_is_closed_when_the_budget_is_only_just_enough(tiny):
     d = Decoding(max_new_tokens=shortest + 1, temperature=2.0, seed=1)  # the value and eos, no more
     gens = generate(tiny, [req(f"prompt {i}", t) for i in range(6)], d)
     for g in gens:
-        assert g.finish_reason == "stop", g.text
-        assert parse_output(t, g.text).ok, g.text
+        # complete and valid, but closed by the guide rather than ended by the model: said so, honestly
+        assert g.finish_reason == "closed", g.text
+        assert parse_output(t, g.text, finish_reason=g.finish_reason).ok, g.text
     assert tiny.last_guide.forced_rows == 6  # each was closed by force
+    roomy = generate(tiny, [req("prompt 0", t)], Decoding(max_new_tokens=400, temperature=0.0))
+    assert tiny.last_guide.forced_rows == 0 and roomy[0].finish_reason == "stop"
 
 
 
@@ -346,6 +349,31 @@ def test_run_details_reports_the_outcome_and_finish_reason(tmp_path, monkeypatch
     line = _json.loads(out.strip().splitlines()[0])
     assert code == 1 and line["outcome"] == "cutoff" and line["finish_reason"] == "length"
     assert "1 of 1 outputs failed: 1 cut off at the budget, 0 invalid" in err
+
+
+CLOSE = '''
+type Note { note: str  n: int }
+task note(x: str) -> Note {
+  prompt "Write a note about {{ x }}"
+}
+'''
+
+
+def test_run_details_says_closed_when_the_guide_closed_the_value(tmp_path, monkeypatch, capsys):
+    import json as _json
+
+    from promptc.cli import main
+
+    monkeypatch.setenv("PROMPTC_CACHE_DIR", str(tmp_path / "cache"))
+    (tmp_path / "p.prompt").write_text(CLOSE)
+    (tmp_path / "in.jsonl").write_text('{"x": "a"}\n')
+    argv = ["run", str(tmp_path / "p.prompt"), "--model", "tiny-causal", "--inputs", str(tmp_path / "in.jsonl"),
+            "--max-new-tokens", "24", "--details"]
+    for cached in (False, True):  # the second run reads the cache: the reason is kept
+        code = main(argv)
+        line = _json.loads(capsys.readouterr().out.strip().splitlines()[0])
+        assert code == 0 and line["outcome"] == "ok" and line["cached"] is cached
+        assert line["finish_reason"] == "closed" and line["completion_tokens"] <= 24, line
 
 
 # ------------------------------------------------------------------ the tracker agrees with llguidance
