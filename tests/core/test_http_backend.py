@@ -311,6 +311,42 @@ def test_concurrency_keeps_order(fake):
     assert sorted(s["body"]["messages"][0]["content"] for s in fake.seen) == sorted(f"prompt {i}" for i in range(7))
 
 
+
+def test_concurrency_is_the_number_in_flight_across_client_shards():
+    """Requests spread over several httpx clients (CLIENT_CONNECTIONS each); `concurrency` still bounds
+    what is in flight at once, and is reached: 6 slots over two clients, against a server that holds
+    each request 0.15 s and counts how many it holds."""
+    from promptc.models.openai import CLIENT_CONNECTIONS
+
+    state = {"now": 0, "most": 0}
+    guard = threading.Lock()
+
+    class Slow(Fake):
+        faults: list = []
+        seen: list = []
+        reply, finish_reason = "bug", "stop"
+
+        def do_POST(self):
+            with guard:
+                state["now"] += 1
+                state["most"] = max(state["most"], state["now"])
+            time.sleep(0.15)
+            with guard:
+                state["now"] -= 1
+            super().do_POST()
+
+    srv = start(Slow)
+    try:
+        b = load_backend(f"openai:m@http://127.0.0.1:{srv.server_address[1]}/v1", timeout=5, concurrency=6)
+        gens = generate(b, [req(f"p{i}") for i in range(18)], Decoding(max_new_tokens=6))
+    finally:
+        srv.shutdown()
+        srv.server_close()
+    assert CLIENT_CONNECTIONS < 6  # the slots span more than one client
+    assert [g.text for g in gens] == ["bug"] * 18 and not any(g.error for g in gens)
+    assert state["most"] == 6
+
+
 # ------------------------------------------------------------------ structured outputs and repair
 @pytest.mark.parametrize("t, reply, expected", [
     (ENUM, '{"value": "billing"}', "billing"),
