@@ -32,7 +32,8 @@ def check_template(cx: Context, lit: ast.Literal, env: dict[str, ir.Type]) -> An
     assert isinstance(lit.value, str)  # the parser builds template literals from string tokens only
     tree, findings = check_safety(lit.value, inputs=env)
     for f in findings:
-        cx.d.error(f.code, f.message, template_span(lit, f.lineno, f.needle), hint=f.hint)
+        span = syntax_error_span(lit) if f.code == codes.TEMPLATE_SYNTAX else None
+        cx.d.error(f.code, f.message, span or template_span(lit, f.lineno, f.needle), hint=f.hint)
     if tree is None:
         return None
     bound: set[str] = set(_JINJA_GLOBALS)
@@ -279,3 +280,109 @@ def template_span(lit: ast.Literal, lineno: int, needle: str | None) -> Span:
         if m:
             return src.span_at(line, col + m.start(), len(needle))
     return src.span_at(line, col, max(1, len(text) - col + 1))
+
+
+_OPENER = re.compile(r"\{([{%#])-?\s*(\w*)")
+_BLOCKS = {"for", "if", "macro", "call", "filter", "block", "with", "autoescape", "raw"}
+
+
+def syntax_error_place(text: str) -> tuple[int, int] | None:
+    """Where jinja2 stops on a template that does not parse, as (offset into `text`, length); None when
+    it parses or the place cannot be told. jinja2's errors carry only a line, so the template is parsed
+    again here (on the error path only) with the token stream's positions recorded: the token the
+    parser stopped at, the first character the lexer refused, or, when the text ends too soon, the
+    opening tag that was never closed."""
+    from jinja2 import TemplateSyntaxError
+    from jinja2.lexer import TokenStream
+    from jinja2.parser import Parser
+
+    from promptc.templating import environment
+
+    env = environment()
+    source = text + "\n."  # as template_safety parses it
+    places: dict[int, tuple[int, int]] = {}  # id(wrapped token) -> (offset, length)
+    kept: list = []  # the wrapped tokens, so their ids stay unique
+    state = {"pos": 0, "start": 0, "len": 0, "lexed": True, "found": True}
+
+    def raw():
+        try:
+            for lineno, kind, value in env.lexer.tokeniter(source, None):
+                i = source.find(value, state["pos"]) if value else state["pos"]
+                state["found"] &= i >= 0
+                state["start"], state["len"] = max(i, state["pos"]), len(value)
+                state["pos"] = state["start"] + len(value)
+                yield lineno, kind, value
+        except TemplateSyntaxError:
+            state["lexed"] = False
+            raise
+
+    def wrapped():
+        for tok in env.lexer.wrap(raw()):
+            places[id(tok)] = (state["start"], state["len"])
+            kept.append(tok)
+            yield tok
+
+    try:
+        parser = Parser(env, source)
+        parser.stream = TokenStream(wrapped(), None, None)
+        parser.parse()
+        return None
+    except TemplateSyntaxError as e:
+        message = e.message or ""
+    if not state["found"]:
+        return None  # the lexer's text and ours differ (newline forms): only the line is known
+    if message.startswith("Missing end of"):  # a comment or raw block that never closes
+        return _last_opener(text, "#" if "comment" in message else "%")
+    if not state["lexed"]:  # the lexer refused the first character after the last token it read
+        rest = source[state["pos"]:]
+        return state["pos"] + len(rest) - len(rest.lstrip()), 1
+    at, n = places.get(id(parser.stream.current), (-1, 0))
+    if 0 <= at < len(text):
+        return at, max(1, n)
+    return _unclosed_block(text, message) or _last_opener(text, "{%#")
+
+
+def _unclosed_block(text: str, message: str) -> tuple[int, int] | None:
+    """The innermost block jinja2 names as unclosed (`{% for`), found by pairing block tags."""
+    m = re.search(r"innermost block that needs to be closed is '(\w+)'", message)
+    if not m:
+        return None
+    stack: list[tuple[str, re.Match]] = []
+    for o in _OPENER.finditer(text):
+        tag = o.group(2)
+        if o.group(1) != "%":
+            continue
+        if tag in _BLOCKS or (tag == "set" and not re.match(r"[^%]*=", text[o.end():])):
+            stack.append((tag, o))
+        elif tag.startswith("end") and stack and stack[-1][0] == tag[3:]:
+            stack.pop()
+    for tag, o in reversed(stack):
+        if tag == m.group(1):
+            return o.start(), o.end() - o.start()
+    return None
+
+
+def _last_opener(text: str, kinds: str) -> tuple[int, int] | None:
+    openers = [o for o in _OPENER.finditer(text) if o.group(1) in kinds]
+    return (openers[-1].start(), 2) if openers else None
+
+
+def syntax_error_span(lit: ast.Literal) -> Span | None:
+    """The .prompt span of the place where a template's syntax error is (see syntax_error_place)."""
+    assert isinstance(lit.value, str)
+    text = lit.value
+    place = syntax_error_place(text)
+    if place is None:
+        return None
+    at, n = place
+    line_start = text.rfind("\n", 0, at) + 1
+    lineno = text.count("\n", 0, at) + 1
+    word = text[at:at + n].split("\n")[0] or text[at:at + 1]
+    src = lit.span.source
+    origins = lit.line_origins or ((lit.span.line, lit.span.col + 1),)  # a one-line string: after its quote
+    if lineno <= len(origins):
+        line, col = origins[lineno - 1]
+        col += at - line_start
+        if src.line_text(line)[col - 1:col - 1 + len(word)] == word:
+            return src.span_at(line, col, len(word))
+    return template_span(lit, lineno, word)  # escapes in a one-line string shift columns: find the word
