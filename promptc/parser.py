@@ -267,11 +267,33 @@ class _ToAst(Transformer):
         return ast.Field(self._ident(children[0]), children[1], self._span(meta))
 
     def type_use(self, meta, children):
-        texpr, constraints = children[0], children[1] if len(children) > 1 else None
+        texpr, constraints, more = (list(children) + [None, None])[:3]
         span = self._span(meta)
+        if more is not None and (constraints != () or more == ()):
+            raise _ParseIssue(self._two_constraint_lists(texpr, constraints, more, span))
         if constraints == ():  # `T[]`: empty brackets constrain nothing; the writer meant a list
-            return ast.TypeUse(ast.ListType(ast.TypeUse(texpr, (), texpr.span), span, suffix=True), (), span)
+            # `T[] [max_len=3]`: the list's constraints follow; the checker reports the `T[]` once, with
+            # what to write instead, and reads it as list[T] [max_len=3]
+            end = self.src.text.index("]", texpr.span.end) + 1
+            listed = ast.ListType(ast.TypeUse(texpr, (), texpr.span), self.src.span(texpr.span.start, end), suffix=True)
+            return ast.TypeUse(listed, tuple(more or ()), span)
         return ast.TypeUse(texpr, tuple(constraints or ()), span)
+
+    def _two_constraint_lists(self, texpr, first, more, span: Span) -> Diagnostic:
+        text = self.src.text
+        item = text[texpr.span.start:texpr.span.end]
+        cons = ", ".join(text[c.span.start:c.span.end] for c in first)
+        second = text.rindex("[", span.start, span.end)
+        where = self.src.span(second, span.end)
+        if first == () and more == ():  # `T[][]`
+            return Diagnostic("error", codes.SYNTAX, f"'{text[span.start:span.end]}' is not a list type in promptc",
+                              self.src.span(texpr.span.start, span.end), hint=f"use list[list[{item}]]")
+        if more == ():  # `str [max_len=3] []`: a list of constrained items
+            return Diagnostic("error", codes.SYNTAX, f"'{text[span.start:span.end]}' is not a list type in promptc",
+                              where, hint=f"a list of constrained items is written list[{item} [{cons}]]")
+        extra = ", ".join(text[c.span.start:c.span.end] for c in more)
+        return Diagnostic("error", codes.SYNTAX, "a type takes one constraint list", where,
+                          hint=f"put them in one: {item} [{cons}, {extra}]")
 
     def named_type(self, meta, children):
         return ast.NamedType(self._ident(children[0]), self._span(meta))

@@ -83,7 +83,7 @@ def record(cx: Context, name: str, use_span: Span) -> ir.Type:
 def type_use(cx: Context, tu: ast.TypeUse) -> ir.Type:
     """A written type with its field constraints -> an IR type (`any` where it cannot be resolved)."""
     try:
-        base = _type_expr(cx, tu.type)
+        base = _type_expr(cx, tu.type, _after(tu))
     except Unresolved:
         return ir.AnyT()
     if tu.constraints:
@@ -91,7 +91,16 @@ def type_use(cx: Context, tu: ast.TypeUse) -> ir.Type:
     return base
 
 
-def _type_expr(cx: Context, te: ast.TypeExpr) -> ir.Type:
+def _after(tu: ast.TypeUse) -> str:
+    """The constraints written after a `T[]` (`T[] [max_len=3]`), as written, for the hint."""
+    te = tu.type
+    if not (isinstance(te, ast.ListType) and te.suffix and tu.constraints):
+        return ""
+    text = te.span.source.text
+    return " [" + ", ".join(text[c.span.start:c.span.end] for c in tu.constraints) + "]"
+
+
+def _type_expr(cx: Context, te: ast.TypeExpr, after: str = "") -> ir.Type:
     if isinstance(te, ast.OptionalType):
         inner = _type_expr(cx, te.inner)
         return inner if isinstance(inner, ir.OptionalT) else ir.OptionalT(inner)
@@ -99,7 +108,7 @@ def _type_expr(cx: Context, te: ast.TypeExpr) -> ir.Type:
         if te.suffix:
             item = te.item.span.source.text[te.item.span.start:te.item.span.end]
             cx.d.error(codes.SYNTAX, f"'{item}[]' is not a list type in promptc", te.span,
-                       hint=f"use list[{item}]")
+                       hint=f"use list[{item}]{after}")
         return ir.ListT(type_use(cx, te.item))
     name = te.name.name
     if name in PRIMITIVES:
