@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import jinja2.parser
+import pytest
 
 from promptc.compiler import compile_text
 
@@ -65,3 +66,67 @@ def test_a_template_syntax_error_points_at_the_token_not_the_whole_template():
         (18, 17, 4, "frob"),  # an unknown tag
         (21, 22, 2, "{#"),  # a comment that never closes
     ]
+
+
+# ---------------------------------------------------------------- a mistyped or unreachable tune base
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_a_mistyped_base_fails_at_once_with_the_builtin_it_resembles(monkeypatch, tmp_path):
+    from promptc.errors import ModelError
+    from promptc.targets.tune.model import resolve_base
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    with pytest.raises(ModelError, match="unknown base model 'minlm'") as e:
+        resolve_base("minlm")
+    assert e.value.hint.startswith("did you mean 'minilm'?")
+    with pytest.raises(ModelError, match="unknown base model 'tiny-casual'") as e:
+        resolve_base("tiny-casual")
+    assert e.value.hint.startswith("did you mean 'tiny-causal'?")
+    (tmp_path / "minlm").mkdir()  # a local directory of that name is what it says
+    assert resolve_base("minlm").source == "dir"
+
+
+def test_an_uncached_hub_id_fails_fast_offline_or_unreachable_naming_the_id(monkeypatch, tmp_path):
+    from promptc.errors import ModelError
+    from promptc.targets.tune.model import resolve_base
+
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ModelError, match=r"'acme/tiny-lm' is not in the local hub cache and the hub is offline "
+                                         r"\(HF_HUB_OFFLINE=1\)") as e:
+        resolve_base("acme/tiny-lm")
+    assert "local model directory" in e.value.hint
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    for var in ("TRANSFORMERS_OFFLINE", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    endpoint = f"http://127.0.0.1:{_free_port()}"  # nothing listens: refused on the first try
+    monkeypatch.setenv("HF_ENDPOINT", endpoint)
+    with pytest.raises(ModelError, match=f"the hub \\({endpoint}\\) cannot be reached"):
+        resolve_base("acme/tiny-lm")
+
+
+def test_a_cached_hub_id_loads_from_the_cache_folder_without_the_network(monkeypatch, tmp_path):
+    pytest.importorskip("huggingface_hub")
+    from promptc.targets.tune.model import resolve_base
+
+    snap = tmp_path / "hub" / "models--acme--tiny-lm" / "snapshots" / ("a" * 40)
+    snap.mkdir(parents=True)
+    (tmp_path / "hub" / "models--acme--tiny-lm" / "refs").mkdir()
+    (tmp_path / "hub" / "models--acme--tiny-lm" / "refs" / "main").write_text("a" * 40)
+    (snap / "config.json").write_text("{}")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    from promptc.errors import ModelError
+
+    with pytest.raises(ModelError, match="not in the local hub cache"):  # a config without weights is not enough
+        resolve_base("acme/tiny-lm")
+    (snap / "model.safetensors").write_bytes(b"")
+    b = resolve_base("acme/tiny-lm")
+    assert (b.name, b.source, b.path) == ("acme/tiny-lm", "hub", str(snap))
