@@ -143,10 +143,21 @@ def _dependencies_unchanged(manifest: dict[str, Any], program: ir.Program, task:
     return False
 
 
-def _what_changed(manifest: dict[str, Any]) -> str:
+def _what_changed(manifest: dict[str, Any], program: ir.Program, task: ir.Task) -> str:
+    """The dependencies that changed where the manifest records one hash per dependency; the whole
+    list it covers where it records only their joint hash; the task hash for a kind without either."""
+    def words(names: list[str]) -> str:
+        return ", ".join(str(c).replace("_", " ") for c in names)
+
+    if manifest.get("kind") == "tune":
+        from promptc.targets.tune.artifact import changed_dependencies
+
+        changed = changed_dependencies(manifest, program, task)
+        if changed:
+            return f"what it depends on changed: its {words(changed)}"
     covers = (manifest.get("depends") or {}).get("covers")
     if covers:
-        return f"what it depends on changed: its {', '.join(str(c).replace('_', ' ') for c in covers)}"
+        return f"what it depends on changed: one of its {words(covers)}"
     return "the task hash differs"
 
 
@@ -164,7 +175,7 @@ def load_artifact(directory: str | Path, program: ir.Program, task: ir.Task) -> 
         raise ArtifactError(f"artifact {d} was built for task '{built_for.get('name')}', not '{task.name}'")
     if built_for.get("hash") != task.hash and not _dependencies_unchanged(m, program, task):
         raise ArtifactError(f"artifact {d} was built from a different version of task '{task.name}' "
-                            f"({_what_changed(m)})", hint="rebuild it")
+                            f"({_what_changed(m, program, task)})", hint="rebuild it")
     loader = ARTIFACT_KINDS.get(m.get("kind"))  # type: ignore[arg-type]
     if loader is None:
         raise ArtifactError(f"artifact {d} has unknown kind {m.get('kind')!r}",

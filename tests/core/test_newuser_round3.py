@@ -130,3 +130,38 @@ def test_a_cached_hub_id_loads_from_the_cache_folder_without_the_network(monkeyp
     (snap / "model.safetensors").write_bytes(b"")
     b = resolve_base("acme/tiny-lm")
     assert (b.name, b.source, b.path) == ("acme/tiny-lm", "hub", str(snap))
+
+
+# ---------------------------------------------------------------- a stale tuned artifact names what changed
+SENTI = '''
+enum Mood { happy, sad }
+task mood(text: str) -> Mood {
+  prompt "How does this sound? {{ text }}"
+  example { input { text: "what a lovely day" } output happy }
+  example { input { text: "I feel awful" } output sad }
+}
+'''
+
+
+def test_a_stale_fingerprint_names_only_the_dependencies_that_changed():
+    import promptc
+    from promptc.execution import _what_changed
+    from promptc.targets.tune.artifact import changed_dependencies, dependency_fingerprint
+
+    prog = promptc.loads(SENTI)
+    task = prog.ir.tasks["mood"]
+    manifest = {"kind": "tune", "family": "causal", "base": {"id": "tiny-causal"},
+                "depends": dependency_fingerprint(prog.ir, task, "causal", "tiny-causal")}
+    assert changed_dependencies(manifest, prog.ir, task) == []
+    edited = promptc.loads(SENTI.replace("I feel awful", "I feel dreadful"))
+    assert changed_dependencies(manifest, edited.ir, edited.ir.tasks["mood"]) == ["examples"]
+    assert _what_changed(manifest, edited.ir, edited.ir.tasks["mood"]) == \
+        "what it depends on changed: its examples"
+    relabelled = promptc.loads(SENTI.replace("{ happy, sad }", "{ happy, sad, meh }"))
+    assert _what_changed(manifest, relabelled.ir, relabelled.ir.tasks["mood"]) == \
+        "what it depends on changed: its output schema"
+    # a manifest from before per-dependency hashes cannot tell which: it says so, with the whole list
+    del manifest["depends"]["parts"]
+    assert changed_dependencies(manifest, edited.ir, edited.ir.tasks["mood"]) is None
+    assert _what_changed(manifest, edited.ir, edited.ir.tasks["mood"]) == \
+        "what it depends on changed: one of its base, examples, input schema, output schema, prompt"

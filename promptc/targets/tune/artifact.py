@@ -52,11 +52,28 @@ def dependencies(program: ir.Program, task: ir.Task, family: str, base_id: str) 
     return deps
 
 
+def _digest(value: Any) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True, ensure_ascii=False, default=str).encode()).hexdigest()
+
+
 def dependency_fingerprint(program: ir.Program, task: ir.Task, family: str, base_id: str) -> dict[str, Any]:
-    """{"version", "covers", "hash"}: recorded in the manifest, recomputed and compared at load."""
+    """{"version", "covers", "hash", "parts"}: recorded in the manifest, recomputed and compared at load.
+    `parts` holds one hash per dependency, so a refusal can name the ones that changed."""
     deps = dependencies(program, task, family, base_id)
-    blob = json.dumps(deps, sort_keys=True, ensure_ascii=False, default=str).encode()
-    return {"version": FINGERPRINT_VERSION, "covers": sorted(deps), "hash": hashlib.sha256(blob).hexdigest()}
+    return {"version": FINGERPRINT_VERSION, "covers": sorted(deps), "hash": _digest(deps),
+            "parts": {k: _digest(v) for k, v in sorted(deps.items())}}
+
+
+def changed_dependencies(manifest: dict[str, Any], program: ir.Program, task: ir.Task) -> list[str] | None:
+    """The dependencies whose hashes differ from the ones recorded, or None when the manifest cannot
+    tell (written before per-dependency hashes were recorded, or by another fingerprint version)."""
+    dep = manifest.get("depends")
+    if not isinstance(dep, dict) or dep.get("version") != FINGERPRINT_VERSION or not isinstance(dep.get("parts"), dict):
+        return None
+    base_id = (manifest.get("base") or {}).get("id", "")
+    now = dependency_fingerprint(program, task, manifest.get("family", ""), base_id)["parts"]
+    recorded = dep["parts"]
+    return sorted(k for k in set(now) | set(recorded) if now.get(k) != recorded.get(k))
 
 
 def dependencies_unchanged(manifest: dict[str, Any], program: ir.Program, task: ir.Task) -> bool:
