@@ -502,9 +502,12 @@ def cmd_optimize(args: argparse.Namespace) -> int:
 
 
 def cmd_cache(args: argparse.Namespace) -> int:
-    from promptc.models.cache import Cache
+    from promptc.models.cache import Cache, default_path
 
-    path = Path(args.dir) / "cache.db" if args.dir else None
+    path = Path(args.dir) / "cache.db" if args.dir else default_path()
+    if not path.is_file():  # neither action creates a cache (or its folder) just to report on it
+        print(f"no cache at {path}" + ("; nothing to clear" if args.action == "clear" else ""))
+        return EXIT_OK
     if args.action == "clear":
         cache, n, aside = Cache.reset(path)
         if aside is not None:

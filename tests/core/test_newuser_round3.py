@@ -165,3 +165,22 @@ def test_a_stale_fingerprint_names_only_the_dependencies_that_changed():
     assert changed_dependencies(manifest, edited.ir, edited.ir.tasks["mood"]) is None
     assert _what_changed(manifest, edited.ir, edited.ir.tasks["mood"]) == \
         "what it depends on changed: one of its base, examples, input schema, output schema, prompt"
+
+
+# ---------------------------------------------------------------- read-only cache commands create nothing
+def test_cache_info_and_clear_do_not_create_a_cache(tmp_path, monkeypatch, capsys):
+    from promptc.cli import main
+    from promptc.models.cache import Cache
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("PROMPTC_CACHE_DIR", raising=False)
+    assert main(["cache", "info"]) == 0
+    assert capsys.readouterr().out.strip() == "no cache at .promptc/cache.db"
+    assert main(["cache", "clear", "--dir", "elsewhere"]) == 0
+    assert capsys.readouterr().out.strip() == "no cache at elsewhere/cache.db; nothing to clear"
+    assert list(tmp_path.iterdir()) == []  # no .promptc, no elsewhere/
+    c = Cache(tmp_path / ".promptc" / "cache.db")
+    c.put_many([("k", "text", 1, 1, 0.1)])
+    c.close()
+    assert main(["cache", "info"]) == 0
+    assert capsys.readouterr().out.strip() == ".promptc/cache.db: 1 cached generations"
