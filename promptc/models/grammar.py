@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import re
 from dataclasses import dataclass
 from decimal import Decimal
@@ -80,8 +81,6 @@ def uint_range(a: int, b: int | None) -> str:
 
 
 def int_regex(ge: float | None, le: float | None) -> str:
-    import math
-
     lo = max(math.ceil(ge), INT_MIN) if ge is not None else INT_MIN
     hi = min(math.floor(le), INT_MAX) if le is not None else INT_MAX
     alts = []
@@ -274,6 +273,147 @@ def max_growth(n: Node) -> int:
     if n.kind == "record":
         return max((max_growth(v) for _, v in n.fields), default=0)
     return 0
+
+
+# ------------------------------------------------------------------ shapes from a client's JSON Schema
+# What `promptc serve` takes in `response_format.json_schema`. Keywords that only annotate are ignored;
+# any other keyword outside this subset makes the whole schema fall back to llguidance's own JSON-Schema
+# grammar (enforced, but not budget-closed).
+_ANNOTATIONS = frozenset({"title", "description", "default", "examples", "$schema", "$id", "$comment",
+                          "deprecated", "readOnly", "writeOnly", "additionalProperties", "$defs", "definitions"})
+_KEYWORDS = {
+    "string": {"type", "minLength", "maxLength", "pattern"},
+    "integer": {"type", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"},
+    "number": {"type", "minimum", "maximum"},
+    "boolean": {"type"}, "null": {"type"},
+    "array": {"type", "items", "minItems", "maxItems"},
+    "object": {"type", "properties", "required"},
+}
+
+
+class _NotModelled(Exception):
+    pass
+
+
+def shape_from_json_schema(schema: Any, caps: Caps) -> Node | None:
+    """The bounded JSON language of a JSON Schema, as the shape `shape()` builds for an output type (numbers
+    bounded by their minimum/maximum or the float/64-bit limits, strings and arrays by their max lengths or
+    `caps`), or None when the schema uses something this does not model (recursive `$ref`, `anyOf` other
+    than X-or-null, `format`, exclusive float bounds, `uniqueItems`, an object without properties, ...).
+    Every property is written, in the schema's order, so a value is valid whether or not it is required."""
+    try:
+        return _js_node(schema, _JsCtx(schema, caps), 0)
+    except (_NotModelled, TypeError, ValueError, KeyError, IndexError):
+        return None
+
+
+@dataclass(frozen=True)
+class _JsCtx:
+    root: Any  # for $ref
+    caps: Caps
+
+
+def _js_node(s: Any, ctx: _JsCtx, depth: int) -> Node:
+    if not isinstance(s, dict) or depth > 32:
+        raise _NotModelled
+    if "$ref" in s:
+        if set(s) - _ANNOTATIONS - {"$ref"}:
+            raise _NotModelled
+        return _js_node(_js_ref(s["$ref"], ctx.root), ctx, depth + 1)  # a recursive ref runs past the depth
+    if "enum" in s or "const" in s:
+        values = s["enum"] if "enum" in s else [s["const"]]
+        if set(s) - _ANNOTATIONS - {"enum", "const", "type"} or not isinstance(values, list) or not values:
+            raise _NotModelled
+        return Node("alt", options=tuple(dict.fromkeys(json.dumps(v, ensure_ascii=False, separators=(", ", ": "))
+                                                       for v in values)))
+    for key in ("anyOf", "oneOf"):
+        if key in s:
+            alts = s[key]
+            nulls = [a for a in alts if a == {"type": "null"}] if isinstance(alts, list) else []
+            if set(s) - _ANNOTATIONS - {key} or len(alts) != 2 or len(nulls) != 1:
+                raise _NotModelled
+            inner = next(a for a in alts if a != {"type": "null"})
+            return Node("opt", item=_js_node(inner, ctx, depth + 1))
+    t = s.get("type", "object" if "properties" in s else "array" if "items" in s else None)
+    if isinstance(t, list):
+        rest = [x for x in t if x != "null"]
+        if len(rest) != 1 or len(t) != 2:
+            raise _NotModelled
+        return Node("opt", item=_js_node({**s, "type": rest[0]}, ctx, depth + 1))
+    if t not in _KEYWORDS or set(s) - _ANNOTATIONS - _KEYWORDS[t]:
+        raise _NotModelled
+    return _JS_TYPES[t](s, ctx, depth)
+
+
+def _js_ref(ref: Any, root: Any) -> Any:
+    if not isinstance(ref, str) or not ref.startswith("#/"):
+        raise _NotModelled
+    node: Any = root
+    for part in ref[2:].split("/"):
+        node = node[part.replace("~1", "/").replace("~0", "~")]
+    return node
+
+
+def _js_int(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _js_string(s: dict[str, Any], ctx: _JsCtx, depth: int) -> Node:
+    lo, hi = s.get("minLength", 0), s.get("maxLength")
+    if not isinstance(lo, int) or (hi is not None and not isinstance(hi, int)):
+        raise _NotModelled
+    pat = s.get("pattern")
+    if pat is not None:
+        # a JSON Schema pattern may match anywhere; the grammar holds the whole string to it, which is
+        # stricter and so still valid. Anchors at the ends are dropped: the grammar anchors it.
+        if not isinstance(pat, str) or engine_unsupported(pat):
+            raise _NotModelled
+        pat = pat[1:] if pat.startswith("^") else pat
+        pat = pat[:-1] if pat.endswith("$") and not pat.endswith("\\$") else pat
+    return Node("str", lo=lo, hi=hi if hi is not None else max(ctx.caps.max_str_len, lo), regex=pat or "")
+
+
+def _js_number(s: dict[str, Any], ctx: _JsCtx, depth: int) -> Node:
+    ge, le = s.get("minimum"), s.get("maximum")
+    if any(v is not None and not _js_int(v) for v in (ge, le)):
+        raise _NotModelled
+    if s.get("type") == "integer":
+        xge, xle = s.get("exclusiveMinimum"), s.get("exclusiveMaximum")
+        if any(v is not None and not _js_int(v) for v in (xge, xle)):
+            raise _NotModelled
+        if xge is not None:  # the least integer above it
+            ge = max(ge, math.floor(xge) + 1) if ge is not None else math.floor(xge) + 1
+        if xle is not None:  # the greatest integer below it
+            le = min(le, math.ceil(xle) - 1) if le is not None else math.ceil(xle) - 1
+        return Node("num", regex=int_regex(ge, le))
+    rxs = float_regexes(ge, le)
+    return Node("num", regex=rxs[0], options=tuple(rxs[1:]))
+
+
+def _js_array(s: dict[str, Any], ctx: _JsCtx, depth: int) -> Node:
+    lo, hi = s.get("minItems", 0), s.get("maxItems")
+    if "items" not in s or not isinstance(lo, int) or (hi is not None and not isinstance(hi, int)):
+        raise _NotModelled
+    return Node("list", lo=lo, hi=hi if hi is not None else max(ctx.caps.max_items, lo),
+                item=_js_node(s["items"], ctx, depth + 1))
+
+
+def _js_object(s: dict[str, Any], ctx: _JsCtx, depth: int) -> Node:
+    props = s.get("properties")
+    if not isinstance(props, dict) or not props:
+        raise _NotModelled  # any object at all: llguidance's grammar
+    req = s.get("required", [])
+    if not isinstance(req, list) or set(req) - set(props):
+        raise _NotModelled
+    return Node("record", fields=tuple((k, _js_node(v, ctx, depth + 1)) for k, v in props.items()))
+
+
+def _js_literal(s: dict[str, Any], ctx: _JsCtx, depth: int) -> Node:
+    return Node("alt", options=("true", "false") if s["type"] == "boolean" else ("null",))
+
+
+_JS_TYPES = {"string": _js_string, "integer": _js_number, "number": _js_number, "array": _js_array,
+             "object": _js_object, "boolean": _js_literal, "null": _js_literal}
 
 
 # ------------------------------------------------------------------ the llguidance lark grammar

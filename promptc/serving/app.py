@@ -643,17 +643,28 @@ def _apply_stop(text: str, finish: str, stops: list[str]) -> tuple[str, str]:
     return (text[:cut], "stop") if cut >= 0 else (text, finish)
 
 
-def _schema_grammar(rf: dict[str, Any]) -> str:
-    """An llguidance grammar for a response_format (json_object: any object)."""
+def _schema_grammar(rf: dict[str, Any]) -> Any:
+    """The constraint for a response_format (json_object: any object).
+
+    A json_schema within the subset grammar.shape_from_json_schema models (types, properties, arrays,
+    enums, X-or-null, $ref, length and number bounds) gets the same bounded grammar and budget-aware
+    tracker as `promptc run` gives task outputs: its value is closed before max_tokens runs out whenever
+    the budget can hold the shortest valid value. Any other schema, and json_object, is enforced with
+    llguidance's own JSON-Schema grammar, which does not bound numbers (a cut-off is then reported)."""
     from llguidance import LLMatcher
 
+    from promptc.models.grammar import Caps, lark_from_shape, shape_from_json_schema
+    from promptc.models.hf import Constraint
+
     schema = dict(rf["json_schema"]["schema"]) if rf["type"] == "json_schema" else {"type": "object"}
+    root = shape_from_json_schema(schema, Caps())
     schema["x-guidance"] = {"whitespace_flexible": False, "item_separator": ", ", "key_separator": ": "}
     try:
-        grammar = LLMatcher.grammar_from_json_schema(schema)
+        grammar = LLMatcher.grammar_from_lark(lark_from_shape(root)) if root is not None else \
+            LLMatcher.grammar_from_json_schema(schema)
         err = LLMatcher.validate_grammar(grammar)
     except Exception as e:  # noqa: BLE001 - any schema the engine cannot take is the client's 400
         err = str(e)
     if err:  # checked here: a bad schema inside a batch would fail the other requests in it
         raise APIError(400, f"response_format schema is not usable: {err}", param="response_format")
-    return grammar
+    return Constraint(grammar, root) if root is not None else grammar

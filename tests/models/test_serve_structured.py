@@ -59,3 +59,99 @@ def test_a_value_closed_early_says_closed_and_length_over_chat(server, client, p
     assert validate(out_type, json.loads(c.choices[0].message.content)) == []
     roomy = httpx.post(f"{server.url}/tasks/reply_text@1.0.0", json={"text": "hello"}, timeout=120).json()
     assert roomy["finish_reason"] in ("stop", "closed") and validate(out_type, roomy["output"]) == []
+
+
+# ------------------------------------------------------------------ json_schema: bounded, closed in budget
+def json_reply(client, schema, max_tokens, seed=0, temperature=1.5):
+    r = client.chat.completions.create(
+        model="tiny-causal", messages=[{"role": "user", "content": "Give me the JSON."}], max_tokens=max_tokens,
+        temperature=temperature, seed=seed,
+        response_format={"type": "json_schema", "json_schema": {"name": "t", "strict": True, "schema": schema}})
+    return r.choices[0]
+
+
+def shortest_len(schema) -> int:
+    from promptc.models.grammar import Caps, shape_from_json_schema
+
+    node = shape_from_json_schema(schema, Caps())
+    assert node is not None, schema
+    return len(node.shortest)
+
+
+HAND_PICKED = [
+    # the reported case: an unbounded int ran `{"a": 99999999999999` to the budget
+    {"type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a"], "additionalProperties": False},
+    {"type": "object", "properties": {"total": {"type": "number"}, "tax": {"type": "number", "minimum": 0}},
+     "required": ["total", "tax"]},
+    {"type": "object", "properties": {
+        "vendor": {"type": "string"},
+        "lines": {"type": "array", "items": {"type": "object", "properties": {
+            "qty": {"type": "integer", "minimum": 1}, "price": {"type": "number"}}, "required": ["qty", "price"]}},
+        "meta": {"type": "object", "properties": {"ids": {"type": "array", "items": {"type": "integer"}},
+                                                  "note": {"anyOf": [{"type": "string"}, {"type": "null"}]}}}},
+     "required": ["vendor", "lines", "meta"]},
+    {"type": "array", "items": {"type": "number"}, "minItems": 2},
+    # pydantic's shape, as client.chat.completions.parse sends it: $defs and $ref
+    {"$defs": {"Tag": {"enum": ["billing", "bug"], "type": "string"}},
+     "properties": {"tag": {"$ref": "#/$defs/Tag"}, "score": {"type": "number"}}, "required": ["tag", "score"],
+     "type": "object"},
+]
+
+
+@pytest.mark.parametrize("schema", HAND_PICKED)
+def test_json_schema_replies_are_valid_whenever_the_budget_holds_a_value(client, schema):
+    import jsonschema
+
+    need = shortest_len(schema)
+    for seed, extra in [(0, 1), (1, 2), (2, 5), (3, 12), (4, 40)]:
+        choice = json_reply(client, schema, need + extra, seed=seed)
+        jsonschema.validate(json.loads(choice.message.content), schema)  # raises when invalid
+        assert choice.finish_reason in ("stop", "length")
+    # too small for any value: cut off, and said so
+    choice = json_reply(client, schema, need - 1)
+    assert choice.finish_reason == "length"
+    with pytest.raises(ValueError):
+        json.loads(choice.message.content)
+
+
+def schemas():
+    """Hypothesis strategy: JSON Schemas in the subset serve bounds (nested objects, arrays, enums,
+    nullable values, bounded and unbounded numbers, strings with maxLength)."""
+    from hypothesis import strategies as st
+
+    ints = st.builds(lambda lo, hi: {"type": "integer", **({"minimum": lo} if lo is not None else {}),
+                                     **({"maximum": lo + hi} if lo is not None and hi is not None else {})},
+                     st.none() | st.integers(-1000, 1000), st.none() | st.integers(0, 10**6))
+    floats = st.builds(lambda lo: {"type": "number", **({"minimum": lo} if lo is not None else {})},
+                       st.none() | st.floats(-100, 100, allow_nan=False).map(lambda x: round(x, 2)))
+    strs = st.builds(lambda n: {"type": "string", **({"maxLength": n} if n is not None else {})},
+                     st.none() | st.integers(0, 12))
+    enums = st.lists(st.sampled_from(["a", "bb", "ccc", "dd"]), min_size=1, max_size=3, unique=True).map(
+        lambda xs: {"type": "string", "enum": xs})
+    leaves = ints | floats | strs | enums | st.just({"type": "boolean"})
+
+    def extend(children):
+        names = st.lists(st.sampled_from(["a", "b", "c", "d"]), min_size=1, max_size=3, unique=True)
+        objects = st.builds(lambda ks, vs: {"type": "object", "properties": dict(zip(ks, vs)), "required": ks},
+                            names, st.lists(children, min_size=3, max_size=3))
+        arrays = st.builds(lambda item, hi: {"type": "array", "items": item, **({"maxItems": hi} if hi else {})},
+                           children, st.none() | st.integers(1, 4))
+        nullable = children.map(lambda c: {"anyOf": [c, {"type": "null"}]})
+        return objects | arrays | nullable
+
+    return st.recursive(leaves, extend, max_leaves=6)
+
+
+def test_hypothesis_drawn_json_schemas_stay_valid_within_the_budget(client):
+    import jsonschema
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    @settings(max_examples=30, deadline=None, derandomize=True, database=None,
+              suppress_health_check=list(HealthCheck))
+    @given(schemas(), st.integers(1, 30), st.integers(0, 3))
+    def check(schema, extra, seed):
+        choice = json_reply(client, schema, shortest_len(schema) + extra, seed=seed)
+        jsonschema.validate(json.loads(choice.message.content), schema)
+
+    check()
