@@ -15,10 +15,22 @@ from typing import Any
 CARD = "README.md"
 
 
+def _word(x: Any) -> str:
+    """A value in the card's words: yes/no for booleans, none for a missing value, JSON for lists and
+    objects (never Python's True/False/None)."""
+    if isinstance(x, bool):
+        return "yes" if x else "no"
+    if x is None:
+        return "none"
+    if isinstance(x, (dict, list, tuple)):
+        return json.dumps(x, ensure_ascii=False, sort_keys=True)
+    if x == "":
+        return '""'
+    return str(x)
+
+
 def _v(x: Any) -> str:
-    if isinstance(x, (dict, list)):
-        return f"`{json.dumps(x, ensure_ascii=False, sort_keys=True)}`"
-    return f"`{x}`" if x not in (None, "") else "-"
+    return f"`{_word(x)}`"
 
 
 def model_card(manifest: dict[str, Any]) -> str:
@@ -29,13 +41,13 @@ def model_card(manifest: dict[str, Any]) -> str:
     kind = m.get("kind", "?")
     target = m.get("target")
     tname = target.get("name") if isinstance(target, dict) else target
-    lines = [f"# {tname or '(artifact)'} @ {prog.get('version', '?')}", "",
-             f"A promptc {'tuned' if kind == 'tune' else 'compiled text'} artifact for task `{task.get('name')}` "
-             f"of program `{prog.get('name')}` {prog.get('version', '')}.", ""]
+    lines = [f"# {tname or '(artifact)'} @ {_word(prog.get('version', '?'))}", "",
+             f"A promptc {'tuned' if kind == 'tune' else 'compiled text'} artifact for task `{_word(task.get('name'))}` "
+             f"of program `{_word(prog.get('name'))}` {_word(prog.get('version', '?'))}.", ""]
     rows: list[tuple[str, Any]] = [
-        ("program", f"{prog.get('name')} {prog.get('version')}"), ("program hash", prog.get("hash")),
+        ("program", f"{_word(prog.get('name'))} {_word(prog.get('version'))}"), ("program hash", prog.get("hash")),
         ("task", task.get("name")), ("task hash", task.get("hash")), ("kind", kind), ("target", tname),
-        ("built with", f"promptc {m.get('promptc')}")]
+        ("built with", f"promptc {_word(m.get('promptc'))}")]
     if kind == "tune":
         base = m.get("base") or {}
         rows += [("status (test gate)", m.get("status")), ("family", m.get("family")), ("method", m.get("method")),
@@ -56,9 +68,9 @@ def model_card(manifest: dict[str, Any]) -> str:
     if isinstance(data, dict):
         lines += ["## Training data", "",
                   f"- hash: {_v(data.get('hash'))}",
-                  f"- examples: {data.get('train', 0)} train, {data.get('val', 0)} validation",
-                  f"- test inputs excluded from training: {data.get('excluded_test_inputs', 0)}",
-                  f"- secrets redacted: {data.get('redacted_secrets', 0)}"]
+                  f"- examples: {_word(data.get('train', 0))} train, {_word(data.get('val', 0))} validation",
+                  f"- test inputs excluded from training: {_word(data.get('excluded_test_inputs', 0))}",
+                  f"- secrets redacted: {_word(data.get('redacted_secrets', 0))}"]
         if data.get("extra_files"):
             lines.append(f"- extra example files: {_v(data['extra_files'])}")
         if data.get("provenance"):
@@ -66,22 +78,22 @@ def model_card(manifest: dict[str, Any]) -> str:
         lines.append("")
     tests = m.get("tests")
     if isinstance(tests, dict):
-        lines += ["## Test gate", "", f"{tests.get('summary', '')} (min pass rate {tests.get('min_pass', 1.0)}, "
-                  f"gate: {tests.get('gate', m.get('status'))})", ""]
+        lines += ["## Test gate", "", f"{tests.get('summary', '')} (min pass rate {_word(tests.get('min_pass', 1.0))}, "
+                  f"gate: {_word(tests.get('gate', m.get('status')))})", ""]
         results = tests.get("results") or {}
         if results:
             lines += ["| test | kind | status | pass rate |", "|---|---|---|---|"]
-            lines += [f"| {name} | {r.get('kind')} | {r.get('status')} | {r.get('pass_rate')} |"
+            lines += [f"| {name} | {_word(r.get('kind'))} | {_word(r.get('status'))} | {_word(r.get('pass_rate'))} |"
                       for name, r in results.items()]
             lines.append("")
     training = m.get("training")
     if isinstance(training, dict):
         best = training.get("best") or {}
-        lines += ["## Training", "", f"- steps: {training.get('steps')} ({training.get('stopped')})",
-                  f"- best step: {training.get('best_step')} ({best.get('split')} accuracy {best.get('val_accuracy')}, "
-                  f"loss {best.get('val_loss')})", ""]
+        lines += ["## Training", "", f"- steps: {_word(training.get('steps'))} ({_word(training.get('stopped'))})",
+                  f"- best step: {_word(training.get('best_step'))} ({_word(best.get('split'))} accuracy "
+                  f"{_word(best.get('val_accuracy'))}, loss {_word(best.get('val_loss'))})", ""]
     if m.get("versions"):
-        lines += ["## Library versions", "", *[f"- {k} {v}" for k, v in sorted(m["versions"].items())], ""]
+        lines += ["## Library versions", "", *[f"- {k} {_word(v)}" for k, v in sorted(m["versions"].items())], ""]
     lines += ["## Use", "", "```"]
     if kind == "tune":
         lines += ["promptc test PROGRAM.prompt --artifact DIR",

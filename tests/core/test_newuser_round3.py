@@ -184,3 +184,30 @@ def test_cache_info_and_clear_do_not_create_a_cache(tmp_path, monkeypatch, capsy
     c.close()
     assert main(["cache", "info"]) == 0
     assert capsys.readouterr().out.strip() == ".promptc/cache.db: 1 cached generations"
+
+
+# ---------------------------------------------------------------- the model card speaks in words, not Python
+def test_the_model_card_prints_yes_no_none_and_json_never_python_literals(tmp_path):
+    import re
+
+    from promptc.cli import main
+    from promptc.targets.model_card import model_card
+    from tests.conftest import PROGRAMS
+
+    assert main(["compile", str(PROGRAMS / "triage.prompt"), "--target", "triage_chat", "-o", str(tmp_path / "a")]) == 0
+    text_card = (tmp_path / "a" / "README.md").read_text()
+    tuned = {"kind": "tune", "program": {"name": "p", "version": "1"}, "task": {"name": "t"}, "target": "m",
+             "status": "failed", "labels": None, "base": {"id": "tiny-causal", "source": None},
+             "options": {"gradient_checkpointing": False, "lr": None, "target_modules": ["c_attn"], "init_text": ""},
+             "data": {"train": 3, "val": 0, "provenance": {"declared": 3, "teachers": {}}},
+             "tests": {"summary": "0 passed", "min_pass": 1.0, "gate": "failed",
+                       "results": {"c": {"kind": "case", "status": "failed", "pass_rate": None}}},
+             "training": {"steps": 2, "stopped": "completed 2 steps", "best_step": None, "best": {"split": None}}}
+    tuned_card = model_card(tuned)
+    for card in (text_card, tuned_card):
+        assert not re.search(r"\b(True|False|None)\b", card), card
+    assert "- `delimit` = `yes`" in text_card
+    assert "- `gradient_checkpointing` = `no`" in tuned_card and "- `lr` = `none`" in tuned_card
+    assert '- `target_modules` = `["c_attn"]`' in tuned_card and '- `init_text` = `""`' in tuned_card
+    assert "| labels | `none` |" in tuned_card and "| c | case | failed | none |" in tuned_card
+    assert "- best step: none (none accuracy none, loss none)" in tuned_card
