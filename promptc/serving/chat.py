@@ -1,0 +1,148 @@
+"""`POST /v1/chat/completions`: straight to a served model, or to a task subject (its input as the last
+user message, its typed output as the reply); answered whole or as server-sent events."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from typing import Any
+
+from fastapi import Request as HTTPRequest  # module level: FastAPI resolves handler annotations by name
+
+from promptc.models.base import Decoding, Generation
+from promptc.serving.context import Ctx, task_decoding
+from promptc.serving.engine import Job
+from promptc.serving.protocol import (
+    APIError,
+    ChatParams,
+    apply_stop,
+    messages_to_prompt,
+    openai_finish,
+    parse_chat,
+    parse_json_body,
+    schema_grammar,
+    task_input,
+    typed_content,
+)
+from promptc.serving.subjects import Served
+
+Choice = tuple[str, str, Generation]  # (content, finish_reason, the generation)
+
+
+def add_chat_route(app: Any, ctx: Ctx) -> None:
+    async def chat(request: HTTPRequest):
+        t0 = time.perf_counter()
+        p = parse_chat(parse_json_body(await ctx.read_body(request)), ctx.opts)
+        s = ctx.subject(p.model)
+        if s.kind == "model":
+            results = await chat_model(ctx, request, s, p, t0)
+        else:
+            results = await chat_task(ctx, request, s, p, t0)
+        return respond(ctx, p, s, results)
+
+    app.add_api_route("/v1/chat/completions", chat, methods=["POST"], summary="OpenAI Chat Completions")
+
+
+async def model_prompt(ctx: Ctx, s: Served, p: ChatParams) -> tuple[str, bool]:
+    """The final prompt text for raw chat on the model (its chat template when it has one), and whether
+    it is templated."""
+    templated = s.templated()
+    if templated:
+        prompt = await asyncio.to_thread(
+            lambda: s.counter.tokenizer.apply_chat_template(p.messages, tokenize=False,  # type: ignore[union-attr]
+                                                            add_generation_prompt=True))
+    else:
+        prompt = messages_to_prompt(p.messages)
+    return prompt, templated
+
+
+async def chat_model(ctx: Ctx, request: HTTPRequest, s: Served, p: ChatParams, t0: float) -> list[Choice]:
+    prompt, templated = await model_prompt(ctx, s, p)
+    max_tokens = p.max_tokens or ctx.opts.default_max_tokens
+    await ctx.check_length(s, prompt, max_tokens, not templated)
+    grammar = None
+    if p.response_format is not None:
+        grammar = await asyncio.to_thread(schema_grammar, p.response_format)
+    futures = []
+    samples = p.n if p.temperature > 0 else 1
+    for i in range(samples):
+        dec = Decoding(max_new_tokens=max_tokens, temperature=p.temperature, top_p=p.top_p, seed=p.seed + i,
+                       constrained=grammar is not None)
+        futures.append(s.engine.submit(Job("text", (prompt, grammar, templated), dec)))
+    gens = await ctx.wait_for(request, futures, t0)
+    gens = gens * p.n if samples == 1 else gens
+    out = []
+    for g in gens:
+        if g.error:
+            raise APIError(500, f"the model call failed: {g.error}", type="server_error")
+        out.append(apply_stop(g.text, openai_finish(g.finish_reason), p.stop) + (g,))
+    return out
+
+
+async def chat_task(ctx: Ctx, request: HTTPRequest, s: Served, p: ChatParams, t0: float) -> list[Choice]:
+    assert s.task is not None  # a subject that is not the model runs a task
+    last = next((m for m in reversed(p.messages) if m["role"] == "user"), None)
+    if last is None:
+        raise APIError(400, f"'{s.id}' runs a task: send its input as the last user message", param="messages")
+    inputs = task_input(s.task, last["content"])
+    dec = task_decoding(s, p.max_tokens, p.temperature, p.top_p, p.seed)
+    res = await ctx.run_task(request, s, inputs, dec, p.n, t0, "messages", len(last["content"]))
+    json_mode = p.response_format is not None
+    out = []
+    for g, parsed in res:
+        if parsed.ok:
+            content = typed_content(s.task.output, parsed.value, json_mode)
+            finish = openai_finish(g.finish_reason)
+        else:
+            content = g.text
+            finish = "length" if parsed.cutoff or g.finish_reason == "length" else "stop"
+        text, finish = apply_stop(content, finish, p.stop)
+        out.append((text, finish, g))
+    return out
+
+
+def respond(ctx: Ctx, p: ChatParams, s: Served, results: list[Choice]) -> Any:
+    from fastapi.responses import JSONResponse, StreamingResponse
+
+    cid = f"chatcmpl-{uuid.uuid4().hex[:24]}"
+    created = int(time.time())
+    pt = results[0][2].prompt_tokens if results else 0
+    usage = ctx.metrics.usage(pt, sum(g.completion_tokens for _, _, g in results))
+    if not p.stream:
+        return JSONResponse({"id": cid, "object": "chat.completion", "created": created, "model": s.id,
+                             "choices": [{"index": i, "finish_reason": f, "logprobs": None,
+                                          "message": {"role": "assistant", "content": text, "refusal": None}}
+                                         for i, (text, f, _) in enumerate(results)],
+                             "usage": usage, "system_fingerprint": None})
+    chunk = Chunker(cid, created, s.id, p.include_usage)
+
+    async def events():
+        # generation runs batched, so the text is complete before the first event; it is still sent
+        # as the chunks a streaming client expects (role, content pieces, finish, usage, [DONE])
+        for i, (text, finish, _) in enumerate(results):
+            yield chunk([{"index": i, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}])
+            for k in range(0, len(text), 16):
+                yield chunk([{"index": i, "delta": {"content": text[k:k + 16]}, "finish_reason": None}])
+            yield chunk([{"index": i, "delta": {}, "finish_reason": finish}])
+        if p.include_usage:
+            yield chunk([], usage=usage)
+        yield "data: [DONE]\n\n"
+
+    return StreamingResponse(events(), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+class Chunker:
+    """Server-sent `chat.completion.chunk` events of one reply."""
+
+    def __init__(self, cid: str, created: int, model: str, include_usage: bool):
+        self.head = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model}
+        self.include_usage = include_usage
+
+    def __call__(self, choices: list[dict[str, Any]], usage: dict[str, int] | None = None) -> str:
+        obj: dict[str, Any] = {**self.head, "choices": choices}
+        if self.include_usage:
+            obj["usage"] = usage
+        return f"data: {json.dumps(obj, ensure_ascii=False)}\n\n"
