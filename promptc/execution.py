@@ -121,16 +121,20 @@ def text_subject(program: ir.Program, task: ir.Task, target: str | None, model: 
                    make_decoding(prompt.options.get("max_new_tokens", 256), **{**caps, **decoding}))
 
 
-def _load_text(directory: Path, manifest: dict[str, Any], program: ir.Program, task: ir.Task) -> Any:
+def _load_text(directory: Path, manifest: dict[str, Any], program: ir.Program, task: ir.Task,
+               device: str = "auto", dtype: str = "auto") -> Any:
     from promptc.targets.text.artifact import load_text_artifact
+
+    del device, dtype  # a text artifact runs on the model it is given, placed by that model's flags
 
     return load_text_artifact(directory, manifest, program, task)
 
 
-def _load_tuned(directory: Path, manifest: dict[str, Any], program: ir.Program, task: ir.Task) -> Any:
+def _load_tuned(directory: Path, manifest: dict[str, Any], program: ir.Program, task: ir.Task,
+                device: str = "auto", dtype: str = "auto") -> Any:
     from promptc.targets.tune.artifact import load_tuned
 
-    return load_tuned(directory, manifest, program, task)
+    return load_tuned(directory, manifest, program, task, device=device, dtype=dtype)
 
 
 def _dependencies_unchanged(manifest: dict[str, Any], program: ir.Program, task: ir.Task) -> bool:
@@ -161,12 +165,14 @@ def _what_changed(manifest: dict[str, Any], program: ir.Program, task: ir.Task) 
     return "the task hash differs"
 
 
-ArtifactLoader = Callable[[Path, dict[str, Any], ir.Program, ir.Task], Any]
+ArtifactLoader = Callable[[Path, dict[str, Any], ir.Program, ir.Task, str, str], Any]  # ..., device, dtype
 ARTIFACT_KINDS: dict[str, ArtifactLoader] = {"text": _load_text, "tune": _load_tuned}
 
 
-def load_artifact(directory: str | Path, program: ir.Program, task: ir.Task) -> Any:
-    """Load an artifact of `task`, refusing tampered files and one built for another task or version."""
+def load_artifact(directory: str | Path, program: ir.Program, task: ir.Task, *, device: str = "auto",
+                  dtype: str = "auto") -> Any:
+    """Load an artifact of `task`, refusing tampered files and one built for another task or version.
+    A tuned artifact's model runs on `device` in `dtype` (`auto`: the best device, the training dtype)."""
     d = Path(directory)
     m = read_manifest(d)
     verify_files(d, m)
@@ -180,15 +186,16 @@ def load_artifact(directory: str | Path, program: ir.Program, task: ir.Task) -> 
     if loader is None:
         raise ArtifactError(f"artifact {d} has unknown kind {m.get('kind')!r}",
                             hint=f"kinds: {', '.join(ARTIFACT_KINDS)}")
-    return loader(d, m, program, task)
+    return loader(d, m, program, task, device, dtype)
 
 
 def artifact_subject(directory: str | Path, program: ir.Program, task: ir.Task, model: Any = None, *,
-                     batch_size: int = 16, **decoding: Any) -> Subject:
-    """A compiled text artifact (run on `model`) or a tuned artifact (it brings its own model)."""
+                     batch_size: int = 16, device: str = "auto", dtype: str = "auto", **decoding: Any) -> Subject:
+    """A compiled text artifact (run on `model`) or a tuned artifact (it brings its own model, placed on
+    `device` in `dtype`)."""
     from promptc.targets.text.artifact import TextArtifact
 
-    art = load_artifact(directory, program, task)
+    art = load_artifact(directory, program, task, device=device, dtype=dtype)
     if isinstance(art, TextArtifact):
         if model is None:
             raise UsageError("a text artifact needs a model to run on", hint="give --model SPEC")

@@ -111,11 +111,30 @@ def decoding_args(p: argparse.ArgumentParser) -> None:
     serve_commands.http_args(p)
 
 
-def make_backend(spec: str, args: argparse.Namespace):
+def placement_args(p: argparse.ArgumentParser) -> None:
+    """--device and --dtype: where a local model (hf:, tiny-causal) or a tuned artifact runs."""
+    from promptc.models.device import DEVICES, DTYPES
+
+    g = p.add_argument_group("local models (hf:, tiny-causal) and tuned artifacts")
+    g.add_argument("--device", choices=DEVICES, help="where the model runs (default auto: cuda, then mps, then cpu)")
+    g.add_argument("--dtype", choices=DTYPES,
+                   help="precision (default auto: bfloat16 on GPUs that support it, else float32; a tuned "
+                        "artifact: the dtype it was trained in)")
+
+
+def _placement(args: argparse.Namespace) -> dict[str, str]:
+    """The --device/--dtype given (an empty dict when neither was)."""
+    return {k: v for k in ("device", "dtype") if (v := getattr(args, k, None)) is not None}
+
+
+def make_backend(spec: str, args: argparse.Namespace, placed: bool = False):
+    """A backend for a model spec with the command's options: batch size (and, when `placed`, the
+    --device/--dtype) for local models, the HTTP options for openai: ones."""
     from promptc.models import load_backend
 
     local = spec.startswith("hf:") or spec == "tiny-causal"
-    opts = {"batch_size": args.batch_size} if local else serve_commands.http_options(args)
+    opts = {"batch_size": args.batch_size, **(_placement(args) if placed else {})} if local \
+        else serve_commands.http_options(args)
     return load_backend(spec, **opts)
 
 
@@ -142,14 +161,20 @@ def make_subject(args: argparse.Namespace, prog, task):
     """The subject of `run` and `test`: --target on --model, or --artifact (with --model if text)."""
     from promptc.execution import artifact_subject, text_subject
 
+    placement = _placement(args)
     if isinstance(args.model, str) and args.model.startswith("openai:"):
+        if placement:
+            raise UsageError(f"--{next(iter(placement))} applies to local models (hf:, tiny-causal) and tuned "
+                             f"artifacts; {args.model} runs on its server", hint="drop --device/--dtype")
         args.model = make_backend(args.model, args)  # the --timeout/--retries/--prices/... options
+    elif isinstance(args.model, str) and placement:
+        args.model = make_backend(args.model, args, placed=True)
     if args.artifact:
         if args.model is not None and _artifact_kind(args.artifact) == "tune":
             raise UsageError(f"{args.artifact} is a tuned artifact: it brings its own model, so --model does not "
                              "apply", hint="drop --model (it is for text targets and compiled text artifacts)")
         return artifact_subject(args.artifact, prog.ir, task.ir, args.model, batch_size=args.batch_size,
-                                **decoding_overrides(args))
+                                **placement, **decoding_overrides(args))
     if args.model is None:
         raise UsageError("--model is required with --target (or give --artifact)")
     if args.target:
@@ -555,6 +580,7 @@ def _register_runs(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--details", action="store_true", help="print {output, ok, outcome, finish_reason, error, raw, usage} per line "
                      "(outcome: ok, invalid, cutoff or error)")
     decoding_args(run)
+    placement_args(run)
     run.set_defaults(func=cmd_run)
 
     te = sub.add_parser("test", help="run the program's tests on a target or an artifact",
@@ -571,6 +597,7 @@ def _register_runs(sub: argparse._SubParsersAction) -> None:
     te.add_argument("--baseline", metavar="FILE.json",
                     help="report newly failing, newly passing and changed cases against FILE; exit 1 on a regression")
     decoding_args(te)
+    placement_args(te)
     te.set_defaults(func=cmd_test)
 
     cp = sub.add_parser("compare", help="run one suite on several targets or artifacts, side by side",
@@ -592,6 +619,7 @@ def _register_runs(sub: argparse._SubParsersAction) -> None:
     cp.add_argument("--training-cost", type=float, metavar="USD",
                     help="what training each artifact cost, when its manifest records no training time")
     decoding_args(cp)
+    placement_args(cp)
     cp.set_defaults(func=cmd_compare)
 
 

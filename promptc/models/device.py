@@ -32,10 +32,11 @@ def pick_device(option: str = "auto") -> str:
         return "cuda" if torch.cuda.is_available() else "mps" if has_mps else "cpu"
     if option.startswith("cuda") and not torch.cuda.is_available():
         raise ModelError(f"device '{option}' was asked for, but torch sees no CUDA device",
-                         hint="use device = \"auto\" or \"cpu\", or install a CUDA build of torch")
+                         hint="use the device \"auto\" or \"cpu\" (device option, --device), or install a "
+                              "CUDA build of torch")
     if option == "mps" and not has_mps:
         raise ModelError("device 'mps' was asked for, but this torch has no Apple MPS backend",
-                         hint="use device = \"auto\" or \"cpu\"")
+                         hint="use the device \"auto\" or \"cpu\" (device option, --device)")
     return option
 
 
@@ -52,6 +53,20 @@ def pick_dtype(option: str, device: str) -> str:
     if device.startswith("cuda") and torch.cuda.is_bf16_supported():
         return "bfloat16"
     return "float32"
+
+
+def place(model: Any, device: str = "auto", dtype: str = "auto") -> Any:
+    """`model` on `device` in `dtype` (`--device`/`--dtype` of run and test). A model that is already
+    there is returned as is; otherwise a moved copy, since a built-in model may be shared (cached)."""
+    import copy
+
+    if device == "auto" and dtype == "auto":
+        return model
+    dev = pick_device(device)
+    want = torch_dtype(pick_dtype(dtype, dev))
+    if model.device.type == dev.split(":")[0] and model.dtype == want:
+        return model
+    return copy.deepcopy(model).to(device=dev, dtype=want).eval()
 
 
 def torch_dtype(name: str) -> Any:

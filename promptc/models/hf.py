@@ -455,10 +455,11 @@ def _load(spec: str, device: str = "auto", dtype: str = "auto"):
     """(model, tokenizer, identity) for `tiny-causal`, `hf:tiny-causal`, `hf:<dir>` or `hf:<hub id>`."""
     name = spec[3:] if spec.startswith("hf:") else spec
     if name == "tiny-causal":
+        from promptc.models.device import place
         from promptc.models.tiny import cached_tiny
 
         model, tok = cached_tiny()
-        return model, tok, _identity(spec)
+        return place(model, device, dtype), tok, _identity(spec)
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from promptc.models.loading import looks_like_path, quiet_transformers

@@ -211,3 +211,22 @@ def test_the_model_card_prints_yes_no_none_and_json_never_python_literals(tmp_pa
     assert '- `target_modules` = `["c_attn"]`' in tuned_card and '- `init_text` = `""`' in tuned_card
     assert "| labels | `none` |" in tuned_card and "| c | case | failed | none |" in tuned_card
     assert "- best step: none (none accuracy none, loss none)" in tuned_card
+
+
+# ---------------------------------------------------------------- --device/--dtype on run and test
+TICKET = '{"ticket": {"subject": "Charged twice", "body": "My card was charged twice."}}'
+
+
+def test_device_and_dtype_are_refused_for_a_model_on_a_server(capsys):
+    from promptc.cli import main
+    from tests.conftest import PROGRAMS
+
+    for cmd in ("run", "test"):
+        argv = [cmd, str(PROGRAMS / "triage.prompt"), "--target", "triage_chat", "--model",
+                "openai:m@http://127.0.0.1:9/v1", "--dtype", "float16"]
+        assert main(argv + (["--input", TICKET] if cmd == "run" else [])) == 2
+        err = capsys.readouterr().err
+        assert "--dtype applies to local models (hf:, tiny-causal) and tuned artifacts" in err
+    assert main(["run", str(PROGRAMS / "triage.prompt"), "--target", "triage_chat", "--model", "tiny-causal",
+                 "--device", "tpu", "--input", TICKET]) == 2
+    assert "invalid choice: 'tpu'" in capsys.readouterr().err

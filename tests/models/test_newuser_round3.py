@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 import promptc
@@ -30,3 +32,76 @@ def test_a_stale_artifact_names_only_what_changed(tuned):
         promptc.load_artifact(out, promptc.loads(text.replace('"Pick for {{ word }}"', '"Choose for {{ word }}"')))
     with pytest.raises(ArtifactError, match=r"\(what it depends on changed: its input schema\)$"):
         promptc.load_artifact(out, promptc.loads(text.replace("word: str) -> Pick", "word: str [max_len=40]) -> Pick")))
+
+
+# ---------------------------------------------------------------- run/test --device and --dtype
+PLACED = RECORD + '\ntarget text plain for pick { max_new_tokens = 24 }\n'
+
+
+def _subject(argv: list[str], path):
+    from promptc.cli.commands import load_program, make_subject, resolve_task
+    from promptc.cli.main import build_parser
+
+    args = build_parser().parse_args(argv)
+    prog = load_program(str(path))
+    task = resolve_task(prog, args.task, args.target, args.artifact)
+    return make_subject(args, prog, task)
+
+
+def _weights(backend):
+    import torch
+
+    net = getattr(backend, "model", None) or backend.net
+    p = next(net.parameters()) if isinstance(net, torch.nn.Module) else None
+    return p.device.type, p.dtype
+
+
+def test_run_and_test_place_tiny_causal_with_device_and_dtype(tmp_path, capsys):
+    import torch
+
+    from promptc.cli import main
+    from promptc.models.tiny import cached_tiny
+
+    path = tmp_path / "p.prompt"
+    path.write_text(PLACED, encoding="utf-8")
+    subject = _subject(["run", str(path), "--target", "plain", "--model", "tiny-causal", "--device", "cpu",
+                        "--dtype", "bfloat16", "--input", "{}"], path)
+    assert _weights(subject.backend) == ("cpu", torch.bfloat16)
+    assert next(cached_tiny()[0].parameters()).dtype == torch.float32  # the shared built-in is left as it was
+    assert "dtype=bfloat16" in subject.backend.identity()  # its outputs are cached apart from float32's
+    assert main(["run", str(path), "--target", "plain", "--model", "tiny-causal", "--device", "cpu", "--dtype",
+                 "bfloat16", "--input", '{"word": "apple"}', "--no-cache", "--max-new-tokens", "64"]) == 0
+    assert json.loads(capsys.readouterr().out)["color"] in ("red", "green", "blue")  # schema-valid in bfloat16
+    assert main(["test", str(path), "--target", "plain", "--model", "tiny-causal", "--device", "cpu", "--dtype",
+                 "bfloat16", "--no-cache", "--max-new-tokens", "64"]) == 0
+    assert "1 passed, 0 failed" in capsys.readouterr().out  # `count <= 9` holds for the constrained output
+
+
+def test_a_tuned_artifact_runs_in_the_dtype_asked_for(tuned, tmp_path):
+    import torch
+
+    out, _ = tuned
+    path = tmp_path / "p.prompt"
+    path.write_text(RECORD + '\ntarget tune t for pick { method = "lora", r = 4, alpha = 8, base = "tiny-causal", '
+                    'max_steps = 4, batch_size = 3, val_split = 0.0, patience = 0, max_new_tokens = 48 }\n')
+    default = _subject(["run", str(path), "--artifact", str(out), "--input", "{}"], path)
+    assert _weights(default.backend) == ("cpu", torch.float32)  # the training dtype
+    half = _subject(["run", str(path), "--artifact", str(out), "--device", "cpu", "--dtype", "bfloat16",
+                     "--input", "{}"], path)
+    assert _weights(half.backend) == ("cpu", torch.bfloat16)
+    assert half.backend.identity() != default.backend.identity()  # cached apart
+    r = half.run([{"word": "apple"}])
+    assert r[0].generation.error is None
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="needs a machine without CUDA")
+def test_device_cuda_without_cuda_is_a_clear_error(tuned, tmp_path, capsys):
+    from promptc.cli import main
+
+    out, _ = tuned
+    path = tmp_path / "p.prompt"
+    path.write_text(PLACED, encoding="utf-8")
+    assert main(["run", str(path), "--target", "plain", "--model", "tiny-causal", "--device", "cuda",
+                 "--input", '{"word": "x"}', "--no-cache"]) == 1
+    err = capsys.readouterr().err
+    assert "device 'cuda' was asked for, but torch sees no CUDA device" in err and "--device" in err

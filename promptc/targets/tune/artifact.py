@@ -298,13 +298,14 @@ def request_builder(task: ir.Task, family: str, prompt) -> Callable[[list[dict[s
 
 # ---------------------------------------------------------------- loading
 def load_tuned(directory: Path, manifest: dict[str, Any], program: ir.Program, task: ir.Task,
-               device: str = "auto") -> TunedArtifact:
+               device: str = "auto", dtype: str = "auto") -> TunedArtifact:
     """Rebuild a tuned model from its base and adapter, refusing anything that does not match. The base
-    loads in the dtype it was trained in (its weights hash is taken in that dtype)."""
+    loads in the dtype it was trained in (its weights hash is taken in that dtype); it runs on `device`,
+    in `dtype` when one is given (`auto`: the training dtype)."""
     import torch
     from peft import PeftModel
 
-    from promptc.models.device import pick_device, torch_dtype
+    from promptc.models.device import pick_device, pick_dtype, torch_dtype
     from promptc.targets.tune.model import (
         base_weights,
         fingerprint,
@@ -325,7 +326,7 @@ def load_tuned(directory: Path, manifest: dict[str, Any], program: ir.Program, t
     if m.status == "failed":
         print(f"promptc: warning: artifact {d} failed its test gate when it was built", file=sys.stderr)
     o = m.tune_options
-    dtype = m.resources.get("dtype", "float32")
+    run_dtype, dtype = dtype, m.resources.get("dtype", "float32")
     base = resolve_base(m.base["id"])
     config = load_config(base)
     labels = m.labels or []
@@ -352,11 +353,15 @@ def load_tuned(directory: Path, manifest: dict[str, Any], program: ir.Program, t
         runnable = SeqClsClassifier(peft_model)
     else:
         runnable = peft_model
-    # inference runs wholly in the training dtype (the adapter was kept float32 only to train it)
-    runnable = runnable.to(device=pick_device(device), dtype=torch_dtype(dtype)).eval()
+    # inference runs wholly in the training dtype (the adapter was kept float32 only to train it), or in
+    # the dtype asked for; another dtype can change outputs, so its cache entries are its own
+    dev = pick_device(device)
+    run_dtype = dtype if run_dtype == "auto" else pick_dtype(run_dtype, dev)
+    runnable = runnable.to(device=dev, dtype=torch_dtype(run_dtype)).eval()
     from promptc.targets.text.prompt import compile_text_target
 
     prompt = compile_text_target(program, task.name, {"delimit": False})
-    backend = make_backend(m.family, runnable, tok, labels, f"artifact:{m.adapter_hash}", o)
+    identity = f"artifact:{m.adapter_hash}" + (f";dtype={run_dtype}" if run_dtype != dtype else "")
+    backend = make_backend(m.family, runnable, tok, labels, identity, o)
     return TunedArtifact(d, m, task, backend, request_builder(task, m.family, prompt), o.max_new_tokens,
                          m.trainable_parameters)
