@@ -14,7 +14,7 @@ import hashlib
 import json
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -269,6 +269,8 @@ class HFBackend:
 
     The model loads on the first cache miss, so a fully cached run never imports torch."""
 
+    streams = True  # generate_text(on_text=...) streams text as tokens are generated
+
     def __init__(self, spec: str, *, model=None, tokenizer=None, identity: str | None = None,
                  batch_size: int = 16, use_cache: bool = True, use_chat_template: bool = True,
                  device: str = "auto", dtype: str = "auto"):
@@ -358,9 +360,16 @@ class HFBackend:
         return self.generate_text(texts, grammars, decoding, sample, templated=self.templated())
 
     def generate_text(self, texts: list[str], grammars: Sequence[Constraint | str | None], decoding: Decoding,
-                      sample: int = 0, templated: bool = False) -> list[Generation]:
+                      sample: int = 0, templated: bool = False,
+                      on_text: Callable[[str], bool] | None = None) -> list[Generation]:
         """Generate from final prompt strings, each with an optional constraint (or a bare llguidance
-        grammar, which is enforced without budget-aware closing)."""
+        grammar, which is enforced without budget-aware closing).
+
+        `on_text` (one text only) streams: it is called on this thread with each new piece of text as the
+        tokens are generated (the pieces join to the Generation's text), and generation stops early when it
+        returns False (a stop string was seen, or the client went away)."""
+        if on_text is not None and len(texts) != 1:
+            raise ValueError("streaming (on_text) generates one text at a time")
         enc = [self.tokenizer(t, add_special_tokens=not templated)["input_ids"] for t in texts]
         out: list[Generation | None] = [None] * len(texts)
         limit = self.context_size() - decoding.max_new_tokens
@@ -376,14 +385,15 @@ class HFBackend:
         order = sorted(ok, key=lambda i: (-len(enc[i]), i))
         for b in range(0, len(order), self.batch_size):
             idx = order[b:b + self.batch_size]
-            for i, g in zip(idx, self._batch([enc[i] for i in idx], [grammars[i] for i in idx], decoding, sample)):
+            for i, g in zip(idx, self._batch([enc[i] for i in idx], [grammars[i] for i in idx], decoding, sample,
+                                             on_text)):
                 out[i] = g
         return [g for g in out if g is not None]
 
     def _batch(self, ids: list[list[int]], grammars: list[Constraint | str | None], decoding: Decoding,
-               sample: int) -> list[Generation]:
+               sample: int, on_text: Callable[[str], bool] | None = None) -> list[Generation]:
         import torch
-        from transformers import GenerationConfig, LogitsProcessorList
+        from transformers import GenerationConfig, LogitsProcessorList, StoppingCriteriaList
 
         tok = self.tokenizer
         pad = tok.pad_token_id
@@ -412,11 +422,13 @@ class HFBackend:
                                temperature=decoding.temperature if sampling else None,
                                top_p=decoding.top_p if sampling else None, top_k=None,
                                pad_token_id=pad, eos_token_id=eos, use_cache=self.use_cache)
+        streamer = _Streamer(tok, eos, on_text) if on_text is not None else None
         t0 = time.perf_counter()
         with torch.no_grad(), torch.random.fork_rng(devices=[]):
             torch.manual_seed(decoding.seed * 1_000_003 + sample)
             out = self.model.generate(input_ids=input_ids, attention_mask=attn, generation_config=cfg,
-                                      logits_processor=processors)
+                                      logits_processor=processors, streamer=streamer,
+                                      stopping_criteria=StoppingCriteriaList([streamer]) if streamer else None)
         elapsed = time.perf_counter() - t0
         guide_rows = self.last_guide.rows if self.last_guide is not None else [None] * len(ids)
         gens = []
@@ -428,6 +440,56 @@ class HFBackend:
             gens.append(Generation(text, len(prompt), n + (1 if stopped else 0), elapsed / len(ids),
                                    finish_reason=_finish(stopped, state)))
         return gens
+
+
+class _Streamer:
+    """transformers' streamer protocol (`put` the new token ids each step, `end`) turned into text pieces
+    for a callback, and a stopping criterion that ends generation once the callback says so.
+
+    Pieces are decoded incrementally as vLLM does: the new tokens with a few tokens of context before them
+    (a tokenizer may decode a token differently at the start of a text), and held back while they end in
+    an incomplete UTF-8 character. `end` sends whatever the whole decode has beyond what was sent, so the
+    pieces join to exactly the text a non-streamed call returns."""
+
+    def __init__(self, tok: Any, eos: int, on_text: Callable[[str], bool]):
+        self.tok, self.eos, self.on_text = tok, eos, on_text
+        self.ids: list[int] = []
+        self.prefix = self.read = 0  # token offsets: context start, end of what was sent
+        self.sent: list[str] = []
+        self.prompt_seen = self.ended = self.stop = False
+
+    def put(self, value: Any) -> None:
+        if not self.prompt_seen:  # the first call carries the prompt
+            self.prompt_seen = True
+            return
+        for t in value.reshape(-1).tolist():
+            self.ended = self.ended or t == self.eos
+            if not self.ended:
+                self.ids.append(t)
+        if self.stop or len(self.ids) == self.read:
+            return
+        before = self.tok.decode(self.ids[self.prefix:self.read], skip_special_tokens=True)
+        now = self.tok.decode(self.ids[self.prefix:], skip_special_tokens=True)
+        if len(now) > len(before) and not now.endswith("\ufffd") and now.startswith(before):
+            self.prefix, self.read = self.read, len(self.ids)
+            self._send(now[len(before):])
+
+    def end(self) -> None:
+        whole = self.tok.decode(self.ids, skip_special_tokens=True)
+        sent = "".join(self.sent)
+        if not self.stop and whole.startswith(sent) and len(whole) > len(sent):
+            self._send(whole[len(sent):])
+
+    def _send(self, piece: str) -> None:
+        self.sent.append(piece)
+        if self.on_text(piece) is False:
+            self.stop = True
+
+    def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+        """The stopping criterion: True for every row once the callback asked to stop."""
+        import torch
+
+        return torch.full((input_ids.shape[0],), self.stop, dtype=torch.bool, device=input_ids.device)
 
 
 def _finish(stopped: bool, row: _Row | None) -> str:

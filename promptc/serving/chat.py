@@ -36,6 +36,8 @@ def add_chat_route(app: Any, ctx: Ctx) -> None:
         t0 = time.perf_counter()
         p = parse_chat(parse_json_body(await ctx.read_body(request)), ctx.opts)
         s = ctx.subject(p.model)
+        if s.kind == "model" and p.stream and p.n == 1 and getattr(s.backend, "streams", False):
+            return await stream_model(ctx, s, p, t0)  # token by token
         if s.kind == "model":
             results = await chat_model(ctx, request, s, p, t0)
         else:
@@ -58,13 +60,20 @@ async def model_prompt(ctx: Ctx, s: Served, p: ChatParams) -> tuple[str, bool]:
     return prompt, templated
 
 
-async def chat_model(ctx: Ctx, request: HTTPRequest, s: Served, p: ChatParams, t0: float) -> list[Choice]:
+async def model_job(ctx: Ctx, s: Served, p: ChatParams) -> tuple[str, Any, bool, int]:
+    """(prompt, grammar, templated, max_tokens) of a chat request on the model, checked against the
+    context and the response format before any generation starts."""
     prompt, templated = await model_prompt(ctx, s, p)
     max_tokens = p.max_tokens or ctx.opts.default_max_tokens
     await ctx.check_length(s, prompt, max_tokens, not templated)
     grammar = None
     if p.response_format is not None:
         grammar = await asyncio.to_thread(schema_grammar, p.response_format)
+    return prompt, grammar, templated, max_tokens
+
+
+async def chat_model(ctx: Ctx, request: HTTPRequest, s: Served, p: ChatParams, t0: float) -> list[Choice]:
+    prompt, grammar, templated, max_tokens = await model_job(ctx, s, p)
     futures = []
     samples = p.n if p.temperature > 0 else 1
     for i in range(samples):
@@ -146,3 +155,94 @@ class Chunker:
         if self.include_usage:
             obj["usage"] = usage
         return f"data: {json.dumps(obj, ensure_ascii=False)}\n\n"
+
+
+# ------------------------------------------------------------------ streaming token by token
+class Pieces:
+    """The streamed reply of one job. Called on the engine thread with each new piece of text: it holds
+    back as many characters as a stop string could still need, cuts at the first stop string (and asks
+    the engine to stop generating), and hands the rest to the event loop's queue."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, stops: list[str]):
+        self.loop, self.stops = loop, stops
+        self.queue: asyncio.Queue[str | None] = asyncio.Queue()
+        self.hold = max((len(x) for x in stops), default=1) - 1
+        self.buf = ""
+        self.stopped = False  # a stop string was seen: the reply ends before it
+        self.cancelled = False  # the client went away, or the request ran out of time
+
+    def __call__(self, piece: str) -> bool:
+        if self.cancelled or self.stopped:
+            return False
+        self.buf += piece
+        text, finish = apply_stop(self.buf, "", self.stops)
+        if finish == "stop":
+            self.stopped, self.buf = True, ""
+            self._send(text)
+            return False
+        cut = len(self.buf) - self.hold
+        if cut > 0:
+            self._send(self.buf[:cut])
+            self.buf = self.buf[cut:]
+        return True
+
+    def _send(self, text: str) -> None:
+        if text:
+            self.loop.call_soon_threadsafe(self.queue.put_nowait, text)
+
+    def rest(self) -> str:
+        """What was held back, once generation has ended without a stop string."""
+        return "" if self.stopped else self.buf
+
+
+async def stream_model(ctx: Ctx, s: Served, p: ChatParams, t0: float) -> Any:
+    """Chat on the model with `stream: true`: each piece is sent as it is generated (a model call of its
+    own, batch size 1). Mistakes in the request are still 4xx answers: they are found before the stream
+    starts."""
+    from fastapi.responses import StreamingResponse
+
+    prompt, grammar, templated, max_tokens = await model_job(ctx, s, p)
+    dec = Decoding(max_new_tokens=max_tokens, temperature=p.temperature, top_p=p.top_p, seed=p.seed,
+                   constrained=grammar is not None)
+    pieces = Pieces(asyncio.get_running_loop(), p.stop)
+    future = s.engine.submit(Job("text", (prompt, grammar, templated), dec, stream=pieces))
+    future.add_done_callback(lambda f: pieces.queue.put_nowait(None))  # after every piece: they were queued first
+    return StreamingResponse(stream_events(ctx, p, s, pieces, future, t0), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+async def stream_events(ctx: Ctx, p: ChatParams, s: Served, pieces: Pieces, future: asyncio.Future,
+                        t0: float) -> Any:
+    chunk = Chunker(f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time()), s.id, p.include_usage)
+    try:
+        yield chunk([{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}])
+        while (piece := await _next_piece(ctx, pieces, t0)) is not None:
+            yield chunk([{"index": 0, "delta": {"content": piece}, "finish_reason": None}])
+        g = future.result()
+        if g.error:
+            raise APIError(500, f"the model call failed: {g.error}", type="server_error")
+        if pieces.rest():
+            yield chunk([{"index": 0, "delta": {"content": pieces.rest()}, "finish_reason": None}])
+        finish = "stop" if pieces.stopped else openai_finish(g.finish_reason)
+        yield chunk([{"index": 0, "delta": {}, "finish_reason": finish}])
+        usage = ctx.metrics.usage(g.prompt_tokens, g.completion_tokens)
+        if p.include_usage:
+            yield chunk([], usage=usage)
+    except APIError as e:  # the status line is sent: the error goes in the stream, as OpenAI's servers do
+        ctx.metrics.errors.labels(e.type).inc()
+        yield f"data: {json.dumps(e.body(), ensure_ascii=False)}\n\n"
+    except Exception as e:  # noqa: BLE001 - a failed model call ends the stream with an error event
+        yield f"data: {json.dumps(APIError(500, f'the model call failed: {e}', type='server_error').body())}\n\n"
+    finally:  # done, failed, or the client went away (the generator is closed): stop generating
+        pieces.cancelled = True
+        future.cancel()
+    yield "data: [DONE]\n\n"
+
+
+async def _next_piece(ctx: Ctx, pieces: Pieces, t0: float) -> str | None:
+    left = ctx.opts.request_timeout - (time.perf_counter() - t0)
+    try:
+        return await asyncio.wait_for(pieces.queue.get(), max(0.0, left))
+    except TimeoutError:
+        raise APIError(504, f"the request took over {ctx.opts.request_timeout:g} s", type="timeout_error",
+                       code="timeout") from None

@@ -32,9 +32,13 @@ class Job:
     adapter: str | None = None
     future: asyncio.Future | None = None
     queued: float = field(default_factory=time.perf_counter)
+    # streaming (text jobs): called on the engine thread with each new piece of text; False stops it
+    stream: Callable[[str], bool] | None = None
 
     def group(self) -> tuple:
         templated = self.payload[2] if self.kind == "text" else None
+        if self.stream is not None:  # streamed token by token: a model call of its own
+            return (self.kind, templated, self.decoding, self.adapter, id(self))
         return (self.kind, templated, self.decoding, self.adapter)
 
 
@@ -53,6 +57,7 @@ class Engine:
         self.pool = ThreadPoolExecutor(1, thread_name_prefix=f"promptc-engine-{name}")
         self.task: asyncio.Task | None = None
         self.batches = 0
+        self.running = 0  # jobs in the model call now running
 
     def start(self) -> None:
         self.queue = asyncio.Queue()
@@ -103,6 +108,7 @@ class Engine:
                 if self.on_batch:
                     self.on_batch(self.name, len(jobs))
                 self.batches += 1
+                self.running = len(jobs)
                 try:
                     gens = await loop.run_in_executor(self.pool, self._run, jobs)
                 except Exception as e:  # noqa: BLE001 - a failed batch fails its jobs, never the engine
@@ -110,6 +116,8 @@ class Engine:
                         if j.future is not None and not j.future.done():
                             j.future.set_exception(e)
                     continue
+                finally:
+                    self.running = 0
                 for j, g in zip(jobs, gens):
                     if j.future is not None and not j.future.done():
                         j.future.set_result(g)
@@ -123,6 +131,9 @@ class Engine:
         if first.kind == "text":
             texts = [j.payload[0] for j in jobs]
             grammars = [j.payload[1] for j in jobs]
+            if first.stream is not None:
+                return self.backend.generate_text(texts, grammars, first.decoding, 0, templated=first.payload[2],
+                                                  on_text=first.stream)
             return self.backend.generate_text(texts, grammars, first.decoding, 0, templated=first.payload[2])
         requests: list[Request] = [j.payload for j in jobs]
         if len(set(adapters)) > 1:

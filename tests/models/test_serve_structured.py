@@ -1,6 +1,9 @@
-"""`promptc serve`'s structured outputs and finish reasons, through the official `openai` client on
-127.0.0.1: a value closed early by the budget-aware guide says so ("closed" on the typed endpoint, "length",
-OpenAI's closest value, over chat completions) and is still valid."""
+"""`promptc serve` through the official `openai` client on 127.0.0.1, on tiny-causal:
+- a value closed early by the budget-aware guide says so ("closed" on the typed endpoint, "length",
+  OpenAI's closest value, over chat completions) and is still valid;
+- json_schema replies (hand-picked and hypothesis-drawn schemas) are valid whenever max_tokens can hold
+  the shortest valid value, checked with the reference validator (jsonschema);
+- `stream: true` sends each token as it is generated, and the pieces join to the unstreamed reply."""
 
 from __future__ import annotations
 
@@ -155,3 +158,49 @@ def test_hypothesis_drawn_json_schemas_stay_valid_within_the_budget(client):
         jsonschema.validate(json.loads(choice.message.content), schema)
 
     check()
+
+
+# ------------------------------------------------------------------ streaming token by token
+def stream(client, **kw):
+    return client.chat.completions.create(model="tiny-causal", stream=True, stream_options={"include_usage": True},
+                                          **kw)
+
+
+def test_stream_sends_each_token_as_it_is_generated(client, server):
+    kw = {"messages": [{"role": "user", "content": "Tell me a long story."}], "max_tokens": 300}
+    whole = client.chat.completions.create(model="tiny-causal", **kw)
+    engine = server.registry.engines[0]
+    busy_at_first_piece = None
+    pieces = []
+    chunks = []
+    for c in stream(client, **kw):
+        chunks.append(c)
+        if c.choices and c.choices[0].delta.content:
+            if busy_at_first_piece is None:  # the model is still generating the rest of the reply
+                busy_at_first_piece = engine.running
+            pieces.append(c.choices[0].delta.content)
+    assert busy_at_first_piece == 1
+    assert "".join(pieces) == whole.choices[0].message.content  # the same greedy reply, whole
+    tokens = whole.usage.completion_tokens
+    # one piece per token, but for multi-byte characters a byte-level model spells out over several tokens
+    assert tokens == 300 and len(pieces) >= tokens // 2, (len(pieces), tokens)
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == whole.choices[0].finish_reason
+    assert chunks[-1].usage.completion_tokens == tokens
+
+
+def test_stream_with_json_schema_and_stop_matches_the_whole_reply(client):
+    schema = HAND_PICKED[2]
+    kw = {"messages": [{"role": "user", "content": "JSON please"}], "max_tokens": 120,
+          "response_format": {"type": "json_schema", "json_schema": {"name": "t", "schema": schema}}}
+    whole = client.chat.completions.create(model="tiny-causal", **kw)
+    chunks = list(stream(client, **kw))
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == whole.choices[0].message.content and json.loads(text)["meta"] is not None
+    assert len(chunks) > 30  # token by token, not the finished reply cut in a few pieces
+    # a stop string ends the stream where the whole reply is cut, and says stop
+    stop = whole.choices[0].message.content[20:23]
+    whole = client.chat.completions.create(model="tiny-causal", stop=[stop], **kw)
+    chunks = list(stream(client, stop=[stop], **kw))
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == whole.choices[0].message.content and stop not in text
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "stop"
