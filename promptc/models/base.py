@@ -84,8 +84,11 @@ def generate(backend: Backend, requests: list[Request], decoding: Decoding, cach
     todo = []
     for i, k in enumerate(keys):
         if k in hits:
-            text, pt, ct, sec, finish = hits[k]
-            out[i] = Generation(text, pt, ct, sec, cached=True, finish_reason=finish)
+            text, pt, ct, sec, finish, *more = hits[k]
+            g = Generation(text, pt, ct, sec, cached=True, finish_reason=finish)
+            if more and more[0]:  # a cache that keeps the repaired flag hands it back (see put below)
+                g.repaired = True  # type: ignore[attr-defined]
+            out[i] = g
         else:
             todo.append(i)
     if todo:
@@ -98,8 +101,10 @@ def generate(backend: Backend, requests: list[Request], decoding: Decoding, cach
                 g.seconds = elapsed / len(todo)
             out[i] = g
             if g.error is None:
+                # the repaired flag (openai: near-JSON made JSON) travels with the row, for a cache that
+                # stores it; the text cached is the repaired one, so the flag cannot be told from it later
                 new_items.append((keys[i], g.text, g.prompt_tokens, g.completion_tokens, g.seconds,
-                                  g.finish_reason))
+                                  g.finish_reason, bool(getattr(g, "repaired", False))))
         if cache is not None:
             cache.put_many(new_items)
     return [g for g in out if g is not None]

@@ -116,6 +116,14 @@ def _classification_lines(c: dict[str, Any], indent: str, what: str) -> list[str
     return out
 
 
+def repaired_outputs(report: Report) -> int:
+    """Judged outputs that the backend repaired into JSON (openai: near-JSON from a server without structured
+    outputs, `repaired: true`); a repaired output still had to pass the schema. Counted apart, since a
+    model whose answers pass only after repair is not one that writes JSON."""
+    return sum(bool(getattr(smp, "repaired", False))
+               for r in report.results if r.status != "skipped" for smp in r.samples)
+
+
 def to_text(report: Report, color: bool = False) -> str:
     s = report.subject
     out = [f"promptc test: task {report.task} of {report.program}, {s['kind']} {s['name']}"
@@ -132,12 +140,17 @@ def to_text(report: Report, color: bool = False) -> str:
     out.append(f"{u['requests']} requests ({u['cached']} cached), {u['prompt_tokens_per_request']} prompt tokens and "
                f"{u['latency_per_request_s'] * 1000:.0f} ms per request, {report.seconds:.1f} s in all")
     line = report.summary_line()
+    fixed = repaired_outputs(report)
+    if fixed:
+        line += f" ({fixed} output{'s' if fixed != 1 else ''} repaired into JSON)"
     out.append(line if not color else (f"{_B}{_R if report.failed else _G}{line}{_X}"))
     return "\n".join(out)
 
 
 def to_json(report: Report) -> str:
-    return json.dumps(report.to_json(), indent=2, ensure_ascii=False)
+    data = report.to_json()
+    data["summary"].setdefault("repaired", repaired_outputs(report))
+    return json.dumps(data, indent=2, ensure_ascii=False)
 
 
 def to_junit(report: Report) -> str:
@@ -152,6 +165,7 @@ def to_junit(report: Report) -> str:
     for k, v in report.subject.items():
         ET.SubElement(props, "property", name=str(k), value=str(v))
     ET.SubElement(props, "property", name="cutoffs", value=str(report.cutoffs))  # budget, not wrong answers
+    ET.SubElement(props, "property", name="repaired", value=str(repaired_outputs(report)))
     rob = report.robustness()
     if rob is not None:
         ET.SubElement(props, "property", name="robustness", value=str(rob))
