@@ -14,7 +14,7 @@ from promptc.models import Decoding
 from promptc.models.cache import Cache
 from promptc.testing.report import repaired_outputs, to_json, to_junit, to_text
 from promptc.testing.suite import run_suite
-from tests.core.test_http_backend import RECORD, backend, fake, req  # noqa: F401  (fake is a fixture)
+from tests.core.test_http_backend import RECORD, Fake, backend, req, start
 
 PROGRAM = '''program fixes "1.0.0"
 enum Tag { billing, bug }
@@ -28,6 +28,17 @@ test form {
 }
 '''
 NEAR_JSON = "Sure! {'tag': 'bug', 'reply': 'on it',}"
+
+
+@pytest.fixture
+def fake():
+    """A fake OpenAI server (tests/core/test_http_backend.py's) answering `fake.reply`."""
+    handler = type("F", (Fake,), {"faults": [], "seen": [], "reply": "bug", "finish_reason": "stop"})
+    srv = start(handler)
+    handler.url = f"http://127.0.0.1:{srv.server_address[1]}/v1"
+    yield handler
+    srv.shutdown()
+    srv.server_close()
 
 
 def suite_report(fake):
