@@ -25,6 +25,9 @@ def minilm_path() -> str:
 def _model() -> tuple[Any, Any]:
     from transformers import AutoModel, AutoTokenizer
 
+    from promptc.models.loading import quiet_transformers
+
+    quiet_transformers()  # no load bar in `render`'s output (select = "similar")
     path = minilm_path()
     tok = AutoTokenizer.from_pretrained(path)
     model = AutoModel.from_pretrained(path)
