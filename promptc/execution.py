@@ -15,7 +15,7 @@ from typing import Any
 
 from promptc import ir
 from promptc.artifacts import read_manifest, verify_files
-from promptc.errors import ArtifactError, UsageError
+from promptc.errors import ArtifactError, ModelError, UsageError
 from promptc.models.base import Backend, Decoding, Generation, Request, generate
 from promptc.outputs import Parsed, failed_call, parse_output
 
@@ -56,6 +56,45 @@ def run_requests(backend: Backend, requests: list[Request], inputs: list[dict[st
             parse_output(req.output, g.text, finish_reason=g.finish_reason, budget=decoding.max_new_tokens)
         out.append(Result(inp, parsed, g))
     return out
+
+
+_PROXY_VARS = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")
+
+
+def preflight(backend: Any) -> None:
+    """Fail at once, naming the URL, when nothing answers at an HTTP backend's server (connection
+    refused, an unknown host, no answer to connect), instead of retrying every request and reporting
+    each as a failed call. One TCP connection with a short timeout; skipped behind a proxy, where the
+    proxy decides, and for local backends."""
+    import os
+    import socket
+    from urllib.parse import urlsplit
+
+    base = getattr(backend, "base_url", None)
+    if not isinstance(base, str) or any(os.environ.get(v) for v in _PROXY_VARS):
+        return
+    url = urlsplit(base)
+    if not url.hostname:
+        return
+    port = url.port or (443 if url.scheme == "https" else 80)
+    timeout = min(5.0, float(getattr(backend, "connect_timeout", 5.0) or 5.0))
+    try:
+        with socket.create_connection((url.hostname, port), timeout=timeout):
+            return
+    except OSError as e:
+        why = f"no answer within {timeout:g} s" if isinstance(e, TimeoutError) else (e.strerror or str(e))
+        raise ModelError(f"nothing answered at {base} ({why})",
+                         hint="start the server, or fix the address: openai:MODEL@http://HOST:PORT/v1 "
+                              "(or OPENAI_BASE_URL)") from None
+
+
+def every_call_failed(results: list[Result]) -> str | None:
+    """When there were calls and not one got an answer: a sentence saying so, with the first error."""
+    errors = [r.generation.error for r in results if r.generation.error]
+    if not results or len(errors) < len(results):
+        return None
+    n = len(results)
+    return f"{'the one call' if n == 1 else f'all {n} calls'} failed; the first: {errors[0]}"
 
 
 def open_cache(enabled: bool = True, path: str | None = None) -> Any:

@@ -183,12 +183,13 @@ def make_subject(args: argparse.Namespace, prog, task):
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from promptc.execution import open_cache, run_requests
+    from promptc.execution import open_cache, preflight, run_requests
 
     prog = load_program(args.file)
     task = resolve_task(prog, args.task, args.target, args.artifact)
     inputs = read_inputs(args, task)
     subject = make_subject(args, prog, task)
+    preflight(subject.backend)  # a server that is not there: one error naming it, not one per input
     try:
         requests = subject.requests(inputs)
     except InputError as e:

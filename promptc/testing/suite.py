@@ -466,8 +466,12 @@ def run_suite(program: ir.Program, task: ir.Task, subject: Subject, *, repeat: i
 
     `seed` seeds the perturbations of robustness properties; `judge_model` (a backend) answers `judge()`
     checks; `teacher` (a backend) paraphrases for `perturb ... = paraphrase()`."""
+    from promptc.execution import every_call_failed, preflight
     from promptc.testing import judging
 
+    for backend in (subject.backend, judge_model, teacher):  # a server that is not there is an error, at once
+        if backend is not None:
+            preflight(backend)
     t0 = time.perf_counter()
     suite = program.tests_for(task.name)
     ev = Evaluator(subject, cache, progress)
@@ -485,6 +489,7 @@ def run_suite(program: ir.Program, task: ir.Task, subject: Subject, *, repeat: i
     batch += [(x, s) for p in sel.props for x in drawn[p.name] for s in reps]
     batch += [(x, s) for p in sel.props for x in perturbed.get(p.name, ()) for s in reps]
     ev.run(batch)
+    failed = every_call_failed(list(ev.memo.values()))
 
     # 3. judge every test on the memoised outputs
     def judge_all() -> list[TestResult]:
@@ -512,7 +517,9 @@ def run_suite(program: ir.Program, task: ir.Task, subject: Subject, *, repeat: i
     results += [TestResult(name, kind, "skipped", reason="deselected by -k") for kind, name in sel.skipped]
 
     report = Report(program.name, task.name, subject.describe(), results, time.perf_counter() - t0,
-                    warnings=_greedy_repeat_warning(repeat, subject),
+                    warnings=_greedy_repeat_warning(repeat, subject) + (
+                        [f"{subject.model} answered no request ({failed}): check the model name and address; "
+                         "these failures say nothing about the prompt"] if failed else []),
                     run={"repeat": repeat, "seed": seed, "min_pass": min_pass,
                          "temperature": subject.decoding.temperature})
     _add_usage(report, ev)

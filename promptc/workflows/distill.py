@@ -55,7 +55,8 @@ def generate_inputs(task: ir.Task, n: int, seed: int = 0) -> list[dict[str, Any]
 def distill(program: ir.Program, task_name: str, target: str, teacher, *, inputs: list[dict[str, Any]], out: str | Path,
             cache=None, decoding=None) -> DistillResult:
     """Label `inputs` with the teacher; write DATA.jsonl (kept) and DATA.rejected.jsonl (why not)."""
-    from promptc.execution import run_requests, text_requests
+    from promptc.errors import ModelError
+    from promptc.execution import every_call_failed, preflight, run_requests, text_requests
     from promptc.models import Decoding
     from promptc.targets.text.prompt import text_prompt
     from promptc.testing.suite import judge
@@ -65,6 +66,7 @@ def distill(program: ir.Program, task_name: str, target: str, teacher, *, inputs
     todo = program.without_test_inputs(task.name, inputs, lambda i: i)
     excluded = len(inputs) - len(todo)
     dec = decoding or Decoding(max_new_tokens=prompt.options.get("max_new_tokens", 256))
+    preflight(teacher)  # nothing answering is an error before any request, not N rejected lines
     results = run_requests(teacher, text_requests(prompt, todo), todo, dec, cache)
     spec = getattr(teacher, "spec", type(teacher).__name__)
     phash = prompt_hash(prompt)
@@ -88,4 +90,8 @@ def distill(program: ir.Program, task_name: str, target: str, teacher, *, inputs
         tmp = p.with_name(p.name + ".tmp")
         tmp.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
         tmp.replace(p)
+    failed = every_call_failed(results)
+    if failed:  # the files are written (the reasons are in the rejected one), but no teacher labelled anything
+        raise ModelError(f"the teacher {spec} answered no request: {failed}",
+                         hint=f"check the model name and address in --teacher; the reasons are in {rej}")
     return DistillResult(kept, rejected, excluded, path, rej)

@@ -230,3 +230,118 @@ def test_device_and_dtype_are_refused_for_a_model_on_a_server(capsys):
     assert main(["run", str(PROGRAMS / "triage.prompt"), "--target", "triage_chat", "--model", "tiny-causal",
                  "--device", "tpu", "--input", TICKET]) == 2
     assert "invalid choice: 'tpu'" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- a server that is not there, or answers 404
+class _Teacher:
+    """A real OpenAI-shaped server on 127.0.0.1: 404 (an unknown model) for every request, or only for
+    requests that mention `fail_on`; otherwise a valid triage reply."""
+
+    def __init__(self, fail_on: str | None = None):
+        import json
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *a):
+                return
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0)).decode()
+                if fail_on is None or fail_on in body:
+                    status, obj = 404, {"error": {"message": "The model 'gtp' does not exist", "code": "model_not_found"}}
+                else:
+                    content = json.dumps({"tag": "billing", "reply": "Sorry, we refunded it."})
+                    status, obj = 200, {"id": "c", "object": "chat.completion", "created": 0, "model": "m",
+                                        "choices": [{"index": 0, "finish_reason": "stop",
+                                                     "message": {"role": "assistant", "content": content}}],
+                                        "usage": {"prompt_tokens": 5, "completion_tokens": 5, "total_tokens": 10}}
+                data = json.dumps(obj).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _unlabelled(tmp_path, n: int = 3, fail_first: bool = False):
+    import json
+
+    path = tmp_path / "in.jsonl"
+    rows = [{"ticket": {"subject": f"{'FAIL-ME' if fail_first and i == 0 else 'Charged'} {i}",
+                        "body": "My card was charged twice."}} for i in range(n)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def no_proxy(monkeypatch):
+    for var in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(var, raising=False)
+
+
+def test_test_and_run_against_a_server_that_is_not_there_are_one_error_not_a_red_report(capsys, no_proxy):
+    from promptc.cli import main
+    from tests.conftest import PROGRAMS
+
+    url = f"http://127.0.0.1:{_free_port()}/v1"
+    prog = str(PROGRAMS / "triage.prompt")
+    assert main(["test", prog, "--target", "triage_chat", "--model", f"openai:m@{url}", "--no-cache"]) == 1
+    out = capsys.readouterr()
+    assert f"nothing answered at {url} (Connection refused)" in out.err
+    assert "FAIL" not in out.out and "passed" not in out.out  # no test report
+    assert main(["run", prog, "--target", "triage_chat", "--model", f"openai:m@{url}", "--input", TICKET]) == 1
+    assert f"nothing answered at {url}" in capsys.readouterr().err
+
+
+def test_a_report_whose_every_call_failed_says_the_server_answered_nothing(capsys, no_proxy):
+    from promptc.cli import main
+    from tests.conftest import PROGRAMS
+
+    with _Teacher() as t:  # the server is there, but 404s every request (a wrong model name)
+        code = main(["test", str(PROGRAMS / "triage.prompt"), "--target", "triage_chat", "--model",
+                     f"openai:gtp@{t.url}", "--no-cache", "--retries", "0"])
+    out = capsys.readouterr().out
+    assert code == 1
+    warning = next(line for line in out.splitlines() if line.startswith("warning: "))
+    assert warning.startswith(f"warning: openai:gtp@{t.url} answered no request (all ")
+    assert f"the first: HTTP 404 from {t.url}/chat/completions" in warning and "model_not_found" in warning
+
+
+def test_distill_whose_teacher_answers_nothing_exits_1(tmp_path, capsys, no_proxy):
+    import json
+
+    from promptc.cli import main
+    from tests.conftest import PROGRAMS
+
+    prog = str(PROGRAMS / "triage.prompt")
+    data = tmp_path / "data.jsonl"
+    url = f"http://127.0.0.1:{_free_port()}/v1"
+    assert main(["distill", prog, "--target", "triage_chat", "--teacher", f"openai:m@{url}",
+                 "--inputs", str(_unlabelled(tmp_path)), "-o", str(data), "--no-cache"]) == 1
+    assert f"nothing answered at {url}" in capsys.readouterr().err and not data.exists()
+    with _Teacher() as t:  # every request is a 404: the files are written, with the reasons, but it fails
+        assert main(["distill", prog, "--target", "triage_chat", "--teacher", f"openai:gtp@{t.url}",
+                     "--inputs", str(_unlabelled(tmp_path)), "-o", str(data), "--no-cache", "--retries", "0"]) == 1
+    err = capsys.readouterr().err
+    assert f"the teacher openai:gtp@{t.url} answered no request: all 3 calls failed; the first: HTTP 404" in err
+    assert data.read_text() == ""
+    rejected = [json.loads(x) for x in (tmp_path / "data.rejected.jsonl").read_text().splitlines()]
+    assert len(rejected) == 3 and all("HTTP 404" in r["reasons"][0] for r in rejected)
+    with _Teacher(fail_on="FAIL-ME") as t:  # some answered: partial results, written as before, exit 0
+        assert main(["distill", prog, "--target", "triage_chat", "--teacher", f"openai:m@{t.url}",
+                     "--inputs", str(_unlabelled(tmp_path, fail_first=True)), "-o", str(data), "--no-cache",
+                     "--retries", "0"]) == 0
+    assert "kept 2 of 3 teacher outputs" in capsys.readouterr().out
+    assert len(data.read_text().splitlines()) == 2
