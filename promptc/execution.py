@@ -186,9 +186,10 @@ def _dependencies_unchanged(manifest: dict[str, Any], program: ir.Program, task:
     return False
 
 
-def _what_changed(manifest: dict[str, Any], program: ir.Program, task: ir.Task) -> str:
+def _what_changed(manifest: dict[str, Any], program: ir.Program, task: ir.Task, directory: Path | None = None) -> str:
     """The dependencies that changed where the manifest records one hash per dependency; the whole
-    list it covers where it records only their joint hash; the task hash for a kind without either."""
+    list it covers where it records only their joint hash; for a text artifact, which of its files
+    would differ now; else just the task hash."""
     def words(names: list[str]) -> str:
         return ", ".join(str(c).replace("_", " ") for c in names)
 
@@ -201,6 +202,12 @@ def _what_changed(manifest: dict[str, Any], program: ir.Program, task: ir.Task) 
     covers = (manifest.get("depends") or {}).get("covers")
     if covers:
         return f"what it depends on changed: one of its {words(covers)}"
+    if manifest.get("kind") == "text" and directory is not None:
+        from promptc.targets.text.artifact import changed_parts
+
+        parts = changed_parts(directory, manifest, program, task)
+        if parts:
+            return f"the task hash differs: its {', '.join(parts)} changed"
     return "the task hash differs"
 
 
@@ -220,7 +227,7 @@ def load_artifact(directory: str | Path, program: ir.Program, task: ir.Task, *, 
         raise ArtifactError(f"artifact {d} was built for task '{built_for.get('name')}', not '{task.name}'")
     if built_for.get("hash") != task.hash and not _dependencies_unchanged(m, program, task):
         raise ArtifactError(f"artifact {d} was built from a different version of task '{task.name}' "
-                            f"({_what_changed(m, program, task)})", hint="rebuild it")
+                            f"({_what_changed(m, program, task, d)})", hint="rebuild it")
     loader = ARTIFACT_KINDS.get(m.get("kind"))  # type: ignore[arg-type]
     if loader is None:
         raise ArtifactError(f"artifact {d} has unknown kind {m.get('kind')!r}",

@@ -345,3 +345,27 @@ def test_distill_whose_teacher_answers_nothing_exits_1(tmp_path, capsys, no_prox
                      "--retries", "0"]) == 0
     assert "kept 2 of 3 teacher outputs" in capsys.readouterr().out
     assert len(data.read_text().splitlines()) == 2
+
+
+def test_a_stale_text_artifact_names_the_files_that_would_differ(tmp_path):
+    import promptc
+    from promptc.errors import ArtifactError
+    from promptc.execution import load_artifact
+    from tests.conftest import PROGRAMS
+
+    text = (PROGRAMS / "triage.prompt").read_text(encoding="utf-8")
+    prog = promptc.loads(text, str(PROGRAMS / "triage.prompt"))
+    out = prog.compile("triage_chat", tmp_path / "a")
+    load_artifact(out, prog.ir, prog.ir.tasks["triage"])  # unchanged: loads
+
+    def refusal(edited: str) -> str:
+        p = promptc.loads(edited, str(PROGRAMS / "triage.prompt"))
+        with pytest.raises(ArtifactError) as e:
+            load_artifact(out, p.ir, p.ir.tasks["triage"])
+        return str(e.value).split("(", 1)[1]
+
+    assert "Classify the ticket" in text and "reply: str [max_len=400]" in text
+    assert refusal(text.replace("Classify the ticket", "Sort the ticket")) == \
+        "the task hash differs: its prompt changed)"
+    assert refusal(text.replace("reply: str [max_len=400]", "reply: str [max_len=300]")) == \
+        "the task hash differs: its prompt, output schema changed)"  # the format instructions say the bound too

@@ -82,6 +82,30 @@ class TextArtifact:
         return out
 
 
+def changed_parts(directory: Path, manifest: dict[str, Any], program: ir.Program, task: ir.Task) -> list[str]:
+    """What a text artifact of an edited task would show differently now: its `prompt` (prompt.jinja,
+    compiled again with the artifact's own options), `input schema`, `output schema`. Empty when none
+    differs or it cannot tell (an optimized artifact's fixed shots are not in the program)."""
+    from promptc.errors import PromptcError
+    from promptc.targets.text.prompt import compile_text_target
+
+    d = Path(directory)
+    out = []
+    for name, now in (("input schema", json_schema(task.input_type)), ("output schema", json_schema(task.output))):
+        path = d / f"{name.split()[0]}.schema.json"
+        if path.is_file() and json.loads(path.read_text(encoding="utf-8")) != now:
+            out.append(name)
+    options = (manifest.get("target") or {}).get("options")
+    if "optimized" not in manifest and isinstance(options, dict) and (d / "prompt.jinja").is_file():
+        try:
+            now_prompt = compile_text_target(program, task.name, options).artifact_template()
+        except PromptcError:  # the options no longer apply (a variant was removed): it cannot tell
+            return out
+        if (d / "prompt.jinja").read_text(encoding="utf-8") != now_prompt:
+            out.insert(0, "prompt")
+    return out
+
+
 def load_text_artifact(directory: Path, manifest: dict[str, Any], program: ir.Program,
                        task: ir.Task) -> TextArtifact:
     """A verified text artifact of `task` (execution.load_artifact has checked its files and task)."""
