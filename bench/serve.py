@@ -3,7 +3,10 @@
 - requests/s and p50/p99 latency at concurrency 1, 8 and 32, for a MiniLM classifier artifact (typed
   endpoint) and for tiny-causal (chat completions, 16 new tokens);
 - dynamic batching: requests/s at concurrency 32 over concurrency 1 on the classifier (target >= 4x);
-- the server's added latency: p50 at concurrency 1 over the same subject called in-process (target <= 1.2x).
+- the server's added latency: p50 at concurrency 1 over the same subject called in-process (target <= 1.2x),
+  measured interleaved (one in-process call, then one served call, repeated), so that a change in the
+  machine's load during the run moves both sides alike;
+- the mean batch size each engine ran at each concurrency (from the server's /metrics).
 
     .venv/bin/python bench/serve.py [--requests N]
 
@@ -75,6 +78,49 @@ async def load(url: str, make_body, n: int, conc: int) -> tuple[float, list[floa
         return n / (time.perf_counter() - t0), lat
 
 
+def interleaved(subjects, in_process, n: int) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """Latencies of the same request in-process and served (one keep-alive connection), alternating."""
+    import httpx
+
+    inproc: dict[str, list[float]] = {}
+    served: dict[str, list[float]] = {}
+    with httpx.Client(timeout=300) as h:
+        for name, (url, body) in subjects.items():
+            for i in range(4):  # warm both sides
+                in_process[name](i)
+                h.post(url, json=body(i))
+            a, b = inproc.setdefault(name, []), served.setdefault(name, [])
+            for i in range(n):
+                t = time.perf_counter()
+                in_process[name](i)
+                a.append(time.perf_counter() - t)
+                t = time.perf_counter()
+                r = h.post(url, json=body(i))
+                b.append(time.perf_counter() - t)
+                assert r.status_code == 200, r.text[:300]
+    return inproc, served
+
+
+def batch_sizes(base: str) -> dict[str, tuple[float, float]]:
+    """engine -> (sum of batch sizes, number of batches) from the server's Prometheus metrics."""
+    import httpx
+
+    out: dict[str, list[float]] = {}
+    for line in httpx.get(base[:-3] + "/metrics", timeout=30).text.splitlines():
+        for kind, i in (("promptc_batch_size_sum{", 0), ("promptc_batch_size_count{", 1)):
+            if line.startswith(kind):
+                engine = line.split('engine="', 1)[1].split('"', 1)[0]
+                out.setdefault(engine, [0.0, 0.0])[i] = float(line.rsplit(" ", 1)[1])
+    return {k: (v[0], v[1]) for k, v in out.items()}
+
+
+def batch_mean(before: dict[str, tuple[float, float]], after: dict[str, tuple[float, float]]) -> float:
+    """The mean batch size of the batches run between two readings (all engines)."""
+    total = sum(after[k][0] - before.get(k, (0.0, 0.0))[0] for k in after)
+    count = sum(after[k][1] - before.get(k, (0.0, 0.0))[1] for k in after)
+    return total / count if count else 0.0
+
+
 def free_port() -> int:
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
@@ -117,14 +163,8 @@ def main() -> None:
         for i in range(4):
             cls.run([{"text": TEXTS[i]}])
             tiny.generate_text([tiny_prompt(i)], [None], dec)
-        inproc = {"classifier": [], "tiny-causal": []}
-        for i in range(args.requests // 2):
-            t = time.perf_counter()
-            cls.run([{"text": TEXTS[i % 4]}])
-            inproc["classifier"].append(time.perf_counter() - t)
-            t = time.perf_counter()
-            tiny.generate_text([tiny_prompt(i)], [None], dec)
-            inproc["tiny-causal"].append(time.perf_counter() - t)
+        in_process = {"classifier": lambda i: cls.run([{"text": TEXTS[i % 4]}]),
+                      "tiny-causal": lambda i: tiny.generate_text([tiny_prompt(i)], [None], dec)}
 
         # the model's own batching ceiling: items/s at batch 32 over batch 1, called directly
         def items_per_s(bs: int) -> float:
@@ -155,21 +195,26 @@ def main() -> None:
             }
             rps: dict[tuple[str, int], float] = {}
             p50: dict[tuple[str, int], float] = {}
-            print(f"\n{'subject':12} {'conc':>4} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8}")
+            print(f"\n{'subject':12} {'conc':>4} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'batch':>6}")
             for name, (url, body) in subjects.items():
                 for conc in (1, 8, 32):
                     n = max(args.requests, conc * 4) if conc > 1 else args.requests // 2
+                    before = batch_sizes(base)
                     r, lat = asyncio.run(load(url, body, n, conc))
+                    mean_batch = batch_mean(before, batch_sizes(base))
                     rps[name, conc], p50[name, conc] = r, statistics.median(lat)
-                    print(f"{name:12} {conc:4d} {r:8.1f} {p50[name, conc] * 1000:8.1f} {pct(lat, 99) * 1000:8.1f}")
+                    print(f"{name:12} {conc:4d} {r:8.1f} {p50[name, conc] * 1000:8.1f} {pct(lat, 99) * 1000:8.1f} "
+                          f"{mean_batch:6.1f}")
+            # added latency: in-process and served calls interleaved, one after the other
+            inproc, served = interleaved(subjects, in_process, args.requests)
         finally:
             server.terminate()
             server.wait(timeout=30)
     print()
     for name in ("classifier", "tiny-causal"):
-        base_p50 = statistics.median(inproc[name])
-        print(f"{name}: in-process p50 {base_p50 * 1000:.1f} ms; served p50 at c=1 {p50[name, 1] * 1000:.1f} ms "
-              f"-> added latency {p50[name, 1] / base_p50:.2f}x (target <= 1.2x)")
+        base_p50, served_p50 = statistics.median(inproc[name]), statistics.median(served[name])
+        print(f"{name}: in-process p50 {base_p50 * 1000:.1f} ms; served p50 at c=1 {served_p50 * 1000:.1f} ms "
+              f"(interleaved) -> added latency {served_p50 / base_p50:.2f}x (target <= 1.2x)")
         print(f"{name}: batching c=32 / c=1 requests/s = {rps[name, 32] / rps[name, 1]:.2f}x"
               + (f" (target >= 4x; the model itself, called in-process, gives {ceiling:.2f}x at batch 32 "
                  "over batch 1 on this machine now)" if name == "classifier" else ""))

@@ -71,7 +71,8 @@ class Ctx:
                                    code="body_too_large", headers={"Connection": "close"})
 
         try:
-            await asyncio.wait_for(read(), self.opts.body_timeout)
+            async with asyncio.timeout(self.opts.body_timeout):  # no task per request, as wait_for makes
+                await read()
         except TimeoutError:
             raise APIError(408, f"the request body did not arrive within {self.opts.body_timeout:g} s",
                            code="body_timeout", headers={"Connection": "close"}) from None
@@ -110,7 +111,9 @@ class Ctx:
         if floor + max_tokens > ctx:  # refused without spending time tokenising it
             raise APIError(400, f"the prompt is at least {floor} tokens; {allows}", param="messages",
                            code="context_length_exceeded")
-        n = await asyncio.to_thread(s.counter.count, text, special)  # off the loop and off the engine
+        n = s.counter.try_count(text, special) if len(text) <= SMALL_INPUT else None  # a short prompt: here
+        if n is None:  # a long one (or every copy of the tokenizer busy): off the loop and off the engine
+            n = await asyncio.to_thread(s.counter.count, text, special)
         if n + max_tokens > ctx:
             raise APIError(400, f"the prompt is {n} tokens; {allows}", param="messages",
                            code="context_length_exceeded")
@@ -124,8 +127,10 @@ class Ctx:
         assert s.task is not None
         req = await self._task_request(s, inputs, param, size)
         if s.family != "classifier" and hasattr(s.backend, "prompt_text"):
-            # the backend's own final text (its chat template, if it uses one), off the event loop
-            text = await asyncio.to_thread(s.backend.prompt_text, req)
+            # the backend's own final text (its chat template, if it uses one); a small input's costs less
+            # here than a hop to a worker thread and back (bench/serve.py), a big one goes off the loop
+            text = s.backend.prompt_text(req) if size < SMALL_INPUT else \
+                await asyncio.to_thread(s.backend.prompt_text, req)
             await self.check_length(s, text, dec.max_new_tokens, not s.templated())
         futures = []
         for i in range(n if dec.temperature > 0 else 1):

@@ -78,23 +78,29 @@ class Engine:
         self.queue.put_nowait(job)
         return job.future
 
-    async def _loop(self) -> None:
+    async def _collect(self) -> list[Job]:
+        """The next batch: what is queued, and what arrives within `window`."""
         assert self.queue is not None
         loop = asyncio.get_running_loop()
+        batch = [await self.queue.get()]
+        await self._fill(batch, loop.time() + self.window)
+        while len(batch) < self.max_batch and not self.queue.empty():
+            batch.append(self.queue.get_nowait())
+        return batch
+
+    async def _fill(self, batch: list[Job], until: float) -> None:
+        assert self.queue is not None
+        loop = asyncio.get_running_loop()
+        while len(batch) < self.max_batch and (left := until - loop.time()) > 0:
+            try:
+                batch.append(await asyncio.wait_for(self.queue.get(), left))
+            except TimeoutError:
+                return
+
+    async def _loop(self) -> None:
+        loop = asyncio.get_running_loop()
         while True:
-            first = await self.queue.get()
-            batch = [first]
-            until = loop.time() + self.window
-            while len(batch) < self.max_batch:
-                left = until - loop.time()
-                if left <= 0:
-                    break
-                try:
-                    batch.append(await asyncio.wait_for(self.queue.get(), left))
-                except TimeoutError:
-                    break
-            while len(batch) < self.max_batch and not self.queue.empty():
-                batch.append(self.queue.get_nowait())
+            batch = await self._collect()
             live = [j for j in batch if j.future is not None and not j.future.done()]  # cancelled: gone
             if not live:
                 continue

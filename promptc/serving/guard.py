@@ -62,7 +62,9 @@ class Guard:
     def admit(self, scope: dict, path: str) -> None:
         """Raise the APIError that refuses this request before it reaches a route, if any."""
         opts = self.ctx.opts
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        # only the two headers read here are decoded (ASGI header names are lower-case bytes)
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope.get("headers", ())
+                   if k in (b"authorization", b"content-length")}
         if opts.api_key and path != "/health" and path.startswith(("/v1", "/metrics")):
             auth = headers.get("authorization", "")
             given = auth[7:] if auth[:7].lower() == "bearer " else ""

@@ -7,8 +7,9 @@
   its own copy is dropped. LoRA adapters of one base run mixed in one batch with peft's
   `adapter_names`; other methods run grouped per adapter.
 
-Tokenising for the length check happens on the request's own thread, with a copy of the tokenizer and
-its own lock, never under the engine that runs the model.
+Tokenising for the length check uses a copy of the tokenizer, never the engine's: a short prompt is
+counted on the event loop (cheaper than the hop to a worker thread and back), a long one on a worker
+thread.
 """
 
 from __future__ import annotations
@@ -53,6 +54,17 @@ class TokenCounter:
 
     def count(self, text: str, special: bool = True) -> int:
         tok = self.pool.get()
+        try:
+            return len(tok(text, add_special_tokens=special)["input_ids"])
+        finally:
+            self.pool.put(tok)
+
+    def try_count(self, text: str, special: bool = True) -> int | None:
+        """`count`, or None when every copy is in use (the caller must not wait: it is the event loop)."""
+        try:
+            tok = self.pool.get_nowait()
+        except queue.Empty:
+            return None
         try:
             return len(tok(text, add_special_tokens=special)["input_ids"])
         finally:
