@@ -204,7 +204,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                               "finish_reason": g.finish_reason, "error": r.error, "raw": r.parsed.raw,
                               "prompt_tokens": g.prompt_tokens, "completion_tokens": g.completion_tokens,
                               "seconds": round(g.seconds, 4), "cached": g.cached,
-                              "repaired": bool(getattr(g, "repaired", False))}, ensure_ascii=False))
+                              "repaired": g.repaired}, ensure_ascii=False))
         else:
             print(json.dumps(r.output, ensure_ascii=False))
         if not r.ok:

@@ -54,6 +54,9 @@ class Generation:
     # did not end it; OpenAI's API has no such value, so promptc serve reports it as "length"), or None
     # (unknown: a failed call, or a cache row written before finish reasons were recorded).
     finish_reason: str | None = None
+    # The reply was not valid JSON and was repaired into it (the openai: backend's json-repair); the text
+    # is the repaired one. Kept in the cache, counted apart in reports.
+    repaired: bool = False
 
 
 class Backend(Protocol):
@@ -84,11 +87,8 @@ def generate(backend: Backend, requests: list[Request], decoding: Decoding, cach
     todo = []
     for i, k in enumerate(keys):
         if k in hits:
-            text, pt, ct, sec, finish, *more = hits[k]
-            g = Generation(text, pt, ct, sec, cached=True, finish_reason=finish)
-            if more and more[0]:  # a cache that keeps the repaired flag hands it back (see put below)
-                g.repaired = True  # type: ignore[attr-defined]
-            out[i] = g
+            text, pt, ct, sec, finish, repaired = hits[k]
+            out[i] = Generation(text, pt, ct, sec, cached=True, finish_reason=finish, repaired=repaired)
         else:
             todo.append(i)
     if todo:
@@ -101,10 +101,9 @@ def generate(backend: Backend, requests: list[Request], decoding: Decoding, cach
                 g.seconds = elapsed / len(todo)
             out[i] = g
             if g.error is None:
-                # the repaired flag (openai: near-JSON made JSON) travels with the row, for a cache that
-                # stores it; the text cached is the repaired one, so the flag cannot be told from it later
+                # the text cached is the repaired one, so the flag travels with the row
                 new_items.append((keys[i], g.text, g.prompt_tokens, g.completion_tokens, g.seconds,
-                                  g.finish_reason, bool(getattr(g, "repaired", False))))
+                                  g.finish_reason, g.repaired))
         if cache is not None:
             cache.put_many(new_items)
     return [g for g in out if g is not None]

@@ -67,16 +67,20 @@ class Cache:
         self._db.execute("PRAGMA synchronous = NORMAL")
         self._retry(lambda: self._db.execute(
             "CREATE TABLE IF NOT EXISTS generations (key TEXT PRIMARY KEY, text TEXT NOT NULL, "
-            "prompt_tokens INTEGER, completion_tokens INTEGER, seconds REAL, created REAL, finish_reason TEXT)"))
+            "prompt_tokens INTEGER, completion_tokens INTEGER, seconds REAL, created REAL, finish_reason TEXT, "
+            "repaired INTEGER NOT NULL DEFAULT 0)"))
         self._retry(self._migrate)
 
     def _migrate(self) -> None:
-        """Cache files written before finish reasons were recorded gain the column; their rows read
-        back with finish_reason None (unknown)."""
+        """Cache files from earlier versions gain the newer columns: rows written before finish reasons
+        were recorded read back with finish_reason None (unknown), and before the repaired flag with
+        repaired False (those versions did not repair)."""
         cols = {row[1] for row in self._db.execute("PRAGMA table_info(generations)")}
-        if "finish_reason" not in cols:
+        for name, decl in (("finish_reason", "TEXT"), ("repaired", "INTEGER NOT NULL DEFAULT 0")):
+            if name in cols:
+                continue
             try:
-                self._db.execute("ALTER TABLE generations ADD COLUMN finish_reason TEXT")
+                self._db.execute(f"ALTER TABLE generations ADD COLUMN {name} {decl}")
             except sqlite3.OperationalError as e:  # another process added it first
                 if "duplicate column" not in str(e):
                     raise
@@ -91,22 +95,23 @@ class Cache:
                     raise
                 time.sleep(0.05 * (i + 1))
 
-    def get_many(self, keys: list[str]) -> dict[str, tuple[str, int, int, float, str | None]]:
-        """key -> (text, prompt_tokens, completion_tokens, seconds, finish_reason) for the keys held."""
-        out: dict[str, tuple[str, int, int, float, str | None]] = {}
+    def get_many(self, keys: list[str]) -> dict[str, tuple[str, int, int, float, str | None, bool]]:
+        """key -> (text, prompt_tokens, completion_tokens, seconds, finish_reason, repaired) for the keys
+        held."""
+        out: dict[str, tuple[str, int, int, float, str | None, bool]] = {}
         with self._lock:
             for i in range(0, len(keys), 500):
                 chunk = keys[i:i + 500]
-                q = ("SELECT key, text, prompt_tokens, completion_tokens, seconds, finish_reason FROM generations "
-                     "WHERE key IN (%s)")
+                q = ("SELECT key, text, prompt_tokens, completion_tokens, seconds, finish_reason, repaired "
+                     "FROM generations WHERE key IN (%s)")
                 rows = self._retry(lambda chunk=chunk, q=q: self._db.execute(
                     q % ",".join("?" * len(chunk)), chunk).fetchall())
-                for k, text, pt, ct, sec, finish in rows:
-                    out[k] = (text, pt or 0, ct or 0, sec or 0.0, finish)
+                for k, text, pt, ct, sec, finish, repaired in rows:
+                    out[k] = (text, pt or 0, ct or 0, sec or 0.0, finish, bool(repaired))
         return out
 
     def put_many(self, items: list[tuple]) -> None:
-        """Store (key, text, prompt_tokens, completion_tokens, seconds[, finish_reason]) rows."""
+        """Store (key, text, prompt_tokens, completion_tokens, seconds[, finish_reason[, repaired]]) rows."""
         if not items:
             return
         now = time.time()
@@ -116,8 +121,9 @@ class Cache:
                 try:
                     self._db.executemany(
                         "INSERT OR REPLACE INTO generations (key, text, prompt_tokens, completion_tokens, "
-                        "seconds, created, finish_reason) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                        [(k, t, pt, ct, s, now, rest[0] if rest else None) for k, t, pt, ct, s, *rest in items])
+                        "seconds, created, finish_reason, repaired) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                        [(k, t, pt, ct, s, now, rest[0] if rest else None, int(bool(rest[1:2] and rest[1])))
+                         for k, t, pt, ct, s, *rest in items])
                     self._db.execute("COMMIT")
                 except BaseException:
                     self._db.execute("ROLLBACK")

@@ -546,7 +546,7 @@ class OpenAIBackend:
             fixed = repair(job.request.output, text)
             if fixed is not None:
                 g.text = fixed
-                g.repaired = True  # type: ignore[attr-defined]
+                g.repaired = True
                 g.original = text  # type: ignore[attr-defined]
         c = self.cost(pt, ct)
         s = self.spend

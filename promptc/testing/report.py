@@ -120,8 +120,7 @@ def repaired_outputs(report: Report) -> int:
     """Judged outputs that the backend repaired into JSON (openai: near-JSON from a server without structured
     outputs, `repaired: true`); a repaired output still had to pass the schema. Counted apart, since a
     model whose answers pass only after repair is not one that writes JSON."""
-    return sum(bool(getattr(smp, "repaired", False))
-               for r in report.results if r.status != "skipped" for smp in r.samples)
+    return sum(smp.repaired for r in report.results if r.status != "skipped" for smp in r.samples)
 
 
 def to_text(report: Report, color: bool = False) -> str:

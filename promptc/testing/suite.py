@@ -63,6 +63,7 @@ class Sample:
     expected: Any = None  # a dataset row's labelled output (when `labelled`)
     labelled: bool = False
     original: Sample | None = None  # robustness: the judged sample of the unperturbed input
+    repaired: bool = False  # the backend repaired the reply into JSON before it was parsed
 
     @property
     def passed(self) -> bool:
@@ -261,7 +262,7 @@ def judge(task: ir.Task, inputs: dict[str, Any], result: Result,
             for c in task.constraints:
                 checks.append(_eval_check("constraint", c.name, c.source, c.expr, env, c.description))
     return Sample(inputs, value, result.parsed.raw, checks, g.prompt_tokens, g.completion_tokens, g.seconds,
-                  g.cached, repeat, expected, labelled)
+                  g.cached, repeat, expected, labelled, repaired=g.repaired)
 
 
 def expected_check(value: Any, expected: Any) -> Check:
