@@ -205,14 +205,17 @@ async def stream_model(ctx: Ctx, s: Served, p: ChatParams, t0: float) -> Any:
     dec = Decoding(max_new_tokens=max_tokens, temperature=p.temperature, top_p=p.top_p, seed=p.seed,
                    constrained=grammar is not None)
     pieces = Pieces(asyncio.get_running_loop(), p.stop)
-    future = s.engine.submit(Job("text", (prompt, grammar, templated), dec, stream=pieces))
+    job = Job("text", (prompt, grammar, templated), dec, stream=pieces)
+    future = s.engine.submit(job)
     future.add_done_callback(lambda f: pieces.queue.put_nowait(None))  # after every piece: they were queued first
-    return StreamingResponse(stream_events(ctx, p, s, pieces, future, t0), media_type="text/event-stream",
+    future.add_done_callback(lambda f: _count_tokens(ctx, f))  # counted even when the client left mid-stream
+    return StreamingResponse(stream_events(ctx, p, s, pieces, job, t0), media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
-async def stream_events(ctx: Ctx, p: ChatParams, s: Served, pieces: Pieces, future: asyncio.Future,
-                        t0: float) -> Any:
+async def stream_events(ctx: Ctx, p: ChatParams, s: Served, pieces: Pieces, job: Job, t0: float) -> Any:
+    assert job.future is not None  # submitted
+    future = job.future
     chunk = Chunker(f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time()), s.id, p.include_usage)
     try:
         yield chunk([{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}])
@@ -225,18 +228,26 @@ async def stream_events(ctx: Ctx, p: ChatParams, s: Served, pieces: Pieces, futu
             yield chunk([{"index": 0, "delta": {"content": pieces.rest()}, "finish_reason": None}])
         finish = "stop" if pieces.stopped else openai_finish(g.finish_reason)
         yield chunk([{"index": 0, "delta": {}, "finish_reason": finish}])
-        usage = ctx.metrics.usage(g.prompt_tokens, g.completion_tokens)
         if p.include_usage:
-            yield chunk([], usage=usage)
+            total = g.prompt_tokens + g.completion_tokens
+            yield chunk([], usage={"prompt_tokens": g.prompt_tokens, "completion_tokens": g.completion_tokens,
+                                   "total_tokens": total})
     except APIError as e:  # the status line is sent: the error goes in the stream, as OpenAI's servers do
         ctx.metrics.errors.labels(e.type).inc()
         yield f"data: {json.dumps(e.body(), ensure_ascii=False)}\n\n"
     except Exception as e:  # noqa: BLE001 - a failed model call ends the stream with an error event
         yield f"data: {json.dumps(APIError(500, f'the model call failed: {e}', type='server_error').body())}\n\n"
     finally:  # done, failed, or the client went away (the generator is closed): stop generating
-        pieces.cancelled = True
-        future.cancel()
+        pieces.cancelled = True  # a running generation stops at its next token (and its tokens are counted)
+        if not job.started:
+            future.cancel()  # a job not yet started is never run
     yield "data: [DONE]\n\n"
+
+
+def _count_tokens(ctx: Ctx, future: asyncio.Future) -> None:
+    if not future.cancelled() and future.exception() is None:
+        g = future.result()
+        ctx.metrics.usage(g.prompt_tokens, g.completion_tokens)
 
 
 async def _next_piece(ctx: Ctx, pieces: Pieces, t0: float) -> str | None:

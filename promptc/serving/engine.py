@@ -34,6 +34,7 @@ class Job:
     queued: float = field(default_factory=time.perf_counter)
     # streaming (text jobs): called on the engine thread with each new piece of text; False stops it
     stream: Callable[[str], bool] | None = None
+    started: bool = False  # taken into a model call (cancelling its future then no longer stops it)
 
     def group(self) -> tuple:
         templated = self.payload[2] if self.kind == "text" else None
@@ -104,6 +105,8 @@ class Engine:
             live = [j for j in batch if j.future is not None and not j.future.done()]  # cancelled: gone
             if not live:
                 continue
+            for j in live:
+                j.started = True
             groups: dict[tuple, list[Job]] = {}
             for j in live:
                 key = j.group()

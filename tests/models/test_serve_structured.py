@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import json
+import threading
 
 import httpx
 import pytest
@@ -204,3 +205,31 @@ def test_stream_with_json_schema_and_stop_matches_the_whole_reply(client):
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text == whole.choices[0].message.content and stop not in text
     assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "stop"
+
+
+def completion_tokens_served(server) -> float:
+    text = httpx.get(f"{server.url[:-3]}/metrics", timeout=30).text
+    return float(next((line.rsplit(" ", 1)[1] for line in text.splitlines()
+                       if line.startswith('promptc_tokens_total{kind="completion"}')), 0))
+
+
+def test_a_stream_the_client_leaves_stops_generating(server):
+    engine = server.registry.engines[0]
+    body = {"model": "tiny-causal", "messages": [{"role": "user", "content": "go on and on"}], "max_tokens": 3000,
+            "stream": True}
+    before = completion_tokens_served(server)
+    with httpx.Client(timeout=120) as h, h.stream("POST", f"{server.url}/chat/completions", json=body) as r:
+        for line in r.iter_lines():  # up to the first piece of text (past the role chunk and separators)
+            data = json.loads(line[6:]) if line.startswith("data: {") else {}
+            assert "error" not in data, data
+            if data.get("choices") and data["choices"][0]["delta"].get("content"):
+                break
+        assert engine.running == 1  # the model is generating the rest
+    # the client went away after one piece: the engine comes free, and the generation it ran (its tokens
+    # are counted in /metrics all the same) stopped long before its 3,000 tokens
+    for _ in range(1200):
+        if engine.running == 0 and completion_tokens_served(server) > before:
+            break
+        threading.Event().wait(0.05)
+    spent = completion_tokens_served(server) - before
+    assert engine.running == 0 and 0 < spent < 1000, spent
