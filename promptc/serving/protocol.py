@@ -4,6 +4,7 @@ Pure functions: nothing here touches a model or the event loop."""
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from dataclasses import dataclass
@@ -242,7 +243,19 @@ def apply_stop(text: str, finish: str, stops: list[str]) -> tuple[str, str]:
 
 
 def schema_grammar(rf: dict[str, Any]) -> Any:
-    """The constraint for a response_format (json_object: any object).
+    """The constraint for a response_format (json_object: any object); built once per distinct format
+    (about 1.7 ms for a nested schema), since clients send the same schema request after request."""
+    key = json.dumps(rf, sort_keys=True, ensure_ascii=False)
+    # a big schema is built each time rather than held: 256 bodies of up to --max-body must not stay in memory
+    return _schema_grammar(key) if len(key) <= CACHED_SCHEMA_CHARS else _schema_grammar.__wrapped__(key)
+
+
+CACHED_SCHEMA_CHARS = 64 << 10
+
+
+@functools.lru_cache(maxsize=256)
+def _schema_grammar(key: str) -> Any:
+    """`schema_grammar` of a response_format given as canonical JSON (an APIError is not cached).
 
     A json_schema within the subset grammar.shape_from_json_schema models (types, properties, arrays,
     enums, X-or-null, $ref, length and number bounds) gets the same bounded grammar and budget-aware
@@ -254,6 +267,7 @@ def schema_grammar(rf: dict[str, Any]) -> Any:
     from promptc.models.grammar import Caps, lark_from_shape, shape_from_json_schema
     from promptc.models.hf import Constraint
 
+    rf = json.loads(key)
     schema = dict(rf["json_schema"]["schema"]) if rf["type"] == "json_schema" else {"type": "object"}
     root = shape_from_json_schema(schema, Caps())
     schema["x-guidance"] = {"whitespace_flexible": False, "item_separator": ", ", "key_separator": ": "}

@@ -233,3 +233,14 @@ def test_a_stream_the_client_leaves_stops_generating(server):
         threading.Event().wait(0.05)
     spent = completion_tokens_served(server) - before
     assert engine.running == 0 and 0 < spent < 1000, spent
+
+
+def test_a_response_format_is_compiled_once_and_a_huge_one_is_not_kept():
+    from promptc.serving.protocol import CACHED_SCHEMA_CHARS, schema_grammar
+
+    rf = {"type": "json_schema", "json_schema": {"name": "t", "schema": HAND_PICKED[2]}}
+    same = {"json_schema": {"schema": json.loads(json.dumps(HAND_PICKED[2])), "name": "t"}, "type": "json_schema"}
+    assert schema_grammar(rf) is schema_grammar(same)  # one grammar for one schema, however it is written
+    big = {"type": "json_schema", "json_schema": {"name": "t", "description": "x" * CACHED_SCHEMA_CHARS,
+                                                  "schema": HAND_PICKED[0]}}
+    assert schema_grammar(big) is not schema_grammar(big)
