@@ -69,7 +69,7 @@ def test_old_cache_files_gain_the_column(tmp_path):
     db.commit()
     db.close()
     c = Cache(path)
-    assert c.get_many(["k"]) == {"k": ("hello", 3, 2, 0.5, None)}  # unknown, not invented
+    assert c.get_many(["k"]) == {"k": ("hello", 3, 2, 0.5, None, False)}  # unknown, not invented
     c.put_many([("k2", "x", 1, 1, 0.1, "length")])
     assert c.get_many(["k2"])["k2"][4] == "length"
     c.close()
