@@ -6,15 +6,13 @@ from __future__ import annotations
 
 import json
 
-import pytest
-
 import promptc
 from promptc.execution import run_requests, text_subject
 from promptc.models import Decoding
 from promptc.models.cache import Cache
 from promptc.testing.report import repaired_outputs, to_json, to_junit, to_text
 from promptc.testing.suite import run_suite
-from tests.core.test_http_backend import RECORD, Fake, backend, req, start
+from tests.core.test_http_backend import RECORD, backend, req
 
 PROGRAM = '''program fixes "1.0.0"
 enum Tag { billing, bug }
@@ -28,17 +26,6 @@ test form {
 }
 '''
 NEAR_JSON = "Sure! {'tag': 'bug', 'reply': 'on it',}"
-
-
-@pytest.fixture
-def fake():
-    """A fake OpenAI server (tests/core/test_http_backend.py's) answering `fake.reply`."""
-    handler = type("F", (Fake,), {"faults": [], "seen": [], "reply": "bug", "finish_reason": "stop"})
-    srv = start(handler)
-    handler.url = f"http://127.0.0.1:{srv.server_address[1]}/v1"
-    yield handler
-    srv.shutdown()
-    srv.server_close()
 
 
 def suite_report(fake):
@@ -58,6 +45,17 @@ def test_reports_count_repaired_outputs_apart(fake):
     assert to_text(report).splitlines()[-1].endswith("(2 outputs repaired into JSON)")
     assert json.loads(to_json(report))["summary"]["repaired"] == 2
     assert '<property name="repaired" value="2" />' in to_junit(report)
+
+
+def test_compare_json_counts_repaired_per_subject(fake):
+    from promptc.testing.compare import compare
+
+    fake.reply = NEAR_JSON
+    repaired = suite_report(fake)
+    fake.reply = '{"tag": "bug", "reply": "x"}'
+    clean = suite_report(fake)
+    data = json.loads(compare([repaired, clean], "json", labels=["near-json", "json"]))
+    assert [s["summary"]["repaired"] for s in data["subjects"]] == [2, 0]
 
 
 def test_valid_json_counts_no_repairs(fake):
