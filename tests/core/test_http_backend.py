@@ -118,16 +118,6 @@ def start(handler):
     return srv
 
 
-@pytest.fixture
-def fake():
-    handler = type("F", (Fake,), {"faults": [], "seen": [], "reply": "bug", "finish_reason": "stop"})
-    srv = start(handler)
-    handler.url = f"http://127.0.0.1:{srv.server_address[1]}/v1"
-    yield handler
-    srv.shutdown()
-    srv.server_close()
-
-
 def backend(fake, **kw):
     return load_backend(f"openai:m@{fake.url}", **{"timeout": 5, "retries": 3, "backoff": 0.01, **kw})
 
