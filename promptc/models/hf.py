@@ -524,22 +524,21 @@ def _load(spec: str, device: str = "auto", dtype: str = "auto"):
         return place(model, device, dtype), tok, _identity(spec)
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from promptc.models.loading import looks_like_path, quiet_transformers
+    from promptc.models.loading import hub_source, looks_like_path, quiet_transformers
 
     quiet_transformers()
     path = Path(name).expanduser()
     if not path.is_dir() and looks_like_path(name):
         raise ModelError(f"model directory not found: {name}")
+    # a hub id loads from its cached snapshot when there is one; a typo or an uncached id while the hub
+    # is unreachable fails at once instead of after transformers' retries
+    source = str(path) if path.is_dir() else hub_source(name, "model", ("tiny-causal",), "--model hf:./models/NAME") \
+        or name
     dev, kw = _placement(device, dtype)
     try:
-        if path.is_dir():
-            model = AutoModelForCausalLM.from_pretrained(str(path), **kw)
-            tok = AutoTokenizer.from_pretrained(str(path))
-            ident = _identity(spec)
-        else:
-            model = AutoModelForCausalLM.from_pretrained(name, **kw)
-            tok = AutoTokenizer.from_pretrained(name)
-            ident = _identity(spec)
+        model = AutoModelForCausalLM.from_pretrained(source, **kw)
+        tok = AutoTokenizer.from_pretrained(source)
+        ident = _identity(spec)
     except OSError as e:
         raise ModelError(f"cannot load model '{name}': {e}".split("\n")[0]) from None
     if "device_map" not in kw and dev != "cpu":

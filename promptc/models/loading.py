@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from pathlib import Path
 
-from promptc.errors import UsageError
+from promptc.errors import ModelError, UsageError
 
 SPEC_FORMS = "hf:<dir or hub id>, openai:<model>[@<base_url>] or tiny-causal"
 
@@ -64,3 +66,86 @@ def quiet_transformers() -> None:
     warnings.filterwarnings("ignore", message="Position ids are not supported for parameter efficient tuning")
 
 
+
+
+# ------------------------------------------------------------------ hub ids, resolved without waiting
+_HUB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?")
+
+
+def hub_source(name: str, what: str, builtins: tuple[str, ...], local_example: str) -> str | None:
+    """Where hub model `name` (not a directory) loads from: its cached snapshot folder, or None to let
+    transformers download it. Fails at once, with a hint, for a typo of a built-in name (`did you
+    mean`), a name that cannot be a hub id, and an uncached id while the hub cannot be reached:
+    transformers would otherwise retry the network for about 30 s before failing.
+    `what` names the thing in messages ("base model", "model"); `local_example` shows how to give a
+    local directory instead."""
+    from promptc.diagnostics import did_you_mean
+
+    local = f"or point it at a local model directory: {local_example}"
+    cached = _hub_snapshot(name) if _HUB_ID.fullmatch(name) else None
+    if cached is not None:  # loaded from the cache's folder: no network round trip to check for updates
+        return cached
+    near = did_you_mean(name, builtins) if "/" not in name else None
+    if near:  # a typo of a built-in name, not a hub id to look up
+        raise ModelError(f"unknown {what} '{name}'",
+                         hint=f"{near} built-in: {', '.join(builtins)}; otherwise give a local model directory or "
+                              "a hub id (owner/name, e.g. openai-community/gpt2)")
+    if not _HUB_ID.fullmatch(name):
+        raise ModelError(f"'{name}' is not a hub id (owner/name: letters, digits, '.', '_' and '-') "
+                         "nor an existing directory", hint="check the spelling, " + local)
+    why = _hub_unreachable()
+    if why is not None:
+        raise ModelError(f"{what} '{name}' is not in the local hub cache and {why}",
+                         hint=f"download it where there is a network (hf download {name}), " + local)
+    return None
+
+
+def _hub_cache_dir() -> str | None:
+    """The hub cache as the environment names it now (huggingface_hub reads it once, at import)."""
+    import os
+
+    if os.environ.get("HF_HUB_CACHE"):
+        return os.environ["HF_HUB_CACHE"]
+    if os.environ.get("HF_HOME"):
+        return os.path.join(os.environ["HF_HOME"], "hub")
+    return None
+
+
+def _hub_snapshot(name: str) -> str | None:
+    """The cached snapshot folder of hub model `name` when it holds a config and weights, else None."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:
+        return None
+    try:
+        config = try_to_load_from_cache(name, "config.json", cache_dir=_hub_cache_dir())
+    except (ValueError, OSError):  # huggingface_hub refuses ids it considers invalid
+        return None
+    if not isinstance(config, str):
+        return None
+    folder = Path(config).parent
+    weights = ("*.safetensors", "*.bin", "*.safetensors.index.json", "*.bin.index.json")
+    return str(folder) if any(any(folder.glob(w)) for w in weights) else None
+
+
+def _hub_unreachable() -> str | None:
+    """Why the hub cannot be used right now (offline mode, or its host does not answer), else None. One
+    short connection attempt, never transformers' retries; behind a proxy the download is left to try."""
+    import os
+    import socket
+    from urllib.parse import urlsplit
+
+    truthy = {"1", "true", "yes", "on"}
+    for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        if os.environ.get(var, "").strip().lower() in truthy:
+            return f"the hub is offline ({var}={os.environ[var]})"
+    if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return None
+    endpoint = os.environ.get("HF_ENDPOINT") or "https://huggingface.co"
+    url = urlsplit(endpoint)
+    host, port = url.hostname or "", url.port or (80 if url.scheme == "http" else 443)
+    try:
+        with socket.create_connection((host, port), timeout=3):
+            return None
+    except OSError as e:
+        return f"the hub ({endpoint}) cannot be reached ({e.strerror or e})"

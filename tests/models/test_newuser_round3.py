@@ -105,3 +105,23 @@ def test_device_cuda_without_cuda_is_a_clear_error(tuned, tmp_path, capsys):
                  "--input", '{"word": "x"}', "--no-cache"]) == 1
     err = capsys.readouterr().err
     assert "device 'cuda' was asked for, but torch sees no CUDA device" in err and "--device" in err
+
+
+def test_an_hf_model_spec_typo_or_uncached_id_fails_at_once(monkeypatch, tmp_path):
+    """`--model hf:NAME` resolves like a tune `base`: a typo of tiny-causal says so at once, and an uncached
+    hub id while the hub is offline fails naming it, instead of transformers' ~30 s of retries."""
+    from promptc.errors import ModelError
+    from promptc.models.hf import _load
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ModelError, match="unknown model 'tiny-casual'") as e:
+        _load("hf:tiny-casual")
+    assert e.value.hint.startswith("did you mean 'tiny-causal'?")
+    with pytest.raises(ModelError, match=r"model 'acme/tiny-lm' is not in the local hub cache and the hub is "
+                                         r"offline") as e:
+        _load("hf:acme/tiny-lm")
+    assert "--model hf:./models/NAME" in e.value.hint
+    with pytest.raises(ModelError, match="model 'gpt2' is not in the local hub cache"):  # a legacy id: looked up
+        _load("hf:gpt2")

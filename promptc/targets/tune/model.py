@@ -5,15 +5,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from promptc import ir
-from promptc.diagnostics import did_you_mean
 from promptc.errors import ModelError
-from promptc.models.loading import looks_like_path, quiet_transformers
+from promptc.models.loading import hub_source, looks_like_path, quiet_transformers
 from promptc.targets.tune.options import TuneOptions
 
 ENCODER_TYPES = {"bert", "roberta", "distilbert", "deberta", "deberta-v2", "electra", "xlm-roberta", "mpnet",
@@ -36,8 +34,6 @@ class Base:
 
 
 BUILTIN_BASES = ("tiny-causal", "minilm")
-_HUB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?")
-_LOCAL_HINT = 'or point base at a local model directory: base = "./models/NAME" (or --base DIR)'
 
 
 def resolve_base(name: str) -> Base:
@@ -56,74 +52,7 @@ def resolve_base(name: str) -> Base:
     if looks_like_path(name):
         raise ModelError(f"base model directory not found: {name}",
                          hint="give an existing directory holding config.json and the weights")
-    cached = _hub_snapshot(name) if _HUB_ID.fullmatch(name) else None
-    if cached is not None:  # loaded from the cache's folder: no network round trip to check for updates
-        return Base(name, "hub", cached)
-    if "/" not in name:  # not a hub id we can fetch (owner/name): most often a typo of a built-in name
-        near = did_you_mean(name, BUILTIN_BASES)
-        raise ModelError(f"unknown base model '{name}'",
-                         hint=(f"{near} " if near else "") + f"built-in bases: {', '.join(BUILTIN_BASES)}; "
-                              "otherwise give a local model directory or a hub id (owner/name, e.g. openai-community/gpt2)")
-    if not _HUB_ID.fullmatch(name):
-        raise ModelError(f"'{name}' is not a hub id (owner/name: letters, digits, '.', '_' and '-') "
-                         "nor an existing directory", hint="check the spelling, " + _LOCAL_HINT)
-    why = _hub_unreachable()
-    if why is not None:
-        raise ModelError(f"base model '{name}' is not in the local hub cache and {why}",
-                         hint=f"download it where there is a network (hf download {name}), "
-                              + _LOCAL_HINT)
-    return Base(name, "hub", None)
-
-
-def _hub_cache_dir() -> str | None:
-    """The hub cache as the environment names it now (huggingface_hub reads it once, at import)."""
-    import os
-
-    if os.environ.get("HF_HUB_CACHE"):
-        return os.environ["HF_HUB_CACHE"]
-    if os.environ.get("HF_HOME"):
-        return os.path.join(os.environ["HF_HOME"], "hub")
-    return None
-
-
-def _hub_snapshot(name: str) -> str | None:
-    """The cached snapshot folder of hub model `name` when it holds a config and weights, else None."""
-    try:
-        from huggingface_hub import try_to_load_from_cache
-    except ImportError:
-        return None
-    try:
-        config = try_to_load_from_cache(name, "config.json", cache_dir=_hub_cache_dir())
-    except (ValueError, OSError):  # huggingface_hub refuses ids it considers invalid
-        return None
-    if not isinstance(config, str):
-        return None
-    folder = Path(config).parent
-    weights = ("*.safetensors", "*.bin", "*.safetensors.index.json", "*.bin.index.json")
-    return str(folder) if any(any(folder.glob(w)) for w in weights) else None
-
-
-def _hub_unreachable() -> str | None:
-    """Why the hub cannot be used right now (offline mode, or its host does not answer), else None. One
-    short connection attempt, never transformers' retries; behind a proxy the download is left to try."""
-    import os
-    import socket
-    from urllib.parse import urlsplit
-
-    truthy = {"1", "true", "yes", "on"}
-    for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
-        if os.environ.get(var, "").strip().lower() in truthy:
-            return f"the hub is offline ({var}={os.environ[var]})"
-    if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
-        return None
-    endpoint = os.environ.get("HF_ENDPOINT") or "https://huggingface.co"
-    url = urlsplit(endpoint)
-    host, port = url.hostname or "", url.port or (80 if url.scheme == "http" else 443)
-    try:
-        with socket.create_connection((host, port), timeout=3):
-            return None
-    except OSError as e:
-        return f"the hub ({endpoint}) cannot be reached ({e.strerror or e})"
+    return Base(name, "hub", hub_source(name, "base model", BUILTIN_BASES, 'base = "./models/NAME" (or --base DIR)'))
 
 
 def load_config(base: Base):
