@@ -123,7 +123,7 @@ def diff_text(a: str, b: str, fmt: str = "text") -> str:
             lines.append(f"  {k}: {json.dumps(old, default=str)} -> {json.dumps(new, default=str)}")
     if d["tests"]:
         lines.append("tests whose status changed:")
-        lines += [f"  {k}: {o} -> {n}" for k, (o, n) in d["tests"].items()]
+        lines += [f"  {k}: {o or 'absent'} -> {n or 'absent'}" for k, (o, n) in d["tests"].items()]
     f = d["files"]
     if any(f.values()):
         lines.append("files:")

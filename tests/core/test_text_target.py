@@ -274,3 +274,21 @@ def test_format_instructions_and_constraint_sentences():
     out = s.task("t").render({"x": "y"}, format="plain")
     assert "Answer in plain text, at most 600 characters." in out
     assert "- the output: at most 400 characters" in out  # a bare output is named "the output"
+
+
+def test_artifacts_diff_says_absent_not_none(tmp_path):
+    """`promptc artifacts diff` of an artifact with a test gate against one without: the missing side reads
+    `absent`, never Python's None."""
+    import shutil
+
+    from promptc.cli import main
+
+    assert main(["compile", str(PROGRAMS / "route.prompt"), "--target", "route_text", "-o", str(tmp_path / "a")]) == 0
+    shutil.copytree(tmp_path / "a", tmp_path / "b")
+    m = json.loads((tmp_path / "b" / "manifest.json").read_text())
+    m["tests"] = {"results": {"case x": {"status": "passed"}}}
+    (tmp_path / "b" / "manifest.json").write_text(json.dumps(m))
+    from promptc.serving.catalog import diff_text
+
+    out = diff_text(str(tmp_path / "a"), str(tmp_path / "b"))
+    assert "case x: absent -> passed" in out and "None" not in out
