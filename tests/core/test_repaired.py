@@ -80,20 +80,3 @@ def test_a_cached_reply_keeps_repaired(fake, tmp_path):
     assert first.generation.repaired is True and again.generation.cached
     assert again.ok and again.generation.repaired is True
 
-
-def test_a_cache_file_from_before_the_repaired_flag_gains_the_column(tmp_path):
-    """A cache.db written by an earlier version (no `repaired` column) opens, reads its rows back as not
-    repaired, and stores the flag from then on."""
-    import sqlite3
-
-    path = tmp_path / "cache.db"
-    db = sqlite3.connect(path)
-    db.execute("CREATE TABLE generations (key TEXT PRIMARY KEY, text TEXT NOT NULL, prompt_tokens INTEGER, "
-               "completion_tokens INTEGER, seconds REAL, created REAL, finish_reason TEXT)")
-    db.execute("INSERT INTO generations VALUES ('old', 'bug', 3, 1, 0.1, 0, 'stop')")
-    db.commit()
-    db.close()
-    cache = Cache(path)
-    assert cache.get_many(["old"]) == {"old": ("bug", 3, 1, 0.1, "stop", False)}
-    cache.put_many([("new", "{}", 1, 1, 0.1, "stop", True)])
-    assert cache.get_many(["new"])["new"][-1] is True

@@ -70,8 +70,9 @@ def test_old_cache_files_gain_the_column(tmp_path):
     db.close()
     c = Cache(path)
     assert c.get_many(["k"]) == {"k": ("hello", 3, 2, 0.5, None, False)}  # unknown, not invented
-    c.put_many([("k2", "x", 1, 1, 0.1, "length")])
-    assert c.get_many(["k2"])["k2"][4] == "length"
+    c.put_many([("k2", "x", 1, 1, 0.1, "length"), ("k3", "{}", 1, 1, 0.1, "stop", True)])
+    assert c.get_many(["k2"])["k2"][4:] == ("length", False)
+    assert c.get_many(["k3"])["k3"][4:] == ("stop", True)  # the repaired flag, in a column added the same way
     c.close()
     assert Cache(path).get_many(["k2"])["k2"][4] == "length"  # reopening does not migrate twice
 
