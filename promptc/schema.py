@@ -423,3 +423,52 @@ def engine_unsupported(pattern: str) -> str | None:
         if rx.search(pattern):
             return what
     return None
+
+
+# What Python's `re` means by a class escape, written so that llguidance (Rust regex syntax, Unicode
+# classes) means the same: Python's \s also matches the separators \x1c-\x1f, which Rust's does not, and
+# Python's \w is exactly letters, numbers and '_', where Rust's adds combining marks and connector
+# punctuation. (\d is Unicode Nd in both.) Without this the decoder could write a character the output
+# validator then refuses.
+_SPACE, _WORD = r"\s\x1c-\x1f", r"\p{L}\p{N}_"
+_ENGINE_ESCAPES = {  # escape -> (outside a class, inside a class)
+    "s": (f"[{_SPACE}]", _SPACE), "S": (f"[^{_SPACE}]", f"[^{_SPACE}]"),
+    "w": (f"[{_WORD}]", _WORD), "W": (f"[^{_WORD}]", f"[^{_WORD}]"),
+}
+
+
+def engine_pattern(pattern: str) -> str:
+    """`pattern` (Python `re` syntax, as the validator reads it) rewritten for the constrained decoder so
+    that both accept the same strings: \\s, \\S, \\w and \\W become explicit classes (a negated one nests
+    inside an enclosing class, which Rust regex reads as a union)."""
+    out: list[str] = []
+    i, n, in_class, class_start = 0, len(pattern), False, -1
+    while i < n:
+        c = pattern[i]
+        if c == "\\" and i + 1 < n:
+            e = pattern[i + 1]
+            out.append(_ENGINE_ESCAPES[e][in_class] if e in _ENGINE_ESCAPES else pattern[i:i + 2])
+            i += 2
+            continue
+        if in_class:
+            # a ']' right after '[' or '[^' is a literal member, not the end of the class
+            if c == "]" and i > class_start:
+                in_class = False
+        elif c == "[":
+            in_class = True
+            class_start = i + 1
+            if i + 1 < n and pattern[i + 1] == "^":
+                out.append("[^")
+                i += 2
+                class_start = i
+                if i < n and pattern[i] == "]":  # `[^]...]`: the ']' is a member
+                    out.append("]")
+                    i += 1
+                continue
+            if i + 1 < n and pattern[i + 1] == "]":  # `[]...]`
+                out.append("[]")
+                i += 2
+                continue
+        out.append(c)
+        i += 1
+    return "".join(out)

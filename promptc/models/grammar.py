@@ -28,7 +28,7 @@ from decimal import Decimal
 from typing import Any
 
 from promptc import ir
-from promptc.schema import INT_MAX, INT_MIN, engine_unsupported
+from promptc.schema import INT_MAX, INT_MIN, engine_pattern, engine_unsupported
 
 GRAMMAR_VERSION = 1  # part of the cache key: a new grammar may decode differently
 FLOAT_DIGITS = 17
@@ -443,7 +443,7 @@ def lark_from_shape(root: Node) -> str:
             schema: dict[str, Any] = {"x-guidance": _STRING_OPTIONS, "type": "string", "minLength": n.lo,
                                       "maxLength": n.hi}
             if n.regex:
-                schema["pattern"] = f"^(?:{n.regex})$"
+                schema["pattern"] = f"^(?:{engine_pattern(n.regex)})$"  # Python's \s and \w, for the engine
             rules.append(f"{r}: %json {json.dumps(schema)}")
             return r
         if n.kind == "num":

@@ -32,7 +32,7 @@ from promptc.models.grammar import (
     raw_pattern,
     shape,
 )
-from promptc.schema import engine_unsupported, json_schema
+from promptc.schema import engine_pattern, engine_unsupported, json_schema
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf")
 
@@ -62,7 +62,7 @@ def constraint_for(t: ir.Type, caps: Caps | None = None) -> Constraint | None:
     optional = isinstance(t, ir.OptionalT)
     if isinstance(base, ir.StrT):
         if base.pattern is not None and not engine_unsupported(base.pattern):
-            rx = base.pattern
+            rx = engine_pattern(base.pattern)  # Python's \s and \w, spelled for the engine
             # a patterned value is structured: track it, so it is closed before the budget runs out
             # (free text is not forced to end early: its cut-off is reported instead)
             grammar = LLMatcher.grammar_from_regex(f"(?:null|{rx})" if optional else rx)
@@ -71,7 +71,7 @@ def constraint_for(t: ir.Type, caps: Caps | None = None) -> Constraint | None:
                 null = '"null" | ' if optional else ""
                 grammar = LLMatcher.grammar_from_lark(
                     f"start: TEXT\nTEXT: {null}(/{_slash(rx)}/ & /(?s:.{{{lo},{hi}}})/)\n")
-            return Constraint(grammar, raw_pattern(rx, base.min_len or 0, base.max_len, optional))
+            return Constraint(grammar, raw_pattern(base.pattern, base.min_len or 0, base.max_len, optional))
         elif base.min_len is not None or base.max_len is not None:
             lo = base.min_len or 0
             rx = f"(?s:.{{{lo},{base.max_len if base.max_len is not None else ''}}})"

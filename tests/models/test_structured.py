@@ -434,3 +434,33 @@ def test_the_tracker_follows_the_grammar_and_its_completion_is_accepted(t):
             tr.feed(piece)
             assert tr.ok, text
         assert validate(t, _json.loads(text)) == [], text
+
+
+# ------------------------------------------------------------------ the decoder's regex means the validator's
+@pytest.mark.parametrize("pattern", [r"\s", r"\S", r"\w", r"\W", r"[^\s]", r"[a\W]", r"[^\w\s]", r"\d"])
+def test_the_engine_pattern_accepts_what_python_accepts(pattern):
+    """A drawn `str [pattern=/[^\\s]{2,5}/]` output once came out as 'M\\x1eE': llguidance (Rust regex) does
+    not count the separators \\x1c-\\x1f as \\s, Python does, so the validator refused what the decoder
+    allowed. engine_pattern spells Python's classes for the engine; every character below U+0800 and a
+    sample above must get the same verdict from both (the engine over tiny-causal's byte tokens)."""
+    import re as pyre
+
+    import llguidance.hf
+    from llguidance import LLMatcher
+
+    from promptc.models.tiny import tiny_tokenizer
+    from promptc.schema import engine_pattern
+
+    tok = tiny_tokenizer()
+    pristine = LLMatcher(llguidance.hf.from_tokenizer(tok), LLMatcher.grammar_from_regex(engine_pattern(pattern)),
+                         log_level=0)
+    chars = [chr(c) for c in range(1, 0x800)] + [chr(c) for c in (0x1680, 0x2000, 0x200B, 0x2028, 0x202F, 0x2060,
+                                                                  0x3000, 0x3007, 0xFEFF, 0x203F, 0x2070, 0xFF10)]
+    wrong = []
+    for ch in chars:
+        matcher = pristine.deep_copy()  # (reset() does not clear an error state)
+        engine = all(matcher.consume_token(t) for t in tok.encode(ch, add_special_tokens=False)) \
+            and matcher.is_accepting()
+        if engine != bool(pyre.fullmatch(pattern, ch)):
+            wrong.append(hex(ord(ch)))
+    assert wrong == []
