@@ -14,7 +14,7 @@ from typing import Any
 from promptc.errors import UsageError
 from promptc.models.loading import parse_model_spec
 from promptc.testing import stats
-from promptc.testing.report import repaired_outputs
+from promptc.testing.report import closed_outputs, repaired_outputs
 from promptc.testing.suite import Report
 from promptc.testing.table import summary_rows
 
@@ -113,7 +113,7 @@ def comparison(subjects: list[Subject], prices: dict[str, dict[str, float]] | No
             "label": s.label, "kind": r.subject.get("kind"), "name": r.subject.get("name"),
             "model": r.subject.get("model"),
             "summary": {"passed": r.passed, "failed": r.failed, "skipped": r.skipped, "total": len(r.results),
-                        "cutoffs": r.cutoffs, "repaired": repaired_outputs(r)},
+                        "cutoffs": r.cutoffs, "repaired": repaired_outputs(r), "closed": closed_outputs(r)},
             "cases": stats.wilson(sum(outcomes.values()), len(outcomes)).to_json(),
             "robustness": rob.to_json() if rob else None,
             "flaky": r.flaky_tests(),

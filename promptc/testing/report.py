@@ -123,6 +123,23 @@ def repaired_outputs(report: Report) -> int:
     return sum(smp.repaired for r in report.results if r.status != "skipped" for smp in r.samples)
 
 
+def closed_outputs(report: Report) -> int:
+    """Judged outputs that constrained decoding closed early because the budget ran low (finish reason
+    `closed`): valid values, but shorter than the model would have written. Counted apart, since a
+    suite full of them wants a larger max_new_tokens."""
+    return sum(smp.closed for r in report.results if r.status != "skipped" for smp in r.samples)
+
+
+def _notes(report: Report) -> str:
+    """The summary line's notes: outputs repaired into JSON, values closed at the budget."""
+    notes = []
+    for n, what in ((repaired_outputs(report), "repaired into JSON"), (closed_outputs(report),
+                                                                       "closed early at the budget")):
+        if n:
+            notes.append(f"{n} output{'s' if n != 1 else ''} {what}")
+    return f" ({'; '.join(notes)})" if notes else ""
+
+
 def to_text(report: Report, color: bool = False) -> str:
     s = report.subject
     out = [f"promptc test: task {report.task} of {report.program}, {s['kind']} {s['name']}"
@@ -138,10 +155,7 @@ def to_text(report: Report, color: bool = False) -> str:
     u = report.usage()
     out.append(f"{u['requests']} requests ({u['cached']} cached), {u['prompt_tokens_per_request']} prompt tokens and "
                f"{u['latency_per_request_s'] * 1000:.0f} ms per request, {report.seconds:.1f} s in all")
-    line = report.summary_line()
-    fixed = repaired_outputs(report)
-    if fixed:
-        line += f" ({fixed} output{'s' if fixed != 1 else ''} repaired into JSON)"
+    line = report.summary_line() + _notes(report)
     out.append(line if not color else (f"{_B}{_R if report.failed else _G}{line}{_X}"))
     return "\n".join(out)
 
@@ -149,6 +163,7 @@ def to_text(report: Report, color: bool = False) -> str:
 def to_json(report: Report) -> str:
     data = report.to_json()
     data["summary"].setdefault("repaired", repaired_outputs(report))
+    data["summary"].setdefault("closed", closed_outputs(report))
     return json.dumps(data, indent=2, ensure_ascii=False)
 
 
@@ -165,6 +180,7 @@ def to_junit(report: Report) -> str:
         ET.SubElement(props, "property", name=str(k), value=str(v))
     ET.SubElement(props, "property", name="cutoffs", value=str(report.cutoffs))  # budget, not wrong answers
     ET.SubElement(props, "property", name="repaired", value=str(repaired_outputs(report)))
+    ET.SubElement(props, "property", name="closed", value=str(closed_outputs(report)))
     rob = report.robustness()
     if rob is not None:
         ET.SubElement(props, "property", name="robustness", value=str(rob))

@@ -64,6 +64,7 @@ class Sample:
     labelled: bool = False
     original: Sample | None = None  # robustness: the judged sample of the unperturbed input
     repaired: bool = False  # the backend repaired the reply into JSON before it was parsed
+    closed: bool = False  # constrained decoding closed the value early: the budget ran low (finish "closed")
 
     @property
     def passed(self) -> bool:
@@ -262,7 +263,7 @@ def judge(task: ir.Task, inputs: dict[str, Any], result: Result,
             for c in task.constraints:
                 checks.append(_eval_check("constraint", c.name, c.source, c.expr, env, c.description))
     return Sample(inputs, value, result.parsed.raw, checks, g.prompt_tokens, g.completion_tokens, g.seconds,
-                  g.cached, repeat, expected, labelled, repaired=g.repaired)
+                  g.cached, repeat, expected, labelled, repaired=g.repaired, closed=g.finish_reason == "closed")
 
 
 def expected_check(value: Any, expected: Any) -> Check:

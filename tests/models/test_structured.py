@@ -377,6 +377,26 @@ def test_run_details_says_closed_when_the_guide_closed_the_value(tmp_path, monke
         assert line["finish_reason"] == "closed" and line["completion_tokens"] <= 24, line
 
 
+
+def test_test_reports_count_values_closed_at_the_budget(tmp_path, monkeypatch):
+    """The same forced closing inside `promptc test`: the case passes (the value is valid) and the report
+    counts it apart, in the text summary, the JSON summary and a JUnit property; with room to finish,
+    none is counted."""
+    import json as _json
+
+    import promptc
+    from promptc.testing.report import closed_outputs, to_json, to_junit, to_text
+
+    monkeypatch.setenv("PROMPTC_CACHE_DIR", str(tmp_path / "cache"))
+    prog = promptc.loads(CLOSE + 'test note { case "a" { input { x: "a" } expect output.n >= 0 } }\n')
+    tight = prog.task("note").test(model="tiny-causal", max_new_tokens=24)
+    assert tight.passed == 1 and closed_outputs(tight) == 1
+    assert to_text(tight).splitlines()[-1].endswith("(1 output closed early at the budget)")
+    assert _json.loads(to_json(tight))["summary"]["closed"] == 1
+    assert '<property name="closed" value="1" />' in to_junit(tight)
+    roomy = prog.task("note").test(model="tiny-causal", max_new_tokens=400)
+    assert closed_outputs(roomy) == 0 and "closed" not in to_text(roomy)
+
 # ------------------------------------------------------------------ the tracker agrees with llguidance
 WALK_TYPES = [
     RECORD,

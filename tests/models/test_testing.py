@@ -166,7 +166,7 @@ def test_json_report_follows_the_documented_schema():
     assert doc["schema_version"] == 2
     assert doc["summary"] == {"passed": 1, "failed": 2, "skipped": 0, "total": 3, "ok": False,
                               "seconds": doc["summary"]["seconds"], "flaky": [], "robustness": None,
-                              "cutoffs": 0, "repaired": 0}
+                              "cutoffs": 0, "repaired": 0, "closed": 0}
     t = doc["tests"][1]
     assert set(t) == {"name", "kind", "status", "origin", "pass_rate", "pass_rate_ci95", "samples", "inputs_tried",
                       "inputs_failed", "reason", "flaky_inputs", "robustness", "metrics", "failures", "outputs",
