@@ -756,7 +756,8 @@ class Tracker:
                 self.ok = False
                 return
 
-    def _push(self, node: Node) -> None:
+    def _push(self, node: Node | None) -> None:
+        assert node is not None  # shape() gives every opt and list its item
         self.stack.append([node, "start"])
 
     def _child_done(self) -> None:
@@ -781,113 +782,122 @@ class Tracker:
             self.done = True
 
     def _step(self, frame: list, ch: str) -> str:
-        n, st = frame
-        k = n.kind
-        if k == "alt":
-            sofar = (st if st != "start" else "") + ch
-            live = [o for o in n.options if o.startswith(sofar)]
-            if not live:
-                return "fail"
-            frame[1] = sofar
-            if sofar in n.options and len(live) == 1:
-                self._finish_top()
+        """Feed `ch` to the value on top of the stack: "eaten", "fail", or "pop" (the value ended
+        before `ch`, which belongs to its parent)."""
+        step = getattr(self, f"_step_{frame[0].kind}", None)
+        return step(frame, frame[0], frame[1], ch) if step is not None else "fail"
+
+    def _step_alt(self, frame: list, n: Node, st: Any, ch: str) -> str:
+        sofar = (st if st != "start" else "") + ch
+        live = [o for o in n.options if o.startswith(sofar)]
+        if not live:
+            return "fail"
+        frame[1] = sofar
+        if sofar in n.options and len(live) == 1:
+            self._finish_top()
+        return "eaten"
+
+    def _step_opt(self, frame: list, n: Node, st: Any, ch: str) -> str:
+        if st == "start":
+            if ch == "n":
+                frame[0] = Node("alt", options=("null",))
+                frame[1] = "n"
+                return "eaten"
+            frame[1] = "value"
+            self._push(n.item)
+            return self._step(self.stack[-1], ch)
+        return "pop"
+
+    def _step_raw(self, frame: list, n: Node, st: Any, ch: str) -> str:
+        # state: (text so far, pattern state or None once the pattern cannot match)
+        text, rs = ("", n.rx.start()) if st == "start" else st
+        rs = n.rx.step(rs, ch) if rs is not None and len(text) < n.hi else None
+        text += ch
+        if rs is None and not any(o.startswith(text) for o in n.options):
+            return "fail"
+        frame[1] = (text, rs)
+        return "eaten"
+
+    def _step_num(self, frame: list, n: Node, st: Any, ch: str) -> str:
+        state = n.rx.start() if st == "start" else st
+        nxt = n.rx.step(state, ch)
+        if nxt is not None:
+            frame[1] = nxt
             return "eaten"
-        if k == "opt":
-            if st == "start":
-                if ch == "n":
-                    frame[0] = Node("alt", options=("null",))
-                    frame[1] = "n"
-                    return "eaten"
-                frame[1] = "value"
-                self._push(n.item)
-                return self._step(self.stack[-1], ch)
-            return "pop"
-        if k == "raw":  # state: (text so far, pattern state or None once the pattern cannot match)
-            text, rs = ("", n.rx.start()) if st == "start" else st
-            rs = n.rx.step(rs, ch) if rs is not None and len(text) < n.hi else None
-            text += ch
-            if rs is None and not any(o.startswith(text) for o in n.options):
+        return "pop" if st != "start" and n.rx.accepting(state) else "fail"
+
+    def _step_str(self, frame: list, n: Node, st: Any, ch: str) -> str:
+        if st == "start":
+            if ch != '"':
                 return "fail"
-            frame[1] = (text, rs)
+            frame[1] = (0, False, n.rx.start() if n.rx else None)
             return "eaten"
-        if k == "num":
-            state = n.rx.start() if st == "start" else st
-            nxt = n.rx.step(state, ch)
-            if nxt is not None:
-                frame[1] = nxt
-                return "eaten"
-            return "pop" if st != "start" and n.rx.accepting(state) else "fail"
-        if k == "str":
-            if st == "start":
-                if ch != '"':
-                    return "fail"
-                frame[1] = (0, False, n.rx.start() if n.rx else None)
-                return "eaten"
-            count, esc, rs = st
-            if esc:
-                real = {"n": "\n", "t": "\t", "r": "\r", "b": "\b", "f": "\f"}.get(ch, ch)
-                if ch not in '"\\bfnrt':
-                    return "fail"
-                return self._str_char(frame, n, count, rs, real)
-            if ch == "\\":
-                frame[1] = (count, True, rs)
-                return "eaten"
-            if ch == '"':
-                if count < n.lo or (n.rx is not None and not n.rx.accepting(rs)):
-                    return "fail"
+        count, esc, rs = st
+        if esc:
+            real = {"n": "\n", "t": "\t", "r": "\r", "b": "\b", "f": "\f"}.get(ch, ch)
+            if ch not in '"\\bfnrt':
+                return "fail"
+            return self._str_char(frame, n, count, rs, real)
+        if ch == "\\":
+            frame[1] = (count, True, rs)
+            return "eaten"
+        if ch == '"':
+            if count < n.lo or (n.rx is not None and not n.rx.accepting(rs)):
+                return "fail"
+            self._finish_top()
+            return "eaten"
+        return self._str_char(frame, n, count, rs, ch)
+
+    def _step_list(self, frame: list, n: Node, st: Any, ch: str) -> str:
+        if st == "start":
+            if ch != "[":
+                return "fail"
+            frame[1] = ("open", 0)
+            return "eaten"
+        phase, items = st
+        if phase == "open":
+            if ch == "]" and n.lo == 0:
                 self._finish_top()
                 return "eaten"
-            return self._str_char(frame, n, count, rs, ch)
-        if k == "list":
-            if st == "start":
-                if ch != "[":
-                    return "fail"
-                frame[1] = ("open", 0)
+            frame[1] = ("item", items)
+            self._push(n.item)
+            return self._step(self.stack[-1], ch)
+        if phase == "after":
+            if ch == "]" and items >= n.lo:
+                self._finish_top()
                 return "eaten"
-            phase, items = st
-            if phase == "open":
-                if ch == "]" and n.lo == 0:
-                    self._finish_top()
-                    return "eaten"
-                frame[1] = ("item", items)
-                self._push(n.item)
-                return self._step(self.stack[-1], ch)
-            if phase == "after":
-                if ch == "]" and items >= n.lo:
-                    self._finish_top()
-                    return "eaten"
-                if ch == "," and items < n.hi:
-                    frame[1] = ("sep", items)
-                    return "eaten"
-                return "fail"
-            if phase == "sep":
-                if ch != " ":
-                    return "fail"
-                frame[1] = ("item", items)
-                self._push(n.item)
+            if ch == "," and items < n.hi:
+                frame[1] = ("sep", items)
                 return "eaten"
             return "fail"
-        if k == "record":
-            if st == "start":
-                st = ("key", 0, 0)
-            if st[0] == "after":
-                st = ("key", st[1] + 1, 0)
-            phase, i, pos = st
-            if i >= len(n.fields):
-                if ch == "}":
-                    self._finish_top()
-                    return "eaten"
+        if phase == "sep":
+            if ch != " ":
                 return "fail"
-            key = ("{" if i == 0 else ", ") + json.dumps(n.fields[i][0]) + ": "
-            if pos < len(key) and key[pos] == ch:
-                pos += 1
-                if pos == len(key):
-                    frame[1] = ("value", i, 0)
-                    self._push(n.fields[i][1])
-                else:
-                    frame[1] = ("key", i, pos)
+            frame[1] = ("item", items)
+            self._push(n.item)
+            return "eaten"
+        return "fail"
+
+    def _step_record(self, frame: list, n: Node, st: Any, ch: str) -> str:
+        if st == "start":
+            st = ("key", 0, 0)
+        if st[0] == "after":
+            st = ("key", st[1] + 1, 0)
+        phase, i, pos = st
+        if i >= len(n.fields):
+            if ch == "}":
+                self._finish_top()
                 return "eaten"
             return "fail"
+        key = ("{" if i == 0 else ", ") + json.dumps(n.fields[i][0]) + ": "
+        if pos < len(key) and key[pos] == ch:
+            pos += 1
+            if pos == len(key):
+                frame[1] = ("value", i, 0)
+                self._push(n.fields[i][1])
+            else:
+                frame[1] = ("key", i, pos)
+            return "eaten"
         return "fail"
 
     def _str_char(self, frame, n: Node, count: int, rs, ch: str) -> str:
