@@ -441,7 +441,8 @@ class OpenAIBackend:
                 last = f"the request deadline of {self.deadline:g} s ran out"
                 break
             try:
-                payload = await asyncio.wait_for(self._post(client, url, headers, data), budget)
+                async with asyncio.timeout(budget):  # (wait_for would start a task per request)
+                    payload = await self._post(client, url, headers, data)
                 return self._generation(job, payload, url, time.perf_counter() - t0)
             except TimeoutError:
                 last = (f"timed out after {budget:g} s calling {url} (no complete answer; raise --timeout "
