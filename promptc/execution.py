@@ -58,34 +58,21 @@ def run_requests(backend: Backend, requests: list[Request], inputs: list[dict[st
     return out
 
 
-_PROXY_VARS = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")
-
-
 def preflight(backend: Any) -> None:
     """Fail at once, naming the URL, when nothing answers at an HTTP backend's server (connection
     refused, an unknown host, no answer to connect), instead of retrying every request and reporting
     each as a failed call. One TCP connection with a short timeout; skipped behind a proxy, where the
     proxy decides, and for local backends."""
-    import os
-    import socket
-    from urllib.parse import urlsplit
+    from promptc.models.loading import connect_problem
 
     base = getattr(backend, "base_url", None)
-    if not isinstance(base, str) or any(os.environ.get(v) for v in _PROXY_VARS):
+    if not isinstance(base, str):
         return
-    url = urlsplit(base)
-    if not url.hostname:
-        return
-    port = url.port or (443 if url.scheme == "https" else 80)
-    timeout = min(5.0, float(getattr(backend, "connect_timeout", 5.0) or 5.0))
-    try:
-        with socket.create_connection((url.hostname, port), timeout=timeout):
-            return
-    except OSError as e:
-        why = f"no answer within {timeout:g} s" if isinstance(e, TimeoutError) else (e.strerror or str(e))
+    why = connect_problem(base, min(5.0, float(getattr(backend, "connect_timeout", 5.0) or 5.0)))
+    if why:
         raise ModelError(f"nothing answered at {base} ({why})",
                          hint="start the server, or fix the address: openai:MODEL@http://HOST:PORT/v1 "
-                              "(or OPENAI_BASE_URL)") from None
+                              "(or OPENAI_BASE_URL)")
 
 
 def every_call_failed(results: list[Result]) -> str | None:

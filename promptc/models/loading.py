@@ -132,20 +132,33 @@ def _hub_unreachable() -> str | None:
     """Why the hub cannot be used right now (offline mode, or its host does not answer), else None. One
     short connection attempt, never transformers' retries; behind a proxy the download is left to try."""
     import os
-    import socket
-    from urllib.parse import urlsplit
 
     truthy = {"1", "true", "yes", "on"}
     for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
         if os.environ.get(var, "").strip().lower() in truthy:
             return f"the hub is offline ({var}={os.environ[var]})"
-    if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
-        return None
     endpoint = os.environ.get("HF_ENDPOINT") or "https://huggingface.co"
-    url = urlsplit(endpoint)
-    host, port = url.hostname or "", url.port or (80 if url.scheme == "http" else 443)
+    why = connect_problem(endpoint, 3.0)
+    return f"the hub ({endpoint}) cannot be reached ({why})" if why else None
+
+
+_PROXY_VARS = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")
+
+
+def connect_problem(url: str, timeout: float) -> str | None:
+    """Why one TCP connection to `url`'s host and port fails (refused, unknown host, no answer within
+    `timeout`), else None. Behind a proxy it is None: the proxy decides what can be reached. One short
+    attempt, where a client library would retry each request for tens of seconds."""
+    import os
+    import socket
+    from urllib.parse import urlsplit
+
+    u = urlsplit(url)
+    if not u.hostname or any(os.environ.get(v) for v in _PROXY_VARS):
+        return None
+    port = u.port or (443 if u.scheme == "https" else 80)
     try:
-        with socket.create_connection((host, port), timeout=3):
+        with socket.create_connection((u.hostname, port), timeout=timeout):
             return None
     except OSError as e:
-        return f"the hub ({endpoint}) cannot be reached ({e.strerror or e})"
+        return f"no answer within {timeout:g} s" if isinstance(e, TimeoutError) else (e.strerror or str(e))
