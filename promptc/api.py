@@ -73,12 +73,21 @@ class Task:
             return artifact
         return Artifact(self, Path(artifact), artifact_subject(artifact, self.program.ir, self.ir, model, **decoding))
 
-    def inputs(self, **given: Any):
-        """A hypothesis strategy for valid inputs of this task; field constraints shape it. Keyword
-        arguments override whole inputs with strategies: `task.inputs(ticket=st.just({...}))`."""
-        from promptc.schema import strategy
+    def inputs(self, *, max_text_len: int | None = None, max_list_len: int | None = None, **given: Any):
+        """A hypothesis strategy for valid inputs of this task, over the whole declared domain: strings and
+        lists up to their max_len, numbers to their bounds, every enum member, null for optionals, each
+        bound drawn on purpose (docs/testing.md). Keyword arguments override whole inputs with strategies:
+        `task.inputs(ticket=st.just({...}))`; `max_text_len`/`max_list_len` cap drawn sizes."""
+        from promptc.schema import Limits, strategy
 
-        return strategy(self.ir.input_type, {(k,): v for k, v in given.items()})
+        return strategy(self.ir.input_type, {(k,): v for k, v in given.items()}, Limits(max_text_len, max_list_len))
+
+    def boundary_inputs(self, *, max_text_len: int | None = None, max_list_len: int | None = None):
+        """Strategies that together pin every declared bound, enum member and null of the inputs; drawing
+        each once (as `promptc test` does before its other draws) tries every boundary."""
+        from promptc.schema import Limits, domain
+
+        return domain(self.ir.input_type, None, Limits(max_text_len, max_list_len)).sweep
 
     def test(self, target: str | None = None, model: Any = None, *, artifact: str | Path | Artifact | None = None,
              cache: bool = True, **options: Any):
@@ -89,7 +98,7 @@ class Task:
         if model is None and artifact is None:
             raise UsageError("Task.test needs a model for a text target (model=\"hf:...\"), or an artifact")
         suite_opts: dict[str, Any] = {k: options.pop(k) for k in ("repeat", "min_pass", "max_examples", "pattern",
-                                                                  "judge_model", "teacher") if k in options}
+                                                                  "judge_model", "teacher", "limits") if k in options}
         suite_opts["seed"] = options.get("seed", 0)  # the decoding seed also seeds the perturbations
         prog = self.program.ir
         if isinstance(artifact, Artifact):

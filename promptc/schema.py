@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from promptc import ir
@@ -343,68 +343,238 @@ def example_value(t: ir.Type) -> Any:
 
 
 # ------------------------------------------------------------------ hypothesis strategies
+# What is drawn (docs/testing.md, "What property tests draw"): every value of the declared domain can be
+# drawn, and each boundary is drawn on purpose. A length or a number is drawn as one_of(the bounds, any
+# value between them), so about half the draws of a bounded leaf sit on a bound; `domain()` adds a sweep,
+# a short list of inputs that pins every bound, every enum member and null for each optional, which the
+# property runner draws first. Two caps keep unbounded types finite; they are settable (`Limits`,
+# `--max-text-len`, `--max-list-len`), and every cut they make is named in `Domain.cuts` and the report.
 DEFAULT_MAX_TEXT = 200  # strings without max_len are drawn up to this many characters
-DEFAULT_MAX_ITEMS = 5
+DEFAULT_MAX_ITEMS = 5  # lists without max_len are drawn up to this many items
+SEGMENT = 256  # a string longer than this repeats a drawn run of up to SEGMENT characters (speed)
+RUN = 16  # a list longer than this repeats a drawn run of up to RUN items (speed)
+FLOAT_MAX = 1.7976931348623157e308  # the largest finite double: the bounds of an unbounded float
 
 
-def strategy(t: ir.Type, overrides: dict[tuple, Any] | None = None, _path: tuple = ()):
-    """A hypothesis strategy for valid values of `t`. Field constraints shape it; `overrides` maps a
-    path (a tuple of field names) to a strategy that replaces the one for that path."""
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Caps on drawn sizes. `max_text`/`max_list`: the longest string/list drawn, declared max_len or not
+    (None: the declared max_len in full, and DEFAULT_MAX_TEXT/DEFAULT_MAX_ITEMS where none is declared).
+    A cap never goes below a declared min_len."""
+
+    max_text: int | None = None
+    max_list: int | None = None
+
+
+@dataclass
+class Domain:
+    """What the generators of a type draw: `strategy` (the general strategy, bounds mixed in), `sweep`
+    (strategies that together pin every bound, enum member and null: draw each once) and `cuts` (where a
+    cap kept the draws from part of the declared domain, in words)."""
+
+    strategy: Any
+    sweep: list[Any] = field(default_factory=list)
+    cuts: list[str] = field(default_factory=list)
+
+
+def _where(path: tuple) -> str:
+    out = "input"
+    for p in path:
+        out += "[]" if p == "[]" else f".{p}"
+    return out
+
+
+def _tile(n: int):
+    return lambda s: (s * (n // max(1, len(s)) + 1))[:n]
+
+
+def _text_of_length(n: int, alphabet: str | None = None):
+    """Strings of exactly n characters; past SEGMENT a drawn run repeats, so hypothesis never needs more
+    than SEGMENT choices for one string (it draws at most 8,192 in all per example)."""
     from hypothesis import strategies as st
 
-    if overrides and _path in overrides:
-        return overrides[_path]
-    if isinstance(t, ir.OptionalT):
-        inner = strategy(t.inner, overrides, _path)
-        if overrides and any(p[: len(_path)] == _path and len(p) > len(_path) for p in overrides):
-            return inner  # an override below this path asks for a value, not null
-        return st.one_of(st.none(), inner)
-    if isinstance(t, ir.StrT):
-        lo = t.min_len or 0
-        hi = t.max_len if t.max_len is not None else max(lo, DEFAULT_MAX_TEXT)
-        if t.pattern is not None:
-            return st.from_regex(t.pattern, fullmatch=True).filter(lambda s: lo <= len(s) <= hi)
-        return st.text(min_size=lo, max_size=min(hi, max(lo, DEFAULT_MAX_TEXT)))
-    if isinstance(t, ir.IntT):
-        lo = math.ceil(t.ge) if t.ge is not None else INT_MIN
-        hi = math.floor(t.le) if t.le is not None else INT_MAX
-        return st.integers(min_value=max(lo, INT_MIN), max_value=min(hi, INT_MAX))
-    if isinstance(t, ir.FloatT):
-        return st.floats(min_value=t.ge, max_value=t.le, allow_nan=False, allow_infinity=False)
-    if isinstance(t, ir.BoolT):
-        return st.booleans()
-    if isinstance(t, ir.EnumT):
-        return st.sampled_from(t.members)
-    if isinstance(t, ir.ListT):
-        lo = t.min_len or 0
-        hi = t.max_len if t.max_len is not None else max(lo, DEFAULT_MAX_ITEMS)
-        return st.lists(strategy(t.item, overrides, (*_path, "[]")), min_size=lo, max_size=hi)
-    if isinstance(t, ir.RecordT):
-        return st.fixed_dictionaries({k: strategy(ft, overrides, (*_path, k)) for k, ft in t.fields})
-    return st.nothing()
+    chars = {} if alphabet is None else {"alphabet": alphabet}
+    if n <= SEGMENT:
+        return st.text(**chars, min_size=n, max_size=n)
+    return st.text(**chars, min_size=1, max_size=SEGMENT).map(_tile(n))
 
 
-def generator_strategy(name: str, args: tuple, kwargs: dict[str, Any]):
-    """The strategy of a `given` generator, e.g. text(max_len=60) or one_of(a, b)."""
+def _list_of_length(n: int, item):
+    from hypothesis import strategies as st
+
+    if n <= RUN:
+        return st.lists(item, min_size=n, max_size=n)
+    return st.lists(item, min_size=1, max_size=RUN).map(_tile(n))
+
+
+def _bounded(lo: Any, hi: Any, general):
+    """one_of(the bounds, anything between): the bounds are drawn on purpose, and it shrinks to `lo`."""
+    from hypothesis import strategies as st
+
+    bounds = [lo] if lo == hi else [lo, hi]
+    return st.one_of(st.sampled_from(bounds), general)
+
+
+def _length_range(what: str, lo: int, declared: int | None, cap: int | None, default: int, path: tuple,
+                  cuts: list[str], option: str) -> int:
+    """The longest length drawn for a str or list, recording a cut when a cap shortens the domain."""
+    unit = "characters" if what == "str" else "items"
+    if declared is None:
+        hi = max(lo, cap if cap is not None else default)
+        cuts.append(f"{_where(path)}: {what} has no max_len; drawn up to {hi} {unit} ({option} N draws longer)")
+        return hi
+    if cap is not None and cap < declared:
+        hi = max(lo, cap)
+        if hi < declared:
+            cuts.append(f"{_where(path)}: drawn up to {hi} {unit} of max_len={declared} ({option} {cap})")
+        return hi
+    return declared
+
+
+def text_domain(lo: int, hi: int, alphabet: str | None = None) -> Domain:
+    """Strings of lo..hi characters: any length in between, with lo and hi drawn on purpose."""
+    from hypothesis import strategies as st
+
+    lengths = _bounded(lo, hi, st.integers(lo, hi))
+    sweep = [_text_of_length(n, alphabet) for n in sorted({lo, hi})]
+    return Domain(lengths.flatmap(lambda n: _text_of_length(n, alphabet)), sweep)
+
+
+def number_domain(kind: type, lo: Any, hi: Any) -> Domain:
+    from hypothesis import strategies as st
+
+    general: Any
+    if kind is int:
+        general = st.integers(min_value=lo, max_value=hi)
+    else:
+        general = st.floats(min_value=lo, max_value=hi, allow_nan=False, allow_infinity=False)
+    return Domain(_bounded(lo, hi, general), [st.just(v) for v in sorted({lo, hi})])
+
+
+class _Builder:
+    def __init__(self, overrides: dict[tuple, Any] | None, limits: Limits | None):
+        self.overrides = overrides or {}
+        self.limits = limits or Limits()
+        self.cuts: list[str] = []
+
+    def below(self, path: tuple) -> bool:
+        return any(p[: len(path)] == path and len(p) > len(path) for p in self.overrides)
+
+    def build(self, t: ir.Type, path: tuple) -> Domain:
+        from hypothesis import strategies as st
+
+        if path in self.overrides:
+            o = self.overrides[path]
+            if isinstance(o, Domain):
+                self.cuts.extend(o.cuts)
+                return o
+            return Domain(o)
+        if isinstance(t, ir.OptionalT):
+            inner = self.build(t.inner, path)
+            if self.below(path):
+                return inner  # an override below this path asks for a value, not null
+            return Domain(st.one_of(st.none(), inner.strategy), [st.none(), *(inner.sweep or [inner.strategy])])
+        if isinstance(t, ir.StrT):
+            lo = t.min_len or 0
+            if t.pattern is not None:  # lengths come from the regex; the declared bounds only filter
+                top = t.max_len if t.max_len is not None else math.inf
+                return Domain(st.from_regex(t.pattern, fullmatch=True).filter(lambda s: lo <= len(s) <= top))
+            hi = _length_range("str", lo, t.max_len, self.limits.max_text, DEFAULT_MAX_TEXT, path, self.cuts,
+                               "--max-text-len")
+            return text_domain(lo, hi)
+        if isinstance(t, ir.IntT):
+            lo = max(math.ceil(t.ge), INT_MIN) if t.ge is not None else INT_MIN
+            hi = min(math.floor(t.le), INT_MAX) if t.le is not None else INT_MAX
+            return number_domain(int, lo, hi)
+        if isinstance(t, ir.FloatT):
+            return number_domain(float, float(t.ge) if t.ge is not None else -FLOAT_MAX,
+                                 float(t.le) if t.le is not None else FLOAT_MAX)
+        if isinstance(t, ir.BoolT):
+            return Domain(st.booleans(), [st.just(False), st.just(True)])
+        if isinstance(t, ir.EnumT):
+            return Domain(st.sampled_from(t.members), [st.just(m) for m in t.members])
+        if isinstance(t, ir.ListT):
+            return self.list_domain(t, path)
+        if isinstance(t, ir.RecordT):
+            fields = {k: self.build(ft, (*path, k)) for k, ft in t.fields}
+            general = {k: d.strategy for k, d in fields.items()}
+            sweep = [st.fixed_dictionaries({k: d.sweep[i] if i < len(d.sweep) else d.strategy
+                                            for k, d in fields.items()})
+                     for i in range(max((len(d.sweep) for d in fields.values()), default=0))]
+            return Domain(st.fixed_dictionaries(general), sweep)
+        return Domain(st.nothing())
+
+    def list_domain(self, t: ir.ListT, path: tuple) -> Domain:
+        from hypothesis import strategies as st
+
+        item = self.build(t.item, (*path, "[]"))
+        lo = t.min_len or 0
+        hi = _length_range("list", lo, t.max_len, self.limits.max_list, DEFAULT_MAX_ITEMS, path, self.cuts,
+                           "--max-list-len")
+        lengths = _bounded(lo, hi, st.integers(lo, hi))
+        general = lengths.flatmap(lambda n: _list_of_length(n, item.strategy))
+        # the sweep: a list of each bound length, then more of the longest until every item bound was in one
+        sweep: list[Any] = []
+        used = 0
+
+        def one(n: int) -> None:
+            nonlocal used
+            k = min(n, RUN)
+            items = [item.sweep[(used + j) % len(item.sweep)] if item.sweep else item.strategy for j in range(k)]
+            used += k
+            sweep.append(st.tuples(*items).map(list).map(_tile(n)) if k else st.just([]))
+
+        for n in sorted({lo, hi}):
+            one(n)
+        while hi > 0 and used < len(item.sweep):
+            one(hi)
+        return Domain(general, sweep)
+
+
+def domain(t: ir.Type, overrides: dict[tuple, Any] | None = None, limits: Limits | None = None) -> Domain:
+    """The strategy, the boundary sweep and the cuts of valid values of `t`. `overrides` maps a path (a
+    tuple of field names, "[]" for list items) to a strategy or a Domain that replaces that path's."""
+    b = _Builder(overrides, limits)
+    d = b.build(t, ())
+    d.cuts = list(dict.fromkeys(b.cuts))
+    return d
+
+
+def strategy(t: ir.Type, overrides: dict[tuple, Any] | None = None, limits: Limits | None = None):
+    """A hypothesis strategy for valid values of `t`, over the whole declared domain with every bound
+    drawn on purpose (see `domain`). `overrides` maps a path to a strategy that replaces that path's."""
+    return domain(t, overrides, limits).strategy
+
+
+def generator_domain(name: str, args: tuple, kwargs: dict[str, Any], limits: Limits | None = None,
+                     path: tuple = ()) -> Domain:
+    """What a `given` generator draws, e.g. text(max_len=60) or one_of(a, b), with its own bounds swept."""
     from hypothesis import strategies as st
 
     if name == "text":
         lo = kwargs.get("min_len", 0)
-        hi = kwargs.get("max_len", max(lo, DEFAULT_MAX_TEXT))
-        if "alphabet" in kwargs:
-            return st.text(alphabet=kwargs["alphabet"], min_size=lo, max_size=hi)
-        return st.text(min_size=lo, max_size=hi)
+        cuts: list[str] = []
+        hi = _length_range("str", lo, kwargs.get("max_len"), (limits or Limits()).max_text, DEFAULT_MAX_TEXT,
+                           path, cuts, "--max-text-len")
+        d = text_domain(lo, hi, kwargs.get("alphabet"))
+        d.cuts = cuts
+        return d
     if name == "regex":
-        return st.from_regex(args[0], fullmatch=True)
+        return Domain(st.from_regex(args[0], fullmatch=True))
     if name == "one_of":
-        return st.sampled_from(list(args))
+        return Domain(st.sampled_from(list(args)), [st.just(a) for a in args])
     if name == "ints":
-        return st.integers(min_value=int(args[0]), max_value=int(args[1]))
+        return number_domain(int, int(args[0]), int(args[1]))
     if name == "floats":
-        return st.floats(min_value=args[0], max_value=args[1], allow_nan=False, allow_infinity=False)
+        return number_domain(float, float(args[0]), float(args[1]))
     if name == "bools":
-        return st.booleans()
+        return Domain(st.booleans(), [st.just(False), st.just(True)])
     raise ValueError(name)
+
+
+def generator_strategy(name: str, args: tuple, kwargs: dict[str, Any]):
+    """The strategy of a `given` generator, e.g. text(max_len=60) or one_of(a, b)."""
+    return generator_domain(name, args, kwargs).strategy
 
 
 _UNSUPPORTED = [

@@ -86,12 +86,33 @@ def _subject_args(p: argparse.ArgumentParser, task_help: str, target_help: str) 
     p.add_argument("--model", metavar="SPEC", help="hf:<dir or hub id>, openai:<model>[@<base_url>] or tiny-causal")
 
 
+def _cap(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = -1
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"expected a length (0 or more), got '{text}'")
+    return n
+
+
+def _limits(args: argparse.Namespace):
+    from promptc.schema import Limits
+
+    return Limits(getattr(args, "max_text_len", None), getattr(args, "max_list_len", None))
+
+
 def _suite_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--repeat", type=int, default=1, metavar="N", help="samples per input (use with --temperature)")
     p.add_argument("--min-pass", type=float, default=1.0, metavar="RATE",
                    help="a test passes when this share of its samples pass (default 1.0)")
     p.add_argument("--max-examples", type=int, metavar="N",
                    help="inputs per property (default: the property's max_examples, else 25)")
+    p.add_argument("--max-text-len", type=_cap, metavar="N",
+                   help="draw property strings up to N characters (default: the declared max_len; "
+                        "200 where none is declared); the report names every cut")
+    p.add_argument("--max-list-len", type=_cap, metavar="N",
+                   help="draw property lists up to N items (default: the declared max_len; 5 where none is declared)")
     p.add_argument("-k", metavar="PATTERN", help="run only tests whose name contains PATTERN (or matches a glob)")
     p.add_argument("--judge-model", metavar="SPEC", help="the model that answers judge(\"rubric\") checks")
     p.add_argument("--teacher", metavar="SPEC", help="the model that paraphrases for `perturb ... = paraphrase()`")
@@ -245,7 +266,7 @@ def run_tests(args: argparse.Namespace, prog, task, subject):
     try:
         return run_suite(prog.ir, task.ir, subject, repeat=args.repeat, min_pass=args.min_pass, max_examples=args.max_examples,
                          pattern=args.k, cache=open_cache(not args.no_cache), progress=update, seed=args.seed,
-                         judge_model=judge, teacher=teacher)
+                         judge_model=judge, teacher=teacher, limits=_limits(args))
     finally:
         stop()
 

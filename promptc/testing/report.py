@@ -56,6 +56,7 @@ def _result_lines(r: TestResult, color: bool) -> list[str]:
     if r.reason:
         head += f"  [{r.reason}]"
     lines = [head]
+    lines.extend(f"      cut: {cut}" for cut in r.domain_cuts)  # where a cap kept the draws off the domain
     if r.metrics:
         lines.extend(metric_lines(r.metrics, "      "))
     if r.status == "failed":
@@ -196,6 +197,7 @@ def to_junit(report: Report) -> str:
             if r.flaky:
                 out.append(f"flaky: {r.flaky_inputs} input(s) with disagreeing samples")
             out.extend(metric_lines(r.metrics or {}, ""))
+            out.extend(f"cut: {cut}" for cut in r.domain_cuts)
             ET.SubElement(tc, "system-out").text = "\n".join(out)
         if r.status == "skipped":
             ET.SubElement(tc, "skipped", message=r.reason or "skipped")

@@ -119,6 +119,7 @@ class TestResult:
     metrics: dict[str, Any] | None = None  # datasets: classification / field_match (to_json form)
     flaky_inputs: int = 0  # inputs whose repeated samples disagree
     robustness: Rate | None = None  # robustness properties: perturbed inputs whose relation held
+    domain_cuts: list[str] = field(default_factory=list)  # properties: where a cap kept draws off the domain
 
     __test__ = False
 
@@ -147,6 +148,7 @@ class TestResult:
             "failures": [s.to_json() for s in failing[:5]],
             "outputs": [s.outcome_json() for s in self.samples],
             "shrunk": self.shrunk.to_json() if self.shrunk else None,
+            "domain_cuts": self.domain_cuts,
         }
 
 
@@ -412,17 +414,37 @@ def _select(suite: Any, pattern: str | None) -> _Selection:
                       [d for d in suite.datasets if selected(d.name)], skipped)
 
 
+def draw_inputs(dom: Any, n: int) -> tuple[list[Any], list[str]]:
+    """`n` inputs from a schema.Domain: its boundary sweep first (one draw each), then general draws, so
+    every declared bound, enum member and null is tried within the first len(sweep) inputs. Returns the
+    inputs and the cuts: the domain's own, and the budget's when it is smaller than the sweep."""
+    xs: list[Any] = []
+    for sw in dom.sweep[:n]:
+        one: list[Any] = []
+        _draw(sw, 2, one.append, shrink=False)  # the first draw is hypothesis' simplest; keep the second
+        xs.append(one[-1])
+    cuts = list(dom.cuts)
+    if len(dom.sweep) > n:
+        cuts.append(f"{n} inputs cover {n} of the {len(dom.sweep)} boundary inputs; max_examples "
+                    f"{len(dom.sweep)} (or --max-examples) draws every bound")
+    elif n > len(xs):
+        _draw(dom.strategy, n - len(xs), xs.append, shrink=False)
+    return xs, cuts
+
+
 def _draw_properties(task: ir.Task, suite: Any, props: list[Any], max_examples: int | None, seed: int,
-                     paraphrase: Any) -> tuple[dict[str, list[dict[str, Any]]], dict[str, list[dict[str, Any]]],
-                                               dict[str, Any]]:
+                     paraphrase: Any, limits: Any = None
+                     ) -> tuple[dict[str, list[dict[str, Any]]], dict[str, list[dict[str, Any]]], dict[str, Any],
+                                dict[str, list[str]]]:
     """Draw every property's inputs (no model calls), deterministically, and perturb them for robustness
-    properties: (drawn, perturbed, strategies), each by property name."""
-    from promptc.schema import generator_strategy, strategy
+    properties: (drawn, perturbed, strategies, cuts), each by property name."""
+    from promptc.schema import domain, generator_domain
     from promptc.testing import perturb
 
     drawn: dict[str, list[dict[str, Any]]] = {}
     perturbed: dict[str, list[dict[str, Any]]] = {}
     strategies: dict[str, Any] = {}
+    cuts: dict[str, list[str]] = {}
     case_inputs = _dedupe([c.input for c in suite.cases] + [r.input for d in suite.datasets for r in d.rows])
     for p in props:
         if p.from_cases:
@@ -431,15 +453,15 @@ def _draw_properties(task: ir.Task, suite: Any, props: list[Any], max_examples: 
             overrides = {}
             for g in p.givens:
                 path = tuple("[]" if isinstance(part, int) else part for part in g.path)
-                overrides[path] = generator_strategy(g.generator, g.args, dict(g.kwargs))
-            strategies[p.name] = strategy(task.input_type, overrides)
-            xs: list[dict[str, Any]] = []
-            _draw(strategies[p.name], max_examples or p.max_examples or DEFAULT_MAX_EXAMPLES, xs.append, shrink=False)
+                overrides[path] = generator_domain(g.generator, g.args, dict(g.kwargs), limits, path)
+            dom = domain(task.input_type, overrides, limits)
+            strategies[p.name] = dom.strategy
+            xs, cuts[p.name] = draw_inputs(dom, max_examples or p.max_examples or DEFAULT_MAX_EXAMPLES)
             drawn[p.name] = _dedupe(xs)
         if p.perturbs:
             perturbed[p.name] = [perturb.apply(x, p.perturbs, task.input_type, seed, p.name, paraphrase)
                                  for x in drawn[p.name]]
-    return drawn, perturbed, strategies
+    return drawn, perturbed, strategies, cuts
 
 
 def _greedy_repeat_warning(repeat: int, subject: Subject) -> list[str]:
@@ -463,11 +485,12 @@ def _add_usage(report: Report, ev: Evaluator) -> None:
 def run_suite(program: ir.Program, task: ir.Task, subject: Subject, *, repeat: int = 1, min_pass: float = 1.0,
               max_examples: int | None = None, pattern: str | None = None, cache: Any = None,
               progress: Callable[[str], None] | None = None, seed: int = 0, judge_model: Any = None,
-              teacher: Any = None) -> Report:
+              teacher: Any = None, limits: Any = None) -> Report:
     """Run the program's tests for `task` against `subject`; return a Report.
 
     `seed` seeds the perturbations of robustness properties; `judge_model` (a backend) answers `judge()`
-    checks; `teacher` (a backend) paraphrases for `perturb ... = paraphrase()`."""
+    checks; `teacher` (a backend) paraphrases for `perturb ... = paraphrase()`; `limits` (a schema.Limits)
+    caps the strings and lists properties draw."""
     from promptc.execution import every_call_failed, preflight
     from promptc.testing import judging
 
@@ -482,7 +505,8 @@ def run_suite(program: ir.Program, task: ir.Task, subject: Subject, *, repeat: i
     paraphrase = judging.paraphraser(teacher, cache) if teacher is not None else None
 
     # 1. draw property inputs (no model calls), deterministically; perturb them for robustness properties
-    drawn, perturbed, strategies = _draw_properties(task, suite, sel.props, max_examples, seed, paraphrase)
+    drawn, perturbed, strategies, cuts = _draw_properties(task, suite, sel.props, max_examples, seed, paraphrase,
+                                                          limits)
 
     # 2. one batch for every case, row and property input (and perturbed input), for every sample
     reps = range(repeat)
@@ -509,6 +533,7 @@ def run_suite(program: ir.Program, task: ir.Task, subject: Subject, *, repeat: i
         for p in sel.props:
             results.append(_property_result(task, p, ev, reps, min_pass, drawn[p.name], perturbed.get(p.name),
                                             runtime, strategies.get(p.name), max_examples, progress))
+            results[-1].domain_cuts = cuts.get(p.name, [])
         return results
 
     if runtime is not None and runtime.uses_judge:
