@@ -17,6 +17,9 @@ from typing import Any
 from promptc.errors import ArtifactError, UsageError
 
 MANIFEST = "manifest.json"
+# `promptc artifacts sign` (promptc.signing) writes these beside the manifest; they are not in its hash list
+SIGNATURE, SIGNER_KEY = "signature.sig", "signature.pub"
+SIGNATURE_FILES = (SIGNATURE, SIGNER_KEY)
 
 
 def sha256_file(path: str | Path) -> str:
@@ -72,7 +75,7 @@ def check_destination(dest: str | Path) -> None:
     if m is None:
         raise ArtifactError(f"{d} exists and is not a promptc artifact; refusing to replace it",
                             hint="choose another output folder with -o, or empty this one first")
-    listed = set(m.get("files") or {}) | {MANIFEST}
+    listed = set(m.get("files") or {}) | {MANIFEST, *SIGNATURE_FILES}
     extra = sorted(str(p.relative_to(d)) for p in d.rglob("*")
                    if (p.is_file() or p.is_symlink()) and str(p.relative_to(d)) not in listed)
     if extra:

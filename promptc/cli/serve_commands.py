@@ -113,6 +113,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         from promptc.artifacts import read_manifest
 
         m = read_manifest(d)
+        from promptc.signing import check_before_serving
+
+        check_before_serving(d, m, args.verify_key)
         want = (m.get("program") or {}).get("name")
         match = [p for p in programs.values() if p.name == want]
         if not match:
@@ -145,12 +148,37 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_artifacts(args: argparse.Namespace) -> int:
     from promptc.serving import catalog
 
-    if args.action == "list":
-        print(catalog.list_text(args.dirs, args.format))
+    if args.action in ("sign", "verify") and len(args.dirs) != 1:
+        raise UsageError(f"`artifacts {args.action}` takes one artifact directory")
+    if args.action == "sign":
+        import os
+
+        from promptc.signing import sign
+
+        if not args.key:
+            raise UsageError("`artifacts sign` needs --key PRIVATE.pem (an elliptic-curve private key)",
+                             hint="make one: openssl ecparam -name prime256v1 -genkey -noout -out key.pem")
+        password = None
+        if args.password_env:
+            password = os.environ.get(args.password_env)
+            if not password:
+                raise UsageError(f"--password-env {args.password_env}: the variable is not set or empty")
+        from promptc.signing import short
+
+        result = sign(args.dirs[0], args.key, password)
+        print(f"signed {args.dirs[0]} with key {short(result.key)} (wrote signature.sig and signature.pub)")
+    elif args.action == "verify":
+        from promptc.artifacts import read_manifest
+        from promptc.signing import gate, verify
+
+        result = verify(args.dirs[0], args.key)
+        print(f"{args.dirs[0]}: {result.words()}; gate: {gate(read_manifest(args.dirs[0]), result)}")
+    elif args.action == "list":
+        print(catalog.list_text(args.dirs, args.format, args.key))
     elif args.action == "show":
         if len(args.dirs) != 1:
             raise UsageError("`artifacts show` takes one artifact directory")
-        print(catalog.show_text(args.dirs[0], args.format))
+        print(catalog.show_text(args.dirs[0], args.format, args.key))
     else:
         if len(args.dirs) != 2:
             raise UsageError("`artifacts diff` takes two artifact directories")
@@ -170,6 +198,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     sv.add_argument("--target", action="append", metavar="FILE:NAME", help="a text target to serve (repeatable)")
     sv.add_argument("--artifact", action="append", metavar="DIR", help="an artifact to serve (repeatable)")
     sv.add_argument("--program", action="append", metavar="FILE", help="the program an --artifact was built from")
+    sv.add_argument("--verify-key", metavar="PUBLIC.pem",
+                    help="refuse an --artifact not signed by this key (default: $PROMPTC_TRUSTED_KEY; without "
+                         "either, a signed artifact is checked against the key it carries)")
     sv.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     sv.add_argument("--port", type=int, default=8000)
     sv.add_argument("--api-key-env", metavar="VAR", help="require Authorization: Bearer $VAR on /v1 and /metrics")
@@ -194,10 +225,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     ex.add_argument("--name", metavar="NAME", help="the adapter's name in the vLLM command line (default: target)")
     ex.set_defaults(func=cmd_export)
 
-    ar = sub.add_parser("artifacts", help="list, show and diff artifacts: versions, lineage, gate results",
+    ar = sub.add_parser("artifacts", help="list, show, diff, sign and verify artifacts: versions, lineage, gate "
+                                          "results, signatures",
                         description="`list DIR...` lists artifacts (a directory of artifacts is searched one level "
-                                    "deep); `show DIR` prints one's model card; `diff A B` says what changed.")
-    ar.add_argument("action", choices=("list", "show", "diff"))
+                                    "deep); `show DIR` prints one's model card; `diff A B` says what changed; "
+                                    "`sign DIR --key PRIVATE.pem` signs the manifest and every file (model-signing, "
+                                    "an elliptic-curve key, offline); `verify DIR [--key PUBLIC.pem]` checks it. "
+                                    "list and show say signed, unsigned or MODIFIED beside the gate, and show a "
+                                    "gate as passed only for a signed artifact (docs/security.md).")
+    ar.add_argument("action", choices=("list", "show", "diff", "sign", "verify"))
     ar.add_argument("dirs", nargs="+", metavar="DIR")
     ar.add_argument("--format", choices=("text", "json"), default="text")
+    ar.add_argument("--key", metavar="PEM",
+                    help="sign: the private key; verify, list, show: the public key that must have signed "
+                         "(default: $PROMPTC_TRUSTED_KEY, else the key the artifact carries)")
+    ar.add_argument("--password-env", metavar="VAR", help="sign: the variable holding the private key's password")
     ar.set_defaults(func=cmd_artifacts)

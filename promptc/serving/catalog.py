@@ -30,8 +30,11 @@ def find(dirs: list[str]) -> list[Path]:
     return out
 
 
-def summary(d: Path) -> dict[str, Any]:
+def summary(d: Path, key: str | None = None) -> dict[str, Any]:
+    from promptc.signing import gate, integrity
+
     m = read_manifest(d)
+    integ = integrity(d, key, m)  # the gate is shown as the manifest says only when the artifact is signed
     target = m.get("target")
     prog = m.get("program") or {}
     base = m.get("base") or {}
@@ -41,36 +44,52 @@ def summary(d: Path) -> dict[str, Any]:
             "program": prog.get("name"), "version": prog.get("version"), "task": (m.get("task") or {}).get("name"),
             "method": m.get("method") or ("text" if m.get("kind") == "text" else None),
             "base": base.get("id"), "status": m.get("status") or ("compiled" if m.get("kind") == "text" else None),
-            "tests": tests.get("summary"), "trainable_parameters": m.get("trainable_parameters"),
+            "gate": gate(m, integ), "integrity": integ.json(),
+            "tests": tests.get("summary") if integ.state != "MODIFIED" else None, "trainable_parameters": m.get("trainable_parameters"),
             "adapter_hash": m.get("adapter_hash"), "data_hash": (m.get("data") or {}).get("hash")}
 
 
-def list_text(dirs: list[str], fmt: str = "text") -> str:
+def list_text(dirs: list[str], fmt: str = "text", key: str | None = None) -> str:
     rows = []
     for d in find(dirs):
         try:
-            rows.append(summary(d))
+            rows.append(summary(d, key))
         except ArtifactError as e:
             rows.append({"path": str(d), "error": str(e)})
     if fmt == "json":
         return json.dumps(rows, indent=2, ensure_ascii=False)
     if not rows:
         return "no artifacts found"
-    head = ("artifact", "kind", "name@version", "task", "method", "base", "gate", "tests")
-    table = [head] + [(r["path"], "?", "?", "?", "?", "?", "error", r["error"]) if "error" in r else
+    head = ("artifact", "kind", "name@version", "task", "method", "base", "gate", "integrity", "tests")
+    table = [head] + [(r["path"], "?", "?", "?", "?", "?", "error", "?", r["error"]) if "error" in r else
                       (r["path"], r["kind"] or "?", f"{r['name']}@{r['version']}", r["task"] or "-",
-                       r["method"] or "-", r["base"] or "-", r["status"] or "-", r["tests"] or "-") for r in rows]
+                       r["method"] or "-", r["base"] or "-", r["gate"], r["integrity"]["state"],
+                       r["tests"] or (r["integrity"]["reason"] if r["integrity"]["state"] == "MODIFIED" else "-"))
+                      for r in rows]
     widths = [max(len(str(row[i])) for row in table) for i in range(len(head))]
-    return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip() for row in table)
+    lines = ["  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip() for row in table]
+    if any(r.get("integrity", {}).get("state") == "unsigned" for r in rows):
+        lines.append("(unsigned: the file hashes match, but a hand-edited manifest cannot be detected without a "
+                     "signature; promptc artifacts sign DIR --key KEY)")
+    return "\n".join(lines)
 
 
-def show_text(d: str, fmt: str = "text") -> str:
+def show_text(d: str, fmt: str = "text", key: str | None = None) -> str:
+    from promptc.signing import gate, integrity
     from promptc.targets.model_card import model_card
 
     m = read_manifest(d)
+    integ = integrity(Path(d), key, m)
     if fmt == "json":
-        return json.dumps({"summary": summary(Path(d)), "manifest": m}, indent=2, ensure_ascii=False)
-    return model_card(m).rstrip()
+        return json.dumps({"summary": summary(Path(d), key), "manifest": m}, indent=2, ensure_ascii=False)
+    shown = dict(m)
+    if "status" in m:
+        shown["status"] = gate(m, integ)
+    if isinstance(m.get("tests"), dict):  # a modified manifest's test results are not shown as results
+        shown["tests"] = {**m["tests"], "gate": gate(m, integ)} if integ.state != "MODIFIED" else \
+            {"summary": "not shown: the artifact was modified", "min_pass": m["tests"].get("min_pass"),
+             "gate": gate(m, integ)}
+    return f"integrity: {integ.words()}\n\n" + model_card(shown).rstrip()
 
 
 def _flatten(x: Any, prefix: str = "") -> dict[str, Any]:
