@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from promptc import ir
+from promptc.source import escape_surrogates, first_surrogate
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +125,12 @@ def _validate(t: ir.Type, v: Any, path, out: list[Violation]) -> None:
         if not isinstance(v, str):
             out.append(Violation(path, f"expected str, got {type_name_of(v)}"))
             return
+        bad = first_surrogate(v)
+        if bad >= 0:  # a Python str (or a JSON "\ud800" escape) can hold one; no prompt or file can
+            out.append(Violation(path, f"holds a lone surrogate U+{ord(v[bad]):04X} at character {bad + 1}, which "
+                                       "cannot be encoded as UTF-8", hint="surrogates come in pairs; pass the "
+                                                                         "character itself"))
+            return
         _bounds_len(t, len(v), "length", path, out)
         if t.pattern is not None and not compiled(t.pattern).fullmatch(v):
             out.append(Violation(path, f"does not match pattern /{t.pattern}/", "constraint"))
@@ -146,7 +153,7 @@ def _validate(t: ir.Type, v: Any, path, out: list[Violation]) -> None:
             from promptc.diagnostics import closest
 
             near = closest(v, t.members)
-            out.append(Violation(path, f"'{v}' is not a member of {t.name} ({', '.join(t.members)})",
+            out.append(Violation(path, f"'{escape_surrogates(v)}' is not a member of {t.name} ({', '.join(t.members)})",
                                  hint=f"did you mean '{near}'?" if near else None))
     elif isinstance(t, ir.ListT):
         if not isinstance(v, list):
@@ -166,12 +173,18 @@ def _validate(t: ir.Type, v: Any, path, out: list[Violation]) -> None:
             else:
                 _validate(ft, v[k], (*path, k), out)
         for k in v:
+            if not isinstance(k, str):  # a dict from Python code, not JSON
+                out.append(Violation(path, f"field names are strings; got {type_name_of(k)} {escape_surrogates(repr(k))[:80]}"))
+                continue
             if t.field(k) is None:
                 from promptc.diagnostics import closest
 
                 near = closest(k, t.field_names)
-                out.append(Violation((*path, k), f"unknown field '{k}' in {t.name}",
+                out.append(Violation((*path, escape_surrogates(k)), f"unknown field '{escape_surrogates(k)}' in {t.name}",
                                      hint=f"did you mean '{near}'?" if near else None))
+
+
+_SURROGATE_SEARCH = re.compile("[\ud800-\udfff]").search  # lone surrogates: no prompt or file can hold one
 
 
 def is_valid_fn(t: ir.Type):
@@ -205,6 +218,7 @@ def is_valid_fn(t: ir.Type):
             return
         elif isinstance(t, ir.StrT):
             lines.append(f"{ind}if not isinstance({v}, str): return False")
+            lines.append(f"{ind}if {const(_SURROGATE_SEARCH)}({v}) is not None: return False")
             length_bounds(t, v, ind)
             if t.pattern is not None:
                 lines.append(f"{ind}if {const(compiled(t.pattern).fullmatch)}({v}) is None: return False")
@@ -408,11 +422,13 @@ def _list_of_length(n: int, item):
 
 
 def _bounded(lo: Any, hi: Any, general):
-    """one_of(the bounds, anything between): the bounds are drawn on purpose, and it shrinks to `lo`."""
+    """one_of(anything between, the bounds): the bounds are drawn on purpose. The general strategy comes
+    first because hypothesis shrinks towards the first branch: a failure at a bound still shrinks to the
+    smallest failing value in between, not only to `lo` or stuck at `hi`."""
     from hypothesis import strategies as st
 
     bounds = [lo] if lo == hi else [lo, hi]
-    return st.one_of(st.sampled_from(bounds), general)
+    return st.one_of(general, st.sampled_from(bounds))
 
 
 def _length_range(what: str, lo: int, declared: int | None, cap: int | None, default: int, path: tuple,
