@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from promptc import codes
+from promptc.nearby import near_hint, near_path
 from promptc.source import excerpt_span, first_surrogate
 
 DEFAULT_MAX_BYTES = 64 * 1024 * 1024
@@ -122,7 +123,10 @@ def resolve(rel: str, program_dir: Path | None, pol: Policy | None = None) -> Pa
     try:
         real = candidate.resolve(strict=True)
     except FileNotFoundError:
+        near = near_path(candidate)
+        shown = os.path.relpath(near, base) if near is not None and not os.path.isabs(rel) else near
         raise DataFileError(E_FILE, f"examples file not found: {rel}",
+                            (f"did you mean '{shown}'? " if near is not None else "") +
                             f"the path is resolved relative to the program: {candidate}") from None
     except (OSError, RuntimeError) as e:  # a symlink loop, a permission error
         raise DataFileError(E_FILE, f"cannot read examples file {rel}: {getattr(e, 'strerror', None) or e}") \
@@ -350,6 +354,73 @@ def clip(text: str, n: int = 80) -> str:
     return text if len(text) <= n else text[: n - 1] + "…"
 
 
+_CLOSER = {"{": "}", "[": "]"}
+
+
+def _unclosed(text: str, upto: int) -> list[tuple[str, int]]:
+    """The brackets still open at `upto` (outside strings), as (bracket, 0-based index)."""
+    stack: list[tuple[str, int]] = []
+    in_str = esc = False
+    for i, c in enumerate(text[:upto]):
+        if in_str:
+            esc, in_str = (False, True) if esc else (c == "\\", c != '"')
+        elif c == '"':
+            in_str = True
+        elif c in _CLOSER:
+            stack.append((c, i))
+        elif c in "]}" and stack:
+            stack.pop()
+    return stack
+
+
+def json_mistake(text: str, e: json.JSONDecodeError) -> tuple[str, int, str]:
+    """The common JSONL mistakes in plain words, instead of Python's json text: (message, 1-based column
+    on the line, hint). Trailing commas, single quotes, unquoted keys, Python's True/None, a missing
+    bracket or comma, a BOM, and two objects on one line; anything else keeps json's own words."""
+    pos = e.pos
+    at = text[pos:pos + 1]
+    before = text[:pos].rstrip()
+    one_per_line = 'each line is one JSON object: {"input": {...}, "output": ...}'
+    if "\ufeff" in text:
+        i = text.index("\ufeff")
+        return ("a byte-order mark (BOM) inside the file", i + 1,
+                "a BOM is only dropped at the very start of a file; this one usually comes from joining files: "
+                "remove it, and save the file as UTF-8 without a BOM")
+    if e.msg == "Extra data":
+        if at in "{[":
+            return ("two JSON values on one line", pos + 1, "put each object on its own line")
+        return (f"unexpected text after the object: {clip(text[pos:], 20)!r}", pos + 1,
+                "a line holds exactly one JSON object; remove what follows it")
+    if before.endswith(",") and at in ("}", "]"):
+        return (f"trailing comma before '{at}'", len(before), "JSON allows no comma after the last item; remove it")
+    if at == "'":
+        return ("single-quoted string: JSON strings use double quotes", pos + 1,
+                "write \"text\", not 'text' (and \"key\": not 'key':)")
+    for word, right in (("True", "true"), ("False", "false"), ("None", "null"), ("NaN", "null"),
+                        ("undefined", "null")):
+        if text.startswith(word, pos):
+            return (f"{word} is not JSON", pos + 1, f"write {right}")
+    if e.msg.startswith("Expecting property name") and (at.isalpha() or at == "_"):
+        return ("an object key without double quotes", pos + 1, 'JSON keys are strings: write "key": value')
+    opened = _unclosed(text, pos)
+    if pos >= len(text.rstrip()) and opened:
+        bracket, i = opened[-1]
+        return (f"the line ends before '{_CLOSER[bracket]}': the '{bracket}' at column {i + 1} is never closed",
+                len(text.rstrip()) + 1, f"add the missing '{_CLOSER[bracket]}'; {one_per_line}, on one line")
+    if at in ("}", "]") and opened and _CLOSER[opened[-1][0]] != at:
+        bracket, i = opened[-1]
+        return (f"'{at}' where '{_CLOSER[bracket]}' should close the '{bracket}' at column {i + 1}", pos + 1,
+                f"a '{_CLOSER[bracket]}' is missing before it")
+    if e.msg == "Expecting ',' delimiter":
+        return ("a comma is missing between two items", pos + 1, "separate the entries of an object or list with ','")
+    if e.msg == "Expecting ':' delimiter":
+        return ("a colon is missing after the key", pos + 1, 'write "key": value')
+    if e.msg == "Unterminated string starting at":
+        return ("a string is never closed: its closing '\"' is missing", pos + 1,
+                'close the string with "; a quote inside a string is written \\"')
+    return (f"invalid JSON: {e.msg}", e.colno, one_per_line)
+
+
 def json_lines(reader: Reader, diags) -> Iterator[tuple[DataLine, Any]]:
     """(line, value) for each non-blank line that is valid, strict JSON; E101/E107 for the others."""
     for lineno, raw in reader.lines():
@@ -371,8 +442,8 @@ def json_lines(reader: Reader, diags) -> Iterator[tuple[DataLine, Any]]:
         try:
             value = parse_json_line(text)
         except json.JSONDecodeError as e:
-            diags.error(E_LINE, f"invalid JSON: {e.msg}", line.span(e.colno, 1),
-                        hint='each line is one object: {"input": {...}, "output": ...}')
+            message, col, hint = json_mistake(text, e)
+            diags.error(E_LINE, message, line.span(col, 1), hint=hint)
             continue
         except _LineProblem as p:
             span = line.span(p.col, 1)
@@ -404,7 +475,7 @@ def open_user_file(path: str, pol: Policy | None = None) -> Reader:
     try:
         real = p.resolve(strict=True)
     except FileNotFoundError:
-        raise DataFileError(E_FILE, f"file not found: {path}") from None
+        raise DataFileError(E_FILE, f"file not found: {path}", near_hint(path)) from None
     except (OSError, RuntimeError) as e:
         raise DataFileError(E_FILE, f"cannot read {path}: {getattr(e, 'strerror', None) or e}") from None
     st = check_regular(real, path)

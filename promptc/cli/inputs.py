@@ -11,6 +11,7 @@ from typing import Any
 
 from promptc import ir
 from promptc.errors import InputError, UsageError
+from promptc.nearby import near_hint
 
 MAX_EXCERPT = 80
 
@@ -39,7 +40,12 @@ def _parse(where: str, text: str) -> Any:
     try:
         return json.loads(text)
     except json.JSONDecodeError as e:
-        raise UsageError(f"{where}:{e.colno}: invalid JSON: {e.msg}") from None
+        from promptc.datafiles import json_mistake
+
+        message, col, hint = json_mistake(text, e)
+        start = max(0, col - 1 - MAX_EXCERPT // 2)  # a long line is shown around the column
+        shown = text[start:start + MAX_EXCERPT].replace("\t", " ")
+        raise UsageError(f"{where}:{col}: {message}\n  | {shown}\n  | {' ' * (col - 1 - start)}^", hint=hint) from None
     except RecursionError:
         raise UsageError(f"{where}: JSON nested too deeply") from None
 
@@ -51,7 +57,8 @@ def parse_json_arg(value: str, what: str) -> Any:
         try:
             value = path.read_text(encoding="utf-8")
         except OSError as e:
-            raise UsageError(f"cannot read {what} file {path}: {e.strerror}") from None
+            raise UsageError(f"cannot read {what} file {path}: {e.strerror}",
+                             hint=near_hint(path) if isinstance(e, FileNotFoundError) else None) from None
         except UnicodeDecodeError:
             raise UsageError(f"{what} file {path} is not UTF-8") from None
     try:
@@ -72,7 +79,8 @@ def read_inputs(input_arg: str | None, inputs_path: str | None) -> list[Labelled
         try:
             data = sys.stdin.buffer.read() if path == "-" else Path(path).read_bytes()
         except OSError as e:
-            raise UsageError(f"cannot read --inputs {path}: {e.strerror}") from None
+            raise UsageError(f"cannot read --inputs {path}: {e.strerror}",
+                             hint=near_hint(path) if isinstance(e, FileNotFoundError) else None) from None
         text = _decode(path, data)
         items = [LabelledInput(f"{path}:{n}", _parse(f"{path}:{n}", line))
                  for n, line in enumerate(text.splitlines(), 1) if line.strip()]

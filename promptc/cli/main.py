@@ -112,10 +112,17 @@ def _data_options(sp: argparse.ArgumentParser) -> None:
 def main(argv: list[str] | None = None) -> int:
     args_in = sys.argv[1:] if argv is None else argv
     parser = build_parser(only_check=args_in[:1] == ["check"])
+    from promptc.cli import usage
+
+    unknown = usage.unknown_command(parser, args_in)
+    if unknown is not None:
+        return unknown
     try:
-        args = parser.parse_args(args_in)
+        args, extras = parser.parse_known_args(args_in)
     except SystemExit as e:  # argparse exits 2 on usage errors and 0 for --help/--version
         return int(e.code or 0)
+    if extras:  # the command's own usage and a did-you-mean, not the top-level usage
+        return usage.unknown_arguments(parser, args, extras)
     if not getattr(args, "func", None):
         parser.print_help(sys.stderr)
         return EXIT_USAGE
