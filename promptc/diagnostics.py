@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from promptc import codes as _codes
-from promptc.source import Span
+from promptc.source import Span, escape_surrogates
 
 Severity = Literal["error", "warning", "note"]
 
@@ -146,10 +146,16 @@ def render(d: Diagnostic, color: bool = False) -> str:
         out.append(f"  note: {note}")
     if d.hint:
         out.append(f"  {c(_GREEN, 'hint')}: {d.hint}")
-    return "\n".join(out)
+    return escape_surrogates("\n".join(out))  # a path or message from a str may hold one; output must encode
 
 
 EXCERPT_WIDTH = 160  # characters of a source line a diagnostic quotes, at most
+# Quoted source is shown one character per character, so the caret stays under its column: control
+# characters as their Control Pictures (NUL as U+2400, ESC as U+241B, so a quoted line cannot drive the
+# terminal), line and paragraph separators and NEL (which would break the quoted line) as U+2424, and a
+# lone surrogate (text from a Python str; it cannot be printed) as U+FFFD.
+_VISIBLE = str.maketrans({**{i: 0x2400 + i for i in range(32) if i != 9}, 0x7F: 0x2421, 0x85: 0x2424,
+                          0x2028: 0x2424, 0x2029: 0x2424, **{i: 0xFFFD for i in range(0xD800, 0xE000)}})
 
 
 def _excerpt(s: Span, text: str) -> tuple[str, int, int]:
@@ -158,7 +164,7 @@ def _excerpt(s: Span, text: str) -> tuple[str, int, int]:
     source.LineExcerpt already holds only a window, starting at its `first_col`."""
     first = getattr(s.source, "first_col", 1)
     col = max(1, s.col - first + 1)
-    expanded = text.replace("\t", " ")
+    expanded = text.replace("\t", " ").translate(_VISIBLE)
     width = (s.end_col - s.col) if s.end_line == s.line else len(text) - col + 1
     lead = "…" if first > 1 else ""
     tail = "…" if getattr(s.source, "clipped_end", False) else ""
@@ -180,7 +186,8 @@ def render_all(diags: list[Diagnostic], color: bool = False) -> str:
 
 
 def to_json(diags: list[Diagnostic]) -> str:
-    return json.dumps([d.to_json() for d in diags], indent=2, ensure_ascii=False)
+    # a surrogate (from a str path or message) is written as its JSON escape, so the output encodes
+    return escape_surrogates(json.dumps([d.to_json() for d in diags], indent=2, ensure_ascii=False))
 
 
 def summary(diags: list[Diagnostic]) -> str:

@@ -31,9 +31,12 @@ class PromptcError(Exception):
     exit_code = EXIT_FAILED
 
     def __init__(self, message: str = "", *, hint: str | None = None):
-        self.hint = hint
+        from promptc.source import escape_surrogates
+
+        # a message quoting a user's str (a path, a key) may hold a lone surrogate; it must still print
+        self.hint = escape_surrogates(hint) if hint else hint
         self.diagnostics: list[Diagnostic] = []
-        super().__init__(message or "promptc error")
+        super().__init__(escape_surrogates(message) if message else "promptc error")
 
     @property
     def message(self) -> str:

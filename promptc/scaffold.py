@@ -6,9 +6,9 @@ The starter program checks clean; tests/core/test_init.py keeps it that way.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
+from promptc import jsonl
 from promptc.errors import UsageError
 
 PROGRAM = '''\
@@ -105,11 +105,10 @@ diagnostics as you type, hover, completion and go to definition.
 
 def files(name: str) -> dict[str, str]:
     """The starter project's files, relative path -> text."""
-    jsonl = "".join(json.dumps({"input": {"review": i}, "output": o}, ensure_ascii=False) + "\n"
-                    for i, o in EXAMPLES)
+    lines = "".join(jsonl.line({"input": {"review": i}, "output": o}) for i, o in EXAMPLES)
     return {
         f"{name}.prompt": PROGRAM.format(name=name),
-        "data/reviews.jsonl": jsonl,
+        "data/reviews.jsonl": lines,
         "README.md": README.format(name=name),
     }
 

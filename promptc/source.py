@@ -169,3 +169,9 @@ def first_surrogate(text: str) -> int:
     encoded as UTF-8, so it cannot be hashed, written to a file or printed."""
     m = _SURROGATE.search(text)
     return m.start() if m else -1
+
+
+def escape_surrogates(text: str) -> str:
+    """`text` with every surrogate code point written as its `\\uXXXX` escape, so that it can be encoded
+    as UTF-8 (printed, written, sent); other text is returned as it is."""
+    return _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text) if _SURROGATE.search(text) else text

@@ -204,6 +204,7 @@ def make_subject(args: argparse.Namespace, prog, task):
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from promptc import jsonl
     from promptc.execution import open_cache, preflight, run_requests
 
     prog = load_program(args.file)
@@ -221,13 +222,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     for n, r in enumerate(results, 1):
         if args.details:
             g = r.generation
-            print(json.dumps({"output": r.output, "ok": r.ok, "outcome": r.parsed.kind,
+            print(jsonl.dumps({"output": r.output, "ok": r.ok, "outcome": r.parsed.kind,
                               "finish_reason": g.finish_reason, "error": r.error, "raw": r.parsed.raw,
                               "prompt_tokens": g.prompt_tokens, "completion_tokens": g.completion_tokens,
                               "seconds": round(g.seconds, 4), "cached": g.cached,
-                              "repaired": g.repaired}, ensure_ascii=False))
+                              "repaired": g.repaired}))
         else:
-            print(json.dumps(r.output, ensure_ascii=False))
+            print(jsonl.dumps(r.output))  # one JSON line per input: U+2028 and friends escaped
         if not r.ok:
             failed += 1
             cut += r.parsed.cutoff

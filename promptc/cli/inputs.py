@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from promptc import ir
+from promptc import ir, jsonl
 from promptc.errors import InputError, UsageError
 from promptc.nearby import near_hint
 
@@ -83,7 +83,7 @@ def read_inputs(input_arg: str | None, inputs_path: str | None) -> list[Labelled
                              hint=near_hint(path) if isinstance(e, FileNotFoundError) else None) from None
         text = _decode(path, data)
         items = [LabelledInput(f"{path}:{n}", _parse(f"{path}:{n}", line))
-                 for n, line in enumerate(text.splitlines(), 1) if line.strip()]
+                 for n, line in enumerate(jsonl.split(text), 1) if line.strip()]
     out = []
     for item in items:
         v = item.value

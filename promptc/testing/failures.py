@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from promptc import jsonl
 from promptc.testing.suite import Report
 
 
@@ -37,5 +38,5 @@ def failure_rows(reports: list[Report], subject: dict[str, Any]) -> list[dict[st
 
 def save_failures(reports: list[Report], path: str | Path, subject: dict[str, Any]) -> int:
     rows = failure_rows(reports, subject)
-    Path(path).write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    Path(path).write_text("".join(jsonl.line(r) for r in rows), encoding="utf-8")
     return len(rows)

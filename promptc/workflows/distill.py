@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from promptc import ir
+from promptc import ir, jsonl
 
 
 @dataclass
@@ -88,7 +88,7 @@ def distill(program: ir.Program, task_name: str, target: str, teacher, *, inputs
     path.parent.mkdir(parents=True, exist_ok=True)
     for p, rows in ((path, kept), (rej, rejected)):
         tmp = p.with_name(p.name + ".tmp")
-        tmp.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
+        tmp.write_text("".join(jsonl.line(row) for row in rows), encoding="utf-8")
         tmp.replace(p)
     failed = every_call_failed(results)
     if failed:  # the files are written (the reasons are in the rejected one), but no teacher labelled anything
