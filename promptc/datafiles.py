@@ -406,7 +406,7 @@ def json_mistake(text: str, e: json.JSONDecodeError) -> tuple[str, int, str]:
     if pos >= len(text.rstrip()) and opened:
         bracket, i = opened[-1]
         return (f"the line ends before '{_CLOSER[bracket]}': the '{bracket}' at column {i + 1} is never closed",
-                len(text.rstrip()) + 1, f"add the missing '{_CLOSER[bracket]}'; {one_per_line}, on one line")
+                pos + 1, f"add the missing '{_CLOSER[bracket]}'; {one_per_line}, on one line")
     if at in ("}", "]") and opened and _CLOSER[opened[-1][0]] != at:
         bracket, i = opened[-1]
         return (f"'{at}' where '{_CLOSER[bracket]}' should close the '{bracket}' at column {i + 1}", pos + 1,

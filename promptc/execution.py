@@ -198,6 +198,18 @@ def _what_changed(manifest: dict[str, Any], program: ir.Program, task: ir.Task, 
     return "the task hash differs"
 
 
+def rebuild_hint(manifest: dict[str, Any], program: ir.Program, directory: Path) -> str:
+    """The exact command that rebuilds a stale artifact from the program as it is now."""
+    target = manifest.get("target")
+    name = target.get("name") if isinstance(target, dict) else target
+    if not name:
+        return "rebuild it"
+    file = program.path or "FILE"
+    out = "" if directory == Path("out") / name else f" -o {directory}"
+    command = "tune" if manifest.get("kind") == "tune" else "compile"
+    return f"rebuild it: promptc {command} {file} --target {name}{out}"
+
+
 ArtifactLoader = Callable[[Path, dict[str, Any], ir.Program, ir.Task, str, str], Any]  # ..., device, dtype
 ARTIFACT_KINDS: dict[str, ArtifactLoader] = {"text": _load_text, "tune": _load_tuned}
 
@@ -214,7 +226,7 @@ def load_artifact(directory: str | Path, program: ir.Program, task: ir.Task, *, 
         raise ArtifactError(f"artifact {d} was built for task '{built_for.get('name')}', not '{task.name}'")
     if built_for.get("hash") != task.hash and not _dependencies_unchanged(m, program, task):
         raise ArtifactError(f"artifact {d} was built from a different version of task '{task.name}' "
-                            f"({_what_changed(m, program, task, d)})", hint="rebuild it")
+                            f"({_what_changed(m, program, task, d)})", hint=rebuild_hint(m, program, d))
     loader = ARTIFACT_KINDS.get(m.get("kind"))  # type: ignore[arg-type]
     if loader is None:
         raise ArtifactError(f"artifact {d} has unknown kind {m.get('kind')!r}",

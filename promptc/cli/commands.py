@@ -21,24 +21,41 @@ def load_program(path: str, fmt: str = "text"):
 
     result = compile_file(path)
     if result.program is None:
-        raise DiagnosticError(result.diagnostics)
+        from promptc.cli.usage import near_miss_hints
+
+        raise DiagnosticError(near_miss_hints(result.diagnostics, path))
     warnings = [d for d in result.diagnostics if not d.is_error]
     if warnings and fmt != "json":
         emit_diagnostics(warnings, "text")
     return Program(result)
 
 
-def _text_target(prog, name: str):
+def _text_target(prog, name: str, args: argparse.Namespace | None = None):
+    """The text target `name`; a tune target is a usage error that names the command that ran and what
+    to run instead (its artifact for run, test and compare; `promptc tune` to build one)."""
     t = prog.target(name)
-    if t.kind != "text":
-        raise UsageError(f"target '{name}' is a {t.kind} target; `compile` and `render` take text targets "
-                         "(build tune targets with `promptc tune`)")
-    return t
+    if t.kind == "text":
+        return t
+    command = getattr(args, "command", None) or "compile"
+    file = getattr(args, "file", None) or "FILE"
+    build = f"promptc tune {file} --target {name}"
+    art = Path("out") / name
+    built = f" ({art} exists)" if art.is_dir() else f" (build it first: {build})"
+    texts = [n for n, x in prog.ir.targets.items() if x.kind == "text"]
+    if command in ("run", "test"):
+        raise UsageError(f"target '{name}' is a tune target, and `promptc {command} --target` takes a text target; "
+                         "a tune target runs as the artifact `promptc tune` wrote",
+                         hint=f"promptc {command} {file} --artifact {art}{built}")
+    if command == "compare":
+        raise UsageError(f"'{name}' is a tune target, and `promptc compare` runs a tune target as its "
+                         "artifact directory", hint=f"give the directory as the SUBJECT: {art}{built}")
+    raise UsageError(f"target '{name}' is a tune target, and `promptc {command}` takes a text target",
+                     hint=f"train it with `{build}`" + (f"; text targets: {', '.join(texts)}" if texts else ""))
 
 
 def cmd_compile(args: argparse.Namespace) -> int:
     prog = load_program(args.file)
-    _text_target(prog, args.target)
+    _text_target(prog, args.target, args)
     out = prog.compile(args.target, args.output)
     print(f"wrote {out}/ (prompt.jinja, messages.json, output.schema.json, input.schema.json, README.md, "
           "manifest.json)")
@@ -48,7 +65,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
 def cmd_render(args: argparse.Namespace) -> int:
 
     prog = load_program(args.file)
-    t = _text_target(prog, args.target)
+    t = _text_target(prog, args.target, args)
     inputs = parse_json_arg(args.input, "--input")
     if not isinstance(inputs, dict):
         raise UsageError("--input must be a JSON object with one entry per task input")
@@ -191,6 +208,7 @@ def make_subject(args: argparse.Namespace, prog, task):
     elif isinstance(args.model, str) and placement:
         args.model = make_backend(args.model, args, placed=True)
     if args.artifact:
+        _need_artifact_dir(args.artifact)
         if args.model is not None and _artifact_kind(args.artifact) == "tune":
             raise UsageError(f"{args.artifact} is a tuned artifact: it brings its own model, so --model does not "
                              "apply", hint="drop --model (it is for text targets and compiled text artifacts)")
@@ -199,7 +217,7 @@ def make_subject(args: argparse.Namespace, prog, task):
     if args.model is None:
         raise UsageError("--model is required with --target (or give --artifact)")
     if args.target:
-        _text_target(prog, args.target)
+        _text_target(prog, args.target, args)
     return text_subject(prog.ir, task.ir, args.target, args.model, batch_size=args.batch_size, **decoding_overrides(args))
 
 
@@ -326,9 +344,19 @@ def _baselines(args: argparse.Namespace, reports: list, code: int) -> int:
     return code
 
 
+def _need_artifact_dir(directory: str) -> None:
+    """A missing --artifact directory: a usage error with the near-miss beside it, or how to build one."""
+    if not Path(directory).is_dir():
+        from promptc.nearby import near_hint
+
+        raise UsageError(f"artifact directory not found: {directory}", hint=near_hint(directory, want_dir=True) or
+                         "build one with `promptc tune FILE --target NAME` or `promptc compile FILE --target NAME`")
+
+
 def _artifact_task(directory: str) -> str:
     from promptc.artifacts import read_manifest
 
+    _need_artifact_dir(directory)
     return read_manifest(directory)["task"]["name"]
 
 
@@ -372,6 +400,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 def _artifact_kind(directory: str) -> str | None:
     from promptc.artifacts import read_manifest
 
+    _need_artifact_dir(directory)
     return read_manifest(directory).get("kind")
 
 
@@ -380,7 +409,10 @@ def cmd_tune(args: argparse.Namespace) -> int:
     prog = load_program(args.file)
     target = prog.target(args.target)
     if target.kind != "tune":
-        raise UsageError(f"target '{args.target}' is a text target; tune takes a `target tune`")
+        tunes = [n for n, x in prog.ir.targets.items() if x.kind == "tune"]
+        raise UsageError(f"target '{args.target}' is a text target, and `promptc tune` trains a `target tune`",
+                         hint=f"a text target needs no training: `promptc compile {args.file} --target {args.target}` "
+                              "writes its artifact" + (f"; tune targets: {', '.join(tunes)}" if tunes else ""))
     from promptc.targets.tune.launch import end_process_group, in_worker, is_main, spawn
 
     if args.processes > 1 and not in_worker():
@@ -491,7 +523,7 @@ def cmd_distill(args: argparse.Namespace) -> int:
 
     prog = load_program(args.file)
     task = resolve_task(prog, args.task, args.target)
-    _text_target(prog, args.target)
+    _text_target(prog, args.target, args)
     if args.generate is not None:
         if args.generate < 1:
             raise UsageError("--generate takes a positive number of inputs")
@@ -522,7 +554,7 @@ def cmd_optimize(args: argparse.Namespace) -> int:
     from promptc.workflows.optimize import optimize, write_optimized
 
     prog = load_program(args.file)
-    t = _text_target(prog, args.target)
+    t = _text_target(prog, args.target, args)
     if args.budget < 1:
         raise UsageError("--budget must be at least 1")
     from promptc.artifacts import check_destination

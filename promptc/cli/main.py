@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 from promptc._version import __version__
 from promptc.cli.output import EXIT_DIAGNOSTICS, emit_diagnostics, report_error
+from promptc.cli.usage import near_miss_hints
 from promptc.diagnostics import Diagnostic, summary, to_json
 from promptc.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, InternalError, PromptcError
 
@@ -20,10 +21,11 @@ def cmd_check(args: argparse.Namespace) -> int:
     failed = False
     for path in _program_files(args.files):
         result = compile_file(path)
-        all_diags.extend(result.diagnostics)
+        diags = near_miss_hints(result.diagnostics, path) if result.program is None else result.diagnostics
+        all_diags.extend(diags)
         failed |= not result.ok
         if args.format == "text":
-            emit_diagnostics(result.diagnostics, "text")
+            emit_diagnostics(diags, "text")
             if result.ok:
                 tail = f" ({summary(result.diagnostics)})" if result.diagnostics else ""
                 if not args.quiet:

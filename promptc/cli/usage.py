@@ -77,3 +77,18 @@ def unknown_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace,
         hint = f"did you mean '{near}'?" if near else f"`{prog} --help` lists its options"
     print(f"  hint: {hint}", file=sys.stderr)
     return EXIT_USAGE
+
+
+def near_miss_hints(diags: list, path: str) -> list:
+    """A missing program file (E108 `no such file`) gets a did-you-mean when a near name lies beside it."""
+    from dataclasses import replace
+
+    from promptc import codes
+    from promptc.nearby import near_hint
+
+    out = []
+    for d in diags:
+        if d.code == codes.FILE_NOT_FOUND and d.span is None and d.hint is None and d.message.startswith("no such file"):
+            d = replace(d, hint=near_hint(path))
+        out.append(d)
+    return out
