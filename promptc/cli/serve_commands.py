@@ -8,7 +8,7 @@ import argparse
 import sys
 from typing import Any
 
-from promptc.cli.output import EXIT_OK
+from promptc.cli.output import EXIT_DIAGNOSTICS, EXIT_OK
 from promptc.errors import UsageError
 
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
@@ -89,7 +89,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"promptc: warning: serving on {args.host} without authentication; anyone who can reach it can "
               "use it (set --api-key-env VAR)", file=sys.stderr)
     for name, v, lo in (("--max-batch", args.max_batch, 1), ("--max-body", args.max_body, 1024),
-                        ("--request-timeout", args.request_timeout, 0.001), ("--body-timeout", args.body_timeout, 0.001)):
+                        ("--request-timeout", args.request_timeout, 0.001), ("--body-timeout", args.body_timeout, 0.001),
+                        ("--header-timeout", args.header_timeout, 0.001), ("--graceful-timeout", args.graceful_timeout, 0)):
         if v < lo:
             raise UsageError(f"{name} must be at least {lo}")
     programs: dict[str, Any] = {}
@@ -124,13 +125,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
     reg = build_registry(model=args.model, targets=targets, text_artifacts=text_artifacts, tuned=tuned,
                          window=args.batch_window_ms / 1000.0, max_batch=args.max_batch)
     opts = ServeOptions(max_body=args.max_body, request_timeout=args.request_timeout, api_key=key,
-                        body_timeout=args.body_timeout)
+                        body_timeout=args.body_timeout, header_timeout=args.header_timeout,
+                        graceful_timeout=args.graceful_timeout)
 
-    def announce(url: str) -> None:
+    def announce(url: str, limits: str) -> None:
         print(f"serving {', '.join(reg.subjects)} at {url} (OpenAI Chat Completions; typed tasks at "
-              f"{url}/tasks/NAME; docs at {url[:-3]}/docs); Ctrl-C stops", flush=True)
+              f"{url}/tasks/NAME; docs at {url[:-3]}/docs); Ctrl-C or SIGTERM drains and stops", flush=True)
+        print(f"promptc serve: {limits}", flush=True)
 
-    run(reg, args.host, args.port, opts, announce)
+    if not run(reg, args.host, args.port, opts, announce):
+        print(f"promptc: some requests did not finish within --graceful-timeout {args.graceful_timeout:g} s and "
+              "got a 503", file=sys.stderr)
+        return EXIT_DIAGNOSTICS
     return EXIT_OK
 
 
@@ -214,6 +220,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                     help="seconds a request may take (default 120)")
     sv.add_argument("--body-timeout", type=float, default=30.0, metavar="S",
                     help="seconds to receive a request body; a client that stalls mid-body gets 408 (default 30)")
+    sv.add_argument("--header-timeout", type=float, default=10.0, metavar="S",
+                    help="seconds a connection has to send a complete request head, from its accept or from the "
+                         "first byte after a keep-alive wait; slower ones are closed (default 10)")
+    sv.add_argument("--graceful-timeout", type=float, default=30.0, metavar="S",
+                    help="on SIGTERM or Ctrl-C, seconds work in flight may take to finish; what is left then gets "
+                         "a 503 (default 30)")
     sv.set_defaults(func=cmd_serve)
 
     ex = sub.add_parser("export", help="export a tuned artifact as a plain peft adapter or for vLLM",

@@ -26,9 +26,15 @@ class Decoding:
     # same names): characters of a `str` without max_len, items of a list without max_len.
     max_str_len: int = 2000
     max_items: int = 100
+    # OpenAI's logit_bias as sorted (token id, bias) pairs: added to the logits before the grammar mask
+    # (hf), sent as is (openai:)
+    logit_bias: tuple[tuple[int, float], ...] = ()
 
     def key(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        if not self.logit_bias:  # absent from the key unless set: existing cache entries stay valid
+            del d["logit_bias"]
+        return d
 
 
 @dataclass(frozen=True)

@@ -270,6 +270,7 @@ class HFBackend:
     The model loads on the first cache miss, so a fully cached run never imports torch."""
 
     streams = True  # generate_text(on_text=...) streams text as tokens are generated
+    logit_bias = True  # Decoding.logit_bias is applied
 
     def __init__(self, spec: str, *, model=None, tokenizer=None, identity: str | None = None,
                  batch_size: int = 16, use_cache: bool = True, use_chat_template: bool = True,
@@ -361,15 +362,21 @@ class HFBackend:
 
     def generate_text(self, texts: list[str], grammars: Sequence[Constraint | str | None], decoding: Decoding,
                       sample: int = 0, templated: bool = False,
-                      on_text: Callable[[str], bool] | None = None) -> list[Generation]:
+                      on_text: Callable[[str], bool] | Sequence[Callable[[str], bool] | None] | None = None
+                      ) -> list[Generation]:
         """Generate from final prompt strings, each with an optional constraint (or a bare llguidance
         grammar, which is enforced without budget-aware closing).
 
-        `on_text` (one text only) streams: it is called on this thread with each new piece of text as the
-        tokens are generated (the pieces join to the Generation's text), and generation stops early when it
-        returns False (a stop string was seen, or the client went away)."""
-        if on_text is not None and len(texts) != 1:
-            raise ValueError("streaming (on_text) generates one text at a time")
+        `on_text` streams: one callback per text (None for a text not streamed; a bare callback for a single
+        text). A text's callback is called on this thread with each new piece of its text as the tokens are
+        generated, in the same batch as the other texts (the pieces join to the Generation's text), and that
+        row stops early when it returns False (a stop string was seen, or the client went away)."""
+        if callable(on_text):
+            if len(texts) != 1:
+                raise ValueError("a bare on_text callback streams one text; give one callback per text")
+            on_text = [on_text]
+        if on_text is not None and len(on_text) != len(texts):
+            raise ValueError("on_text needs one callback (or None) per text")
         enc = [self.tokenizer(t, add_special_tokens=not templated)["input_ids"] for t in texts]
         out: list[Generation | None] = [None] * len(texts)
         limit = self.context_size() - decoding.max_new_tokens
@@ -385,13 +392,14 @@ class HFBackend:
         order = sorted(ok, key=lambda i: (-len(enc[i]), i))
         for b in range(0, len(order), self.batch_size):
             idx = order[b:b + self.batch_size]
+            streams = [on_text[i] for i in idx] if on_text is not None else None
             for i, g in zip(idx, self._batch([enc[i] for i in idx], [grammars[i] for i in idx], decoding, sample,
-                                             on_text)):
+                                             streams if streams and any(streams) else None)):
                 out[i] = g
         return [g for g in out if g is not None]
 
     def _batch(self, ids: list[list[int]], grammars: list[Constraint | str | None], decoding: Decoding,
-               sample: int, on_text: Callable[[str], bool] | None = None) -> list[Generation]:
+               sample: int, on_text: Sequence[Callable[[str], bool] | None] | None = None) -> list[Generation]:
         import torch
         from transformers import GenerationConfig, LogitsProcessorList, StoppingCriteriaList
 
@@ -421,7 +429,10 @@ class HFBackend:
         cfg = GenerationConfig(max_new_tokens=decoding.max_new_tokens, do_sample=sampling,
                                temperature=decoding.temperature if sampling else None,
                                top_p=decoding.top_p if sampling else None, top_k=None,
-                               pad_token_id=pad, eos_token_id=eos, use_cache=self.use_cache)
+                               pad_token_id=pad, eos_token_id=eos, use_cache=self.use_cache,
+                               # OpenAI's logit_bias: transformers adds it before the grammar mask (a custom
+                               # processor) and before temperature and top-p, so a masked token stays out
+                               sequence_bias={(t,): b for t, b in decoding.logit_bias} or None)
         streamer = _Streamer(tok, eos, on_text) if on_text is not None else None
         t0 = time.perf_counter()
         with torch.no_grad(), torch.random.fork_rng(devices=[]):
@@ -432,7 +443,12 @@ class HFBackend:
         elapsed = time.perf_counter() - t0
         guide_rows = self.last_guide.rows if self.last_guide is not None else [None] * len(ids)
         gens = []
-        for row, prompt, state in zip(out[:, width:].tolist(), ids, guide_rows):
+        streamed = streamer.rows if streamer is not None else [None] * len(ids)
+        for row, prompt, state, rs in zip(out[:, width:].tolist(), ids, guide_rows, streamed):
+            if rs is not None and rs.stop:  # its callback ended it (stop string, client gone): what it made
+                gens.append(Generation(tok.decode(rs.ids, skip_special_tokens=True), len(prompt), len(rs.ids),
+                                       elapsed / len(ids), finish_reason="stop"))
+                continue
             # no eos within the budget: generation stopped because max_new_tokens ran out
             stopped = eos in row
             n = row.index(eos) if stopped else len(row)
@@ -442,40 +458,38 @@ class HFBackend:
         return gens
 
 
-class _Streamer:
-    """transformers' streamer protocol (`put` the new token ids each step, `end`) turned into text pieces
-    for a callback, and a stopping criterion that ends generation once the callback says so.
+class _RowStream:
+    """One streamed row: its tokens so far, what was sent, and whether its callback asked to stop.
 
     Pieces are decoded incrementally as vLLM does: the new tokens with a few tokens of context before them
     (a tokenizer may decode a token differently at the start of a text), and held back while they end in
     an incomplete UTF-8 character. `end` sends whatever the whole decode has beyond what was sent, so the
     pieces join to exactly the text a non-streamed call returns."""
 
-    def __init__(self, tok: Any, eos: int, on_text: Callable[[str], bool]):
-        self.tok, self.eos, self.on_text = tok, eos, on_text
+    __slots__ = ("on_text", "ids", "prefix", "read", "sent", "ended", "stop")
+
+    def __init__(self, on_text: Callable[[str], bool]):
+        self.on_text = on_text
         self.ids: list[int] = []
         self.prefix = self.read = 0  # token offsets: context start, end of what was sent
         self.sent: list[str] = []
-        self.prompt_seen = self.ended = self.stop = False
+        self.ended = self.stop = False
 
-    def put(self, value: Any) -> None:
-        if not self.prompt_seen:  # the first call carries the prompt
-            self.prompt_seen = True
+    def put(self, tok: Any, eos: int, t: int) -> None:
+        if self.ended or self.stop:
+            return  # after eos (or its own stop) a row gets only padding
+        if t == eos:
+            self.ended = True
             return
-        for t in value.reshape(-1).tolist():
-            self.ended = self.ended or t == self.eos
-            if not self.ended:
-                self.ids.append(t)
-        if self.stop or len(self.ids) == self.read:
-            return
-        before = self.tok.decode(self.ids[self.prefix:self.read], skip_special_tokens=True)
-        now = self.tok.decode(self.ids[self.prefix:], skip_special_tokens=True)
+        self.ids.append(t)
+        before = tok.decode(self.ids[self.prefix:self.read], skip_special_tokens=True)
+        now = tok.decode(self.ids[self.prefix:], skip_special_tokens=True)
         if len(now) > len(before) and not now.endswith("\ufffd") and now.startswith(before):
             self.prefix, self.read = self.read, len(self.ids)
             self._send(now[len(before):])
 
-    def end(self) -> None:
-        whole = self.tok.decode(self.ids, skip_special_tokens=True)
+    def end(self, tok: Any) -> None:
+        whole = tok.decode(self.ids, skip_special_tokens=True)
         sent = "".join(self.sent)
         if not self.stop and whole.startswith(sent) and len(whole) > len(sent):
             self._send(whole[len(sent):])
@@ -485,11 +499,37 @@ class _Streamer:
         if self.on_text(piece) is False:
             self.stop = True
 
+
+class _Streamer:
+    """transformers' streamer protocol (`put` each step's new token of every row, `end`) turned into text
+    pieces for the rows that have a callback, and a stopping criterion that ends a row once its callback
+    says so (transformers pads a finished row and ends the call when every row has finished): streamed
+    rows share a batch with rows that are not."""
+
+    def __init__(self, tok: Any, eos: int, on_text: Sequence[Callable[[str], bool] | None]):
+        self.tok, self.eos = tok, eos
+        self.rows = [_RowStream(cb) if cb is not None else None for cb in on_text]
+        self.prompt_seen = False
+
+    def put(self, value: Any) -> None:
+        if not self.prompt_seen:  # the first call carries the prompt
+            self.prompt_seen = True
+            return
+        for rs, t in zip(self.rows, value.reshape(-1).tolist()):
+            if rs is not None:
+                rs.put(self.tok, self.eos, t)
+
+    def end(self) -> None:
+        for rs in self.rows:
+            if rs is not None:
+                rs.end(self.tok)
+
     def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
-        """The stopping criterion: True for every row once the callback asked to stop."""
+        """The stopping criterion: True for each row whose callback asked to stop."""
         import torch
 
-        return torch.full((input_ids.shape[0],), self.stop, dtype=torch.bool, device=input_ids.device)
+        return torch.tensor([rs is not None and rs.stop for rs in self.rows], dtype=torch.bool,
+                            device=input_ids.device)
 
 
 def _finish(stopped: bool, row: _Row | None) -> str:

@@ -358,6 +358,8 @@ class OpenAIBackend:
             body["seed"] = decoding.seed + sample
         else:
             body["seed"] = decoding.seed
+        if decoding.logit_bias:
+            body["logit_bias"] = {str(t): b for t, b in decoding.logit_bias}
         wrapped = False
         if decoding.structured:
             schema, wrapped = structured_schema(request.output)

@@ -43,6 +43,7 @@ def create_app(reg: Registry, opts: ServeOptions | None = None) -> Any:
     app = FastAPI(title="promptc serve", version="1", lifespan=lifespan,
                   description="OpenAI-compatible Chat Completions and typed task endpoints for promptc "
                               "targets and artifacts.")
+    app.state.ctx = ctx  # the server's drain (server.py) reaches the routes' shared state here
     add_error_handlers(app, ctx)
     app.add_middleware(Guard, ctx=ctx)
     add_info_routes(app, ctx)
@@ -53,7 +54,7 @@ def create_app(reg: Registry, opts: ServeOptions | None = None) -> Any:
 
 def add_info_routes(app: Any, ctx: Ctx) -> None:
     """/health, /metrics, and the OpenAI models list and retrieve."""
-    from fastapi.responses import Response
+    from fastapi.responses import JSONResponse, Response
     from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
     reg = ctx.reg
@@ -62,6 +63,9 @@ def add_info_routes(app: Any, ctx: Ctx) -> None:
         return {"id": s.id, "object": "model", "created": s.created, "owned_by": "promptc", "promptc": s.describe()}
 
     async def health():
+        if ctx.draining:  # a load balancer takes this server out of rotation
+            return JSONResponse({"status": "draining", "models": list(reg.subjects)}, status_code=503,
+                                headers={"Retry-After": "1", "Connection": "close"})
         return {"status": "ok", "models": list(reg.subjects)}
 
     async def prom():

@@ -7,6 +7,7 @@ import asyncio
 import json
 import time
 import uuid
+from dataclasses import replace
 from typing import Any
 
 from fastapi import Request as HTTPRequest  # module level: FastAPI resolves handler annotations by name
@@ -36,6 +37,8 @@ def add_chat_route(app: Any, ctx: Ctx) -> None:
         t0 = time.perf_counter()
         p = parse_chat(parse_json_body(await ctx.read_body(request)), ctx.opts)
         s = ctx.subject(p.model)
+        if p.logit_bias:
+            check_logit_bias(s, p.logit_bias)
         if s.kind == "model" and p.stream and p.n == 1 and getattr(s.backend, "streams", False):
             return await stream_model(ctx, s, p, t0)  # token by token
         if s.kind == "model":
@@ -45,6 +48,19 @@ def add_chat_route(app: Any, ctx: Ctx) -> None:
         return respond(ctx, p, s, results)
 
     app.add_api_route("/v1/chat/completions", chat, methods=["POST"], summary="OpenAI Chat Completions")
+
+
+def check_logit_bias(s: Served, bias: tuple[tuple[int, float], ...]) -> None:
+    """`logit_bias` applies to a generating model (a local model, a target or artifact on it, a tuned causal
+    artifact); an artifact whose outputs are classes has no tokens to bias."""
+    if s.family == "classifier" or not getattr(s.backend, "logit_bias", False):
+        raise APIError(400, f"'{s.id}' does not generate tokens (its outputs are classes): logit_bias cannot apply",
+                       param="logit_bias", code="unsupported")
+    vocab = getattr(getattr(s.backend.model, "config", None), "vocab_size", None)
+    bad = [t for t, _ in bias if vocab is not None and t >= vocab]
+    if bad:
+        raise APIError(400, f"'logit_bias': token id {bad[0]} is outside the vocabulary of {vocab} tokens",
+                       param="logit_bias")
 
 
 async def model_prompt(ctx: Ctx, s: Served, p: ChatParams) -> tuple[str, bool]:
@@ -78,7 +94,7 @@ async def chat_model(ctx: Ctx, request: HTTPRequest, s: Served, p: ChatParams, t
     samples = p.n if p.temperature > 0 else 1
     for i in range(samples):
         dec = Decoding(max_new_tokens=max_tokens, temperature=p.temperature, top_p=p.top_p, seed=p.seed + i,
-                       constrained=grammar is not None)
+                       constrained=grammar is not None, logit_bias=p.logit_bias)
         futures.append(s.engine.submit(Job("text", (prompt, grammar, templated), dec)))
     gens = await ctx.wait_for(request, futures, t0)
     gens = gens * p.n if samples == 1 else gens
@@ -96,7 +112,7 @@ async def chat_task(ctx: Ctx, request: HTTPRequest, s: Served, p: ChatParams, t0
     if last is None:
         raise APIError(400, f"'{s.id}' runs a task: send its input as the last user message", param="messages")
     inputs = task_input(s.task, last["content"])
-    dec = task_decoding(s, p.max_tokens, p.temperature, p.top_p, p.seed)
+    dec = replace(task_decoding(s, p.max_tokens, p.temperature, p.top_p, p.seed), logit_bias=p.logit_bias)
     res = await ctx.run_task(request, s, inputs, dec, p.n, t0, "messages", len(last["content"]))
     json_mode = p.response_format is not None
     out = []
@@ -170,6 +186,7 @@ class Pieces:
         self.buf = ""
         self.stopped = False  # a stop string was seen: the reply ends before it
         self.cancelled = False  # the client went away, or the request ran out of time
+        self.expired = False  # the server's drain ran out of time: the stream ends with a 503 error event
 
     def __call__(self, piece: str) -> bool:
         if self.cancelled or self.stopped:
@@ -190,20 +207,25 @@ class Pieces:
         if text:
             self.loop.call_soon_threadsafe(self.queue.put_nowait, text)
 
+    def expire(self) -> None:
+        """On the event loop: end this stream with the drain's 503 (its generation stops at its next token)."""
+        self.expired = self.cancelled = True
+        self.queue.put_nowait(None)
+
     def rest(self) -> str:
         """What was held back, once generation has ended without a stop string."""
         return "" if self.stopped else self.buf
 
 
 async def stream_model(ctx: Ctx, s: Served, p: ChatParams, t0: float) -> Any:
-    """Chat on the model with `stream: true`: each piece is sent as it is generated (a model call of its
-    own, batch size 1). Mistakes in the request are still 4xx answers: they are found before the stream
-    starts."""
+    """Chat on the model with `stream: true`: each piece is sent as it is generated, in the engine's batch
+    with the other requests. Mistakes in the request are still 4xx answers: they are found before the
+    stream starts."""
     from fastapi.responses import StreamingResponse
 
     prompt, grammar, templated, max_tokens = await model_job(ctx, s, p)
     dec = Decoding(max_new_tokens=max_tokens, temperature=p.temperature, top_p=p.top_p, seed=p.seed,
-                   constrained=grammar is not None)
+                   constrained=grammar is not None, logit_bias=p.logit_bias)
     pieces = Pieces(asyncio.get_running_loop(), p.stop)
     job = Job("text", (prompt, grammar, templated), dec, stream=pieces)
     future = s.engine.submit(job)
@@ -217,10 +239,15 @@ async def stream_events(ctx: Ctx, p: ChatParams, s: Served, pieces: Pieces, job:
     assert job.future is not None  # submitted
     future = job.future
     chunk = Chunker(f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time()), s.id, p.include_usage)
+    ctx.streams.add(pieces)
     try:
+        if ctx.drain_expired is not None and ctx.drain_expired.done():
+            pieces.expire()
         yield chunk([{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}])
         while (piece := await _next_piece(ctx, pieces, t0)) is not None:
             yield chunk([{"index": 0, "delta": {"content": piece}, "finish_reason": None}])
+        if pieces.expired:
+            raise ctx.drain_error()
         g = future.result()
         if g.error:
             raise APIError(500, f"the model call failed: {g.error}", type="server_error")
@@ -238,6 +265,7 @@ async def stream_events(ctx: Ctx, p: ChatParams, s: Served, pieces: Pieces, job:
     except Exception as e:  # noqa: BLE001 - a failed model call ends the stream with an error event
         yield f"data: {json.dumps(APIError(500, f'the model call failed: {e}', type='server_error').body())}\n\n"
     finally:  # done, failed, or the client went away (the generator is closed): stop generating
+        ctx.streams.discard(pieces)
         pieces.cancelled = True  # a running generation stops at its next token (and its tokens are counted)
         if not job.started:
             future.cancel()  # a job not yet started is never run

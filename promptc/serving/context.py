@@ -43,6 +43,30 @@ class Ctx:
     opts: ServeOptions
     metrics: Metrics = field(default_factory=Metrics)
     pending: int = 0  # requests inside the app now (the Guard's capacity check)
+    draining: bool = False  # SIGTERM/SIGINT: new requests get 503, /health says "draining"
+    # set when the drain's time is up: what still waits on the engine gets a 503 (streams an error event)
+    drain_expired: asyncio.Future | None = None
+    streams: set[Any] = field(default_factory=set)  # the streamed replies now being sent (chat.Pieces)
+
+    def start_drain(self) -> None:
+        self.draining = True
+
+    def drain_future(self) -> asyncio.Future:
+        if self.drain_expired is None:
+            self.drain_expired = asyncio.get_running_loop().create_future()
+        return self.drain_expired
+
+    def expire_drain(self) -> None:
+        self.draining = True
+        if not self.drain_future().done():
+            self.drain_future().set_result(None)
+        for pieces in list(self.streams):
+            pieces.expire()
+
+    @staticmethod
+    def drain_error() -> APIError:
+        return APIError(503, "the server shut down before this request finished; retry it", type="server_error",
+                        code="server_shutting_down", headers={"Retry-After": "1", "Connection": "close"})
 
     def error_response(self, err: APIError) -> Any:
         from fastapi.responses import JSONResponse
@@ -86,10 +110,13 @@ class Ctx:
         watch = asyncio.ensure_future(disconnected(request))
         try:
             left = self.opts.request_timeout - (time.perf_counter() - t0)
-            waiting: set[asyncio.Future[Any]] = {gathered, watch}
+            drain = self.drain_future()
+            waiting: set[asyncio.Future[Any]] = {gathered, watch, drain}
             done, _ = await asyncio.wait(waiting, timeout=max(0.0, left), return_when=asyncio.FIRST_COMPLETED)
             if gathered in done:
                 return gathered.result()
+            if drain in done:
+                raise self.drain_error()
             if watch in done:
                 raise APIError(499, "the client closed the connection", type="client_closed")
             raise APIError(504, f"the request took over {self.opts.request_timeout:g} s", type="timeout_error",

@@ -32,14 +32,13 @@ class Job:
     adapter: str | None = None
     future: asyncio.Future | None = None
     queued: float = field(default_factory=time.perf_counter)
-    # streaming (text jobs): called on the engine thread with each new piece of text; False stops it
+    # streaming (text jobs): called on the engine thread with each new piece of text; False stops its row.
+    # A streamed job shares its batch with the others (its pieces are sent as its tokens are decoded).
     stream: Callable[[str], bool] | None = None
     started: bool = False  # taken into a model call (cancelling its future then no longer stops it)
 
     def group(self) -> tuple:
         templated = self.payload[2] if self.kind == "text" else None
-        if self.stream is not None:  # streamed token by token: a model call of its own
-            return (self.kind, templated, self.decoding, self.adapter, id(self))
         return (self.kind, templated, self.decoding, self.adapter)
 
 
@@ -140,9 +139,9 @@ class Engine:
         if first.kind == "text":
             texts = [j.payload[0] for j in jobs]
             grammars = [j.payload[1] for j in jobs]
-            if first.stream is not None:
+            if any(j.stream is not None for j in jobs):
                 return self.backend.generate_text(texts, grammars, first.decoding, 0, templated=first.payload[2],
-                                                  on_text=first.stream)
+                                                  on_text=[j.stream for j in jobs])
             return self.backend.generate_text(texts, grammars, first.decoding, 0, templated=first.payload[2])
         requests: list[Request] = [j.payload for j in jobs]
         if len(set(adapters)) > 1:

@@ -75,6 +75,10 @@ class Guard:
         if scope.get("method") == "POST" and cl is not None and (not cl.isdigit() or int(cl) > opts.max_body):
             raise APIError(413, f"the request body is over the limit of {opts.max_body} bytes",
                            code="body_too_large", headers={"Connection": "close"})
+        if self.ctx.draining and path != "/health":
+            raise APIError(503, "the server is shutting down; retry on another instance or shortly",
+                           type="server_error", code="server_shutting_down",
+                           headers={"Retry-After": "1", "Connection": "close"})
         if self.ctx.pending >= opts.max_pending:
             raise APIError(429, "the server is at capacity; retry shortly", type="rate_limit_error",
                            headers={"Retry-After": "1"})

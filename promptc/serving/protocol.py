@@ -23,6 +23,11 @@ class ServeOptions:
     body_timeout: float = 30.0  # seconds to receive the whole body (a client that stalls mid-body gets 408)
     max_pending: int = 1024  # requests waiting or running; more get 429
     api_key: str | None = None  # bearer token required on /v1 and /metrics when set
+    header_timeout: float = 10.0  # seconds to receive a complete request head (new and kept-alive connections)
+    keep_alive: int = 20  # seconds an idle kept-alive connection stays open (above clients' own 4-15 s)
+    graceful_timeout: float = 30.0  # seconds work in flight may take to finish after SIGTERM/SIGINT
+    max_sockets: int | None = None  # open connections at most (None: from the process's file limit)
+    slow_log_every: float = 60.0  # seconds between log lines counting connections closed for a slow head
 
 
 class APIError(Exception):
@@ -108,6 +113,62 @@ def _content_text(content: Any, i: int) -> str:
                    param=f"messages[{i}].content")
 
 
+# Every field of OpenAI's chat request (openai's CompletionCreateParams) is applied, accepted as a hint that
+# asks nothing of the reply, or refused with a 400 naming it unless it has the value promptc does anyway.
+APPLIED = ("model", "messages", "max_tokens", "max_completion_tokens", "n", "stop", "stream", "stream_options",
+           "temperature", "top_p", "seed", "response_format", "logit_bias")
+HINTS = {"user": str, "safety_identifier": str, "prompt_cache_key": str, "metadata": dict}  # identifiers, tags
+NO_OP: dict[str, tuple[Any, ...]] = {  # refused unless null or one of these (what promptc does anyway)
+    "frequency_penalty": (0, 0.0), "presence_penalty": (0, 0.0), "logprobs": (False,), "top_logprobs": (0,),
+    "store": (False,), "modalities": (["text"],), "service_tier": ("auto", "default"), "tool_choice": ("none",),
+    "function_call": ("none",), "tools": ([],), "functions": ([],), "parallel_tool_calls": (),
+    "audio": (), "prediction": (), "web_search_options": (), "reasoning_effort": (), "verbosity": (),
+    "moderation": (), "prompt_cache_options": (), "prompt_cache_retention": ()}
+LOGIT_BIAS_MAX = 1024  # entries; OpenAI's own limit is 300
+
+
+def check_fields(body: dict[str, Any]) -> None:
+    """Refuse (400, naming it) every field promptc would not apply."""
+    for name, v in body.items():
+        if name in APPLIED or v is None:
+            continue
+        if name in HINTS:
+            if not isinstance(v, HINTS[name]):
+                kind = "string" if HINTS[name] is str else "object"
+                raise APIError(400, f"'{name}' must be a {kind}", param=name)
+        elif name in NO_OP:
+            if not any(_same(v, ok) for ok in NO_OP[name]):
+                raise APIError(400, f"'{name}' is not supported by promptc serve (it would be ignored, so it is "
+                                    "refused)", param=name, code="unsupported")
+        else:
+            raise APIError(400, f"unrecognized request field '{name}'", param=name, code="unknown_parameter")
+
+
+def _same(v: Any, ok: Any) -> bool:
+    """JSON equality that tells booleans from numbers (`0 == False` in Python)."""
+    if isinstance(v, bool) or isinstance(ok, bool):
+        return type(v) is type(ok) and v == ok
+    return v == ok
+
+
+def parse_logit_bias(v: Any) -> tuple[tuple[int, float], ...]:
+    """OpenAI's `logit_bias` ({"token id": bias from -100 to 100}) as sorted (id, bias) pairs."""
+    if v is None:
+        return ()
+    if not isinstance(v, dict):
+        raise APIError(400, "'logit_bias' must be an object mapping token ids to biases", param="logit_bias")
+    if len(v) > LOGIT_BIAS_MAX:
+        raise APIError(400, f"'logit_bias' has {len(v)} entries; at most {LOGIT_BIAS_MAX}", param="logit_bias")
+    out = []
+    for k, b in v.items():
+        if not (isinstance(k, str) and k.isascii() and k.isdigit() and len(k) <= 9):
+            raise APIError(400, f"'logit_bias' key {k!r} is not a token id", param="logit_bias")
+        if isinstance(b, bool) or not isinstance(b, (int, float)) or not math.isfinite(b) or not -100 <= b <= 100:
+            raise APIError(400, f"'logit_bias' value for {k} must be a number from -100 to 100", param="logit_bias")
+        out.append((int(k), float(b)))
+    return tuple(sorted(out))
+
+
 @dataclass
 class ChatParams:
     model: str
@@ -121,6 +182,7 @@ class ChatParams:
     stream: bool
     include_usage: bool
     response_format: dict[str, Any] | None
+    logit_bias: tuple[tuple[int, float], ...] = ()
 
 
 def parse_chat(body: Any, opts: ServeOptions) -> ChatParams:
@@ -139,17 +201,14 @@ def parse_chat(body: Any, opts: ServeOptions) -> ChatParams:
     so = body.get("stream_options")
     if so is not None and not isinstance(so, dict):
         raise APIError(400, "'stream_options' must be an object", param="stream_options")
-    if body.get("logprobs") or body.get("top_logprobs"):
-        raise APIError(400, "logprobs are not supported by promptc serve", param="logprobs", code="unsupported")
-    if body.get("tools") or body.get("functions"):
-        raise APIError(400, "tools and functions are not supported by promptc serve", param="tools",
-                       code="unsupported")
+    check_fields(body)
     rf = _response_format(body.get("response_format"))
     return ChatParams(
         model=model, messages=messages, max_tokens=max_tokens,
         temperature=_num(body, "temperature", 0.0, 2.0, 0.0), top_p=_num(body, "top_p", 0.0, 1.0, 1.0, lo_open=True),
         seed=_int(body, "seed", -(2 ** 63), 2 ** 63 - 1, 0) or 0, n=_int(body, "n", 1, opts.max_n, 1) or 1,
-        stop=stops, stream=stream, include_usage=bool((so or {}).get("include_usage")), response_format=rf)
+        stop=stops, stream=stream, include_usage=bool((so or {}).get("include_usage")), response_format=rf,
+        logit_bias=parse_logit_bias(body.get("logit_bias")))
 
 
 def _messages(msgs: Any) -> list[dict[str, str]]:
