@@ -45,7 +45,8 @@ def _parse(where: str, text: str) -> Any:
         message, col, hint = json_mistake(text, e)
         start = max(0, col - 1 - MAX_EXCERPT // 2)  # a long line is shown around the column
         shown = text[start:start + MAX_EXCERPT].replace("\t", " ")
-        raise UsageError(f"{where}:{col}: {message}\n  | {shown}\n  | {' ' * (col - 1 - start)}^", hint=hint) from None
+        head = f"{where} (column {col})" if where.startswith("-") else f"{where}:{col}"  # --input: one line
+        raise UsageError(f"{head}: {message}\n  | {shown}\n  | {' ' * (col - 1 - start)}^", hint=hint) from None
     except RecursionError:
         raise UsageError(f"{where}: JSON nested too deeply") from None
 
@@ -64,7 +65,9 @@ def parse_json_arg(value: str, what: str) -> Any:
     try:
         return json.loads(value)
     except json.JSONDecodeError as e:
-        raise UsageError(f"{what} is not valid JSON: {e.msg} at line {e.lineno} column {e.colno}") from None
+        if "\n" in value.rstrip("\n"):  # a JSON file over several lines: json's own words and position
+            raise UsageError(f"{what} is not valid JSON: {e.msg} at line {e.lineno} column {e.colno}") from None
+        _parse(what, value.rstrip("\n"))  # one line: the mistake in plain words, with a caret
     except RecursionError:
         raise UsageError(f"{what}: JSON nested too deeply") from None
 
