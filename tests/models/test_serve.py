@@ -458,6 +458,13 @@ def test_tuned_artifacts_of_every_kind_served_with_shared_bases(tuned):
             assert r.json()["output"] == expected[t][i], (t, i)
         c = openai.OpenAI(base_url=srv.url, api_key="x", max_retries=0)
         assert {m.id for m in c.models.list()} == {f"{t}@1.0.0" for t in expected}
+        # logit_bias: applied on a tuned causal artifact (composed with its enum grammar), refused on classes
+        msg = [{"role": "user", "content": "refund my card"}]
+        r = c.chat.completions.create(model="tag_lora@1.0.0", messages=msg, logit_bias={"5": -100})
+        assert r.choices[0].message.content in ("billing", "bug")
+        with pytest.raises(openai.BadRequestError) as e:
+            c.chat.completions.create(model="tag_cls@1.0.0", messages=msg, logit_bias={"5": -100})
+        assert e.value.body["param"] == "logit_bias" and "classes" in e.value.body["message"]
 
 
 @pytest.mark.slow
