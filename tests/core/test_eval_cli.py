@@ -71,6 +71,10 @@ def test_cli_compare_across_models_with_prices_and_html(tmp_path, monkeypatch, c
         html = (tmp_path / "cmp.html").read_text()
         assert "<svg" in html and html.count('<table class="confusion">') == 2 and "<script" not in html
         assert main(["compare", str(tmp_path / "p.prompt"), "route_plain", "--model", good, "--model", good]) == 2
+        # the documented exit codes (docs/testing.md): 0 only when every subject passes every test, and a
+        # subject that fails makes it 1 even though the other one passes
+        assert main(["compare", str(tmp_path / "p.prompt"), "route_plain", "--model", good]) == 0
+        assert main(["compare", str(tmp_path / "p.prompt"), "route_plain", "--model", bad]) == 1
 
 
 def test_cli_baseline_catches_a_model_update(tmp_path, monkeypatch, capsys):
