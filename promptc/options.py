@@ -49,14 +49,17 @@ TUNE_OPTIONS: dict[str, OptionSpec] = {o.name: o for o in (
                "causal LM", ("auto", *TUNE_METHODS)),
     OptionSpec("base", "str", "tiny-causal", "base model: a built-in name (minilm, tiny-causal), "
                "a hub id, or a local directory"),
-    OptionSpec("family", "str", "auto", "causal LM or encoder classifier; auto picks the classifier for "
-               "enum outputs on encoder bases", ("auto", "causal", "classifier")),
+    OptionSpec("family", "str", "auto", "causal LM or encoder classifier (one head per output field); auto "
+               "picks the encoder family on an encoder base and the causal LM otherwise",
+               ("auto", "causal", "classifier")),
     OptionSpec("epochs", "int", 20, "passes over the training data", min=1),
     OptionSpec("max_steps", "int", 0, "stop after this many optimiser steps (0: no limit)", min=0),
     OptionSpec("lr", "float", None, "learning rate (default depends on the method)", min=0),
     OptionSpec("batch_size", "int", 8, "examples per optimiser step", min=1),
     OptionSpec("weight_decay", "float", 0.0, "AdamW weight decay", min=0),
     OptionSpec("seed", "int", 0, "seed for initialisation, shuffling and the validation split", min=0),
+    OptionSpec("seeds", "int", 1, "train this many seeds (seed, seed+1, ...) and keep the one with the best k-fold "
+               "cross-validated score on the training data (never the tests)", min=1),
     OptionSpec("val_split", "float", None, "held-out share of the training data for validation (default: 0.1 "
                "when that holds out at least 5 examples per label, else none: small data trains on all of it "
                "with a fixed schedule)", min=0, max=0.9),
@@ -92,6 +95,9 @@ TUNE_OPTIONS: dict[str, OptionSpec] = {o.name: o for o in (
                "split over grad_accum and processes", min=1),
     OptionSpec("gradient_checkpointing", "bool", False, "recompute activations in the backward pass to save "
                "memory on large bases"),
+    OptionSpec("constraint_weight", "float", 1.0, "encoder heads of a record: weight of the probability mass "
+               "the heads put on combinations that break a constraint, added to the loss (0: the constraints "
+               "only filter predictions)", min=0),
     OptionSpec("quantize", "str", "none", "load the base in 4 or 8 bits for QLoRA (bitsandbytes; needs CUDA)",
                ("none", "4bit", "8bit"), methods=("lora",)),
 )}

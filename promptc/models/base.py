@@ -44,6 +44,9 @@ class Request:
     messages: list[dict[str, str]] = field(hash=False)
     prompt: str
     output: ir.Type
+    # the task inputs the prompt was rendered from, where known: an encoder artifact keeps the task's
+    # constraints at prediction time, and they read the inputs
+    inputs: dict[str, Any] | None = field(default=None, hash=False, compare=False)
 
 
 @dataclass

@@ -61,6 +61,20 @@ def model_card(manifest: dict[str, Any]) -> str:
                                                                m.get("shots") or []]),
                  ("shot selection", m.get("shot_selection"))]
     lines += ["| | |", "|---|---|", *[f"| {k} | {_v(v)} |" for k, v in rows], ""]
+    seeds = m.get("seeds") if kind == "tune" else None
+    if isinstance(seeds, dict) and isinstance(seeds.get("candidates"), list):
+        lines += ["## Seed selection", "", f"{len(seeds['candidates'])} seeds, each scored by {_word(seeds.get('folds'))}-fold "
+                  "cross-validation on the training data only (never the tests); the best trained the artifact.", "",
+                  *[f"- seed {_word(c.get('seed'))}: cv {_word(c.get('cv'))} (folds {_v(c.get('folds'))})"
+                    + (" **chosen**" if c.get("seed") == seeds.get("chosen") else "")
+                    for c in seeds["candidates"] if isinstance(c, dict)],
+                  f"- spread: {_word(seeds.get('spread'))}", ""]
+    heads = m.get("heads") if kind == "tune" else None
+    if isinstance(heads, list) and heads:
+        lines += ["## Output heads", "", "One shared encoder body; each field is predicted by its own head, and the "
+                  "task's constraints are kept at prediction time (the most probable output that satisfies them).", "",
+                  *[f"- `{_word(h.get('field'))}` ({_word(h.get('kind'))}): {_word(h.get('why'))}" for h in heads
+                    if isinstance(h, dict)], ""]
     opts = m.get("options") if kind == "tune" else (target or {}).get("options") if isinstance(target, dict) else None
     if opts:
         lines += ["## Options", "", *[f"- `{k}` = {_v(v)}" for k, v in sorted(opts.items())], ""]

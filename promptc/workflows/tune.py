@@ -12,11 +12,12 @@ import shutil
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from promptc import ir
+from promptc.errors import UsageError
 
 
 @dataclass
@@ -53,10 +54,16 @@ class TuneJob:
     device: str
     dtype: str
     extra_examples: list[str]
+    heads: Any = None  # targets.tune.heads.Heads (the classifier family)
+    why: str = ""  # what method = "auto" / family = "auto" chose, field by field
 
 
 def _stderr_warning(msg: str) -> None:
     print(f"promptc: warning: {msg}", file=sys.stderr)
+
+
+def _stderr_info(msg: str) -> None:
+    print(f"promptc: {msg}", file=sys.stderr)
 
 
 def tune(program: ir.Program, target_name: str, *, out: str | Path | None = None, base: str | None = None,
@@ -65,7 +72,8 @@ def tune(program: ir.Program, target_name: str, *, out: str | Path | None = None
          json_log: Callable[[dict[str, Any]], None] | None = None,
          progress: Callable[..., None] | None = None, overrides: dict[str, Any] | None = None,
          warn: Callable[[str], None] | None = _stderr_warning, fault: Callable[[str], None] | None = None,
-         search_record: dict[str, Any] | None = None) -> TuneResult:
+         search_record: dict[str, Any] | None = None,
+         info: Callable[[str], None] | None = _stderr_info) -> TuneResult:
     """Train `target tune NAME`; return the artifact. Raises Interrupted (with a checkpoint) on Ctrl-C.
 
     Under several processes (torchrun, `accelerate launch`, `promptc tune --processes N`) every process
@@ -82,11 +90,18 @@ def tune(program: ir.Program, target_name: str, *, out: str | Path | None = None
     if acc.is_main_process:
         if job.partial.exists() and not resume:
             shutil.rmtree(job.partial)
+        if info:
+            for line in plan_lines(job):
+                info(line)
         for note in notes:
             if warn:
                 warn(note)
     acc.wait_for_everyone()
-    tuned = build_tuned(job.base, job.config, job.family, job.data.labels, job.options, job.task, job.dtype)
+    seeds_record = None
+    if job.options.seeds > 1:
+        seeds_record = select_seed(job, acc, info if acc.is_main_process else None)
+        job = replace(job, options=job.options.with_(seed=seeds_record["chosen"]))
+    tuned = build_tuned(job.base, job.config, job.family, job.heads, job.options, job.task, job.dtype)
     estimate = check_memory(job, tuned, acc.num_processes)
     run = train(job, tuned, acc, until_pass=until_pass, json_log=json_log, progress=progress, fault=fault)
     seconds = time.perf_counter() - t_start
@@ -94,10 +109,23 @@ def tune(program: ir.Program, target_name: str, *, out: str | Path | None = None
     if not acc.is_main_process:
         return TuneResult(job.dest, None, None, seconds, peak_rss(), notes, main=False)
     report, status = run_gate(job, tuned, acc, gate)
-    manifest = write(job, tuned, run, report, status, estimate, acc.num_processes, search_record)
+    manifest = write(job, tuned, run, report, status, estimate, acc.num_processes, search_record, seeds_record)
     shutil.rmtree(job.partial, ignore_errors=True)
     # wall time is reported, not recorded: the same seed gives a byte-identical artifact directory
     return TuneResult(job.dest, manifest, report, seconds, peak_rss(), notes)
+
+
+def plan_lines(job: TuneJob) -> list[str]:
+    """What `promptc tune` says before training: what was chosen and why (field by field), and how the run
+    is validated (or why it is not)."""
+    v = job.validation
+    auto = job.options.given.get("method", "auto") == "auto"
+    lines = [f"{job.options.method}{' (method auto)' if auto else ''} on {job.base.name}, {job.why}"]
+    if not v.size:
+        lines.append(f"no validation split: {v.reason}")
+    else:
+        lines.append(f"validation: {v.size} of {v.size + len(job.data.train)} examples ({v.reason})")
+    return lines
 
 
 def summary_lines(result: TuneResult) -> list[str]:
@@ -124,6 +152,10 @@ def summary_lines(result: TuneResult) -> list[str]:
         b = m.search["best"]
         lines.append(f"search: best of {len(m.search['trials'])} trials is trial {b['trial']} "
                      f"({m.search['objective']} {b['value']:.3f})")
+    if m.seeds:
+        sd = m.seeds
+        lines.append(f"seeds: chose seed {sd['chosen']} of {len(sd['candidates'])} by {sd['folds']}-fold "
+                     f"cross-validation on the training data (spread {sd['spread']:.3f})")
     lines.append(f"tests: {m.tests['summary']} -> {m.status}")
     lines.append(f"wrote {result.directory}/")
     return lines
@@ -153,16 +185,18 @@ def prepare(program: ir.Program, target_name: str, *, out: str | Path | None, ba
     check_quantize(o.quantize, o.method, device)
     b = resolve_base(o.base)
     config = load_config(b)
-    family = choose_family(o.family, task.output, config)
+    extra = [ex for path in extra_examples for ex in load_extra(path, task)]
+    outputs = [ex.output for ex in program.without_test_inputs(task.name, list(task.examples) + extra,
+                                                                lambda ex: ex.input)]
+    family, heads, why = choose_family(o.family, task.output, config, outputs)
     o = o.resolved(family)
     prompt = compile_text_target(program, task.name, {"delimit": False})
-    extra = [ex for path in extra_examples for ex in load_extra(path, task)]
     data = build_dataset(program, task, family, prompt, extra=extra, val_split=0.0, seed=o.seed,
-                         allow_secrets=allow_secrets)
+                         allow_secrets=allow_secrets, heads=heads)
     data, validation = selection.plan(data, o)
     dest = Path(out) if out is not None else Path("out") / target_name
     return TuneJob(program, task, target_name, o, b, config, family, prompt, data, validation, dest,
-                   dest.parent / f"{dest.name}.partial", device, dtype, list(extra_examples))
+                   dest.parent / f"{dest.name}.partial", device, dtype, list(extra_examples), heads, why)
 
 
 def check_memory(job: TuneJob, tuned: Any, processes: int) -> Any:
@@ -228,7 +262,7 @@ def run_gate(job: TuneJob, tuned: Any, acc: Any, gate: bool) -> tuple[Any, str]:
 
 
 def write(job: TuneJob, tuned: Any, run: Any, report: Any, status: str, estimate: Any, processes: int,
-          search_record: dict[str, Any] | None = None) -> Any:
+          search_record: dict[str, Any] | None = None, seeds_record: dict[str, Any] | None = None) -> Any:
     """Build the manifest and write the artifact directory atomically."""
     from promptc.models.device import peak_memory
     from promptc.targets.tune.artifact import TunedManifest, write_tuned
@@ -241,7 +275,7 @@ def write(job: TuneJob, tuned: Any, run: Any, report: Any, status: str, estimate
                                    state=run.state, report=report, status=status, lr=run.lr,
                                    trainable=run.trainable_count(), resources=resources,
                                    extra_examples=job.extra_examples, validation=job.validation.as_dict(),
-                                   search=search_record)
+                                   search=search_record, seeds=seeds_record)
     return write_tuned(job.dest, tuned, manifest)
 
 
@@ -267,24 +301,63 @@ def search_space(trial: Any, method: str) -> dict[str, Any]:
     return over
 
 
-def cross_validate(job: TuneJob, over: dict[str, Any], folds: int, acc: Any) -> list[float]:
+def cross_validate(job: TuneJob, over: dict[str, Any], folds: int, acc: Any, split_seed: int | None = None,
+                   losses: list[float] | None = None) -> list[float]:
     """Held-out accuracy of each of `folds` stratified folds, each trained on the others with `over`
-    (all data, no early stopping: what a default run does)."""
+    (all data, no early stopping: what a default run does). The folds are drawn with `split_seed` (default:
+    the run's seed), so runs that differ only in their seed are scored on the same folds; each fold's
+    held-out loss is appended to `losses` when given."""
     from promptc.targets.tune import selection
-    from promptc.targets.tune.data import Dataset
     from promptc.targets.tune.model import DEFAULT_LR, build_tuned
     from promptc.targets.tune.train import Run
 
     o = job.options.with_(**over, val_split=0.0)
     items = job.data.train + job.data.val
     scores = []
-    for train_items, held in selection.folds(items, folds, o.seed):
-        data = Dataset(train_items, [], job.data.labels)
-        tuned = build_tuned(job.base, job.config, job.family, job.data.labels, o, job.task, job.dtype)
+    for train_items, held in selection.folds(items, folds, o.seed if split_seed is None else split_seed):
+        data = replace(job.data, train=train_items, val=[])
+        tuned = build_tuned(job.base, job.config, job.family, job.heads, o, job.task, job.dtype)
         run = Run(job.family, tuned.net, tuned.tokenizer, data, o, o.lr or DEFAULT_LR[o.method], accelerator=acc)
         run.run()
-        scores.append(run.measure(held)[1])
+        loss, accuracy = run.measure(held)
+        scores.append(accuracy)
+        if losses is not None:
+            losses.append(loss)
     return scores
+
+
+SEED_FOLDS = 3
+
+
+def select_seed(job: TuneJob, acc: Any, info: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """`seeds = N`: score seeds seed..seed+N-1 by k-fold cross-validation on the training data (the same
+    folds for every seed) and choose the best: accuracy first, then the lower held-out loss, then the
+    lower seed. The tests never take part: choosing by them would fit the artifact to its own gate."""
+    import statistics
+
+    base, n = job.options.seed, job.options.seeds
+    items = job.data.train + job.data.val
+    k = min(SEED_FOLDS, len(items))
+    if k < 2:
+        raise UsageError(f"seeds = {n} needs at least 2 training examples to cross-validate")
+    rows: list[dict[str, Any]] = []
+    for i, s in enumerate(range(base, base + n), start=1):
+        t0 = time.perf_counter()
+        losses: list[float] = []
+        folds = cross_validate(job, {"seed": s}, k, acc, split_seed=base, losses=losses)
+        row = {"seed": s, "cv": round(statistics.mean(folds), 4), "loss": round(statistics.mean(losses), 4),
+               "folds": [round(a, 4) for a in folds], "seconds": round(time.perf_counter() - t0, 1)}
+        rows.append(row)
+        if info:
+            info(f"seed {s} ({i}/{n}): cv accuracy {row['cv']:.3f} (folds {', '.join(f'{a:.2f}' for a in folds)}),"
+                 f" held-out loss {row['loss']:.4f}, {row['seconds']:.0f} s")
+    best = min(rows, key=lambda r: (-r["cv"], r["loss"], r["seed"]))
+    spread = round(max(r["cv"] for r in rows) - min(r["cv"] for r in rows), 4)
+    if info:
+        info(f"chose seed {best['seed']}: cv accuracy {best['cv']:.3f} (spread over {n} seeds {spread:.3f}); "
+             "training it on all the data")
+    return {"folds": k, "metric": "cross-validated accuracy, then held-out loss", "candidates": rows,
+            "chosen": best["seed"], "spread": spread}
 
 
 def search(program: ir.Program, target_name: str, trials: int, *, objective: str = "cv", folds: int = 3,
@@ -294,7 +367,6 @@ def search(program: ir.Program, target_name: str, trials: int, *, objective: str
     then the best trial's options train the artifact, whose manifest records every trial."""
     import optuna
 
-    from promptc.errors import UsageError
     from promptc.targets.tune.model import build_tuned
     from promptc.targets.tune.train import make_accelerator
 
@@ -324,7 +396,7 @@ def search(program: ir.Program, target_name: str, trials: int, *, objective: str
         else:
             o = job.options.with_(**over)
             sub = TuneJob(**{**job.__dict__, "options": o})
-            tuned = build_tuned(job.base, job.config, job.family, job.data.labels, o, job.task, job.dtype)
+            tuned = build_tuned(job.base, job.config, job.family, job.heads, o, job.task, job.dtype)
             train(sub, tuned, acc, until_pass=False, json_log=None, progress=None, checkpoint=False)
             rep = run_gate(sub, tuned, acc, True)[0]
             value = rep.passed / max(1, len(rep.results) - rep.skipped)

@@ -46,3 +46,29 @@ def test_two_processes_match_one_with_the_same_global_batch(tmp_path):
     out1 = [r.output for r in promptc.load_artifact(tmp_path / "one", prog).run(inputs, cache=False)]
     out2 = [r.output for r in promptc.load_artifact(tmp_path / "two", prog).run(inputs, cache=False)]
     assert out1 == out2
+
+
+def test_record_heads_on_minilm_two_processes_match_one(tmp_path):
+    """The encoder family with a head per field (a record on MiniLM) under 2 processes: same losses, same
+    outputs. The constraint loss is on, so its tables travel through the sharded batches too."""
+    from tests.models.test_tune_records import write_program
+
+    path = write_program(tmp_path, epochs=2)
+    text = path.read_text().replace('target tune heads for triage { base = "minilm", epochs = 2, lr = 0.004 }',
+                                    'target tune d for triage { base = "minilm", max_steps = 6, batch_size = 6, '
+                                    'eval_every = 3, patience = 0, lr = 0.004 }')
+    (tmp_path / "p.prompt").write_text(text, encoding="utf-8")
+    one = _tune(tmp_path, "one")
+    assert one.returncode == 0, one.stderr
+    two = _tune(tmp_path, "two", "--processes", "2")
+    assert two.returncode == 0, two.stderr
+    m1 = json.loads((tmp_path / "one" / "manifest.json").read_text())
+    m2 = json.loads((tmp_path / "two" / "manifest.json").read_text())
+    assert m1["heads"] == m2["heads"] and len(m1["heads"]) == 6
+    for a, b in zip(m1["training"]["curve"], m2["training"]["curve"]):
+        assert b["loss"] == pytest.approx(a["loss"], rel=1e-4)
+    prog = promptc.load(tmp_path / "p.prompt")
+    inputs = [{"text": t} for t in ("refund my card", "the app crashes right now, we are blocked", "hello")]
+    out1 = [r.output for r in promptc.load_artifact(tmp_path / "one", prog).run(inputs, cache=False)]
+    out2 = [r.output for r in promptc.load_artifact(tmp_path / "two", prog).run(inputs, cache=False)]
+    assert out1 == out2

@@ -118,6 +118,8 @@ class TunedManifest:
     adapter_hash: str = ""
     files: dict[str, str] = field(default_factory=dict)
     search: dict[str, Any] | None = None  # `promptc tune --search`: every trial and the best
+    seeds: dict[str, Any] | None = None  # `seeds = N`: every seed's cross-validated score and the chosen one
+    heads: list[dict[str, Any]] | None = None  # an encoder's heads of a record output (targets/tune/heads.py)
 
     # --- reading
     @classmethod
@@ -151,7 +153,19 @@ class TunedManifest:
         out = {k: d[k] for k in order}
         if self.search is not None:
             out["search"] = self.search
+        if self.seeds is not None:
+            out["seeds"] = self.seeds
+        if self.heads is not None:
+            out["heads"] = self.heads
         return out
+
+    def output_heads(self, output: ir.Type) -> Any:
+        """The classifier family's heads: recorded for a record output, one head on an enum output."""
+        from promptc.targets.tune.heads import Head, Heads
+
+        if self.heads:
+            return Heads.from_list(self.heads, output)
+        return Heads((Head("", "single", tuple(self.labels or ()), 0, "enum"),), output)
 
     @property
     def excluded_test_inputs(self) -> int:
@@ -170,7 +184,7 @@ class TunedManifest:
     def build(cls, *, program: ir.Program, task: ir.Task, target: str, tuned: Any, data: Any, state: Any,
               report: Any, status: str, lr: float, trainable: int, resources: dict[str, Any],
               extra_examples: list[str], validation: dict[str, Any] | None = None,
-              search: dict[str, Any] | None = None) -> TunedManifest:
+              search: dict[str, Any] | None = None, seeds: dict[str, Any] | None = None) -> TunedManifest:
         from promptc._version import __version__
 
         o: TuneOptions = tuned.options
@@ -190,7 +204,7 @@ class TunedManifest:
             seed=o.seed,
             base={"id": tuned.base.name, "source": tuned.base.source, "model_type": tuned.config.model_type,
                   **tuned.base_fingerprint},
-            labels=data.labels or None,
+            labels=list(tuned.labels) or None,
             data={"hash": data.digest(), "train": len(data.train), "val": len(data.val),
                   "excluded_test_inputs": data.excluded_tests, "redacted_secrets": len(data.secrets),
                   "extra_files": list(extra_examples), "provenance": data.provenance_summary(),
@@ -206,6 +220,8 @@ class TunedManifest:
             depends=dependency_fingerprint(program, task, tuned.family, tuned.base.name),
             versions=_versions(),
             search=search,
+            seeds=seeds,
+            heads=data.heads.as_list() if data.heads is not None and not data.heads.is_root else None,
         )
 
 
@@ -290,7 +306,7 @@ def request_builder(task: ir.Task, family: str, prompt) -> Callable[[list[dict[s
         for i in inputs:
             prompt.check_inputs(i)
             text = classifier_text(i) if family == "classifier" else causal_prompt(prompt, i)
-            out.append(Request([{"role": "user", "content": text}], text, task.output))
+            out.append(Request([{"role": "user", "content": text}], text, task.output, inputs=i))
         return out
 
     return build
@@ -330,6 +346,7 @@ def load_tuned(directory: Path, manifest: dict[str, Any], program: ir.Program, t
     base = resolve_base(m.base["id"])
     config = load_config(base)
     labels = m.labels or []
+    heads = m.output_heads(task.output) if m.family == "classifier" else None
     if m.family == "classifier":
         model, tok = load_encoder(base, len(labels), o.pooling, dtype)
     else:
@@ -362,6 +379,6 @@ def load_tuned(directory: Path, manifest: dict[str, Any], program: ir.Program, t
 
     prompt = compile_text_target(program, task.name, {"delimit": False})
     identity = f"artifact:{m.adapter_hash}" + (f";dtype={run_dtype}" if run_dtype != dtype else "")
-    backend = make_backend(m.family, runnable, tok, labels, identity, o)
+    backend = make_backend(m.family, runnable, tok, heads, identity, o, task.constraints)
     return TunedArtifact(d, m, task, backend, request_builder(task, m.family, prompt), o.max_new_tokens,
                          m.trainable_parameters)

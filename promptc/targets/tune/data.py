@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 
 from promptc import codes, ir
 from promptc.diagnostics import Diagnostics
@@ -26,6 +26,8 @@ class Item:
     target: str  # causal: the answer text; classifier: the label
     label: int = -1
     provenance: dict[str, Any] | None = None
+    targets: list[float] | None = None  # encoder heads of a record: one-hot / multi-hot per head
+    violations: list[float] | None = None  # per combination of the constrained heads: 1.0 if it breaks one
 
 
 @dataclass
@@ -35,6 +37,8 @@ class Dataset:
     labels: list[str] = field(default_factory=list)
     secrets: list[str] = field(default_factory=list)  # "origin: kind" of every redacted secret
     excluded_tests: int = 0
+    heads: Any = None  # targets.tune.heads.Heads of an encoder (classifier) target
+    constrained: list[str] = field(default_factory=list)  # fields of the heads the constraint loss reads
 
     def digest(self) -> str:
         h = hashlib.sha256()
@@ -139,7 +143,7 @@ def load_extra(path: str, task: ir.Task) -> list[ir.Example]:
 
 
 def build_dataset(program: ir.Program, task: ir.Task, family: str, prompt, *, extra: list[ir.Example],
-                  val_split: float, seed: int, allow_secrets: bool) -> Dataset:
+                  val_split: float, seed: int, allow_secrets: bool, heads: Any = None) -> Dataset:
     """Examples -> train/val items. Test inputs are excluded; constraint violations are errors (the
     checker already rejected them for declared examples; extra examples are checked here)."""
     from promptc.expr import constraint_failures
@@ -171,21 +175,32 @@ def build_dataset(program: ir.Program, task: ir.Task, family: str, prompt, *, ex
     if not kept:
         raise InputError(f"task '{task.name}' has no training examples (add `example` blocks or "
                                "`examples \"FILE.jsonl\"`)")
-    # the classifier family is chosen only for enum outputs (model.choose_family)
-    labels = list(cast(ir.EnumT, ir.strip_optional(task.output)).members) if family == "classifier" else []
+    labels = heads.labels if heads is not None and heads.is_root else []
     items = []
     for ex in kept:
         inp, out = (redact(ex.input), redact(ex.output)) if secrets else (ex.input, ex.output)
-        if family == "classifier":
+        if family == "classifier" and heads.is_root:
             items.append(Item(inp, out, ex.origin, classifier_text(inp), str(out), labels.index(out), ex.provenance))
+        elif family == "classifier":
+            items.append(Item(inp, out, ex.origin, classifier_text(inp), heads.key(out), -1, ex.provenance,
+                              targets=heads.encode(out)))
         else:
             from promptc.targets.text.prompt import answer_text
 
             text = causal_prompt(prompt, inp)
             items.append(Item(inp, out, ex.origin, redact_text(text) if secrets else text,
                               answer_text(task.output, out), -1, ex.provenance))
+    constrained: list[str] = []
+    if family == "classifier" and task.constraints:
+        from promptc.targets.tune.heads import violation_table
+
+        for it in items:
+            vt = violation_table(heads, task.constraints, it.input, it.output)
+            if vt is not None:
+                constrained = [h.field for h in vt[0]]
+                it.violations = vt[1]
     train, val = split(items, val_split, seed)
-    return Dataset(train, val, labels, secrets, excluded)
+    return Dataset(train, val, labels, secrets, excluded, heads, constrained)
 
 
 def split(items: list[Item], share: float, seed: int) -> tuple[list[Item], list[Item]]:

@@ -73,27 +73,37 @@ def is_encoder(config) -> bool:
     return config.model_type in ENCODER_TYPES and not getattr(config, "is_decoder", False)
 
 
-def choose_family(option: str, output: ir.Type, config) -> str:
-    """`classifier` for enum outputs on encoder bases (or when asked); otherwise `causal`."""
-    enum_out = isinstance(output, ir.EnumT)
+def choose_family(option: str, output: ir.Type, config, outputs: list[Any] | None = None) -> tuple[str, Any, str]:
+    """(family, heads, why): `classifier` (an encoder with one head per output field, targets/tune/heads.py)
+    when the base is an encoder and every part of the output is finite; otherwise `causal`. `why` is the one
+    line `promptc tune` prints: what was chosen, field by field, or the field that forced a causal LM."""
+    from promptc.targets.tune.heads import Unservable, plan
+
     encoder = is_encoder(config)
-    if option == "classifier":
-        if not enum_out:
-            raise ModelError(f"family = \"classifier\" needs an enum output, not {output}")
+    kind = f"'{config.model_type}'"
+    try:
+        heads = plan(output, list(outputs or []))
+        unservable = None
+    except Unservable as e:
+        heads, unservable = None, e
+    if option == "classifier" or (option == "auto" and encoder):
         if not encoder:
-            raise ModelError(f"family = \"classifier\" needs an encoder base; '{config.model_type}' is not one")
-        return "classifier"
-    if option == "causal":
-        if encoder:
-            raise ModelError(f"the base is an encoder ('{config.model_type}'); it cannot generate text. "
-                                   "Use a causal LM base, or an enum output with family = \"classifier\"")
-        return "causal"
-    if encoder:
-        if not enum_out:
-            raise ModelError(f"the base is an encoder ('{config.model_type}'), which can only classify, and "
-                                   f"the output is {output}; use a causal LM base (e.g. tiny-causal) for it")
-        return "classifier"
-    return "causal"
+            raise ModelError(f"family = \"classifier\" needs an encoder base; {kind} is not one")
+        if unservable is not None or heads is None:
+            assert unservable is not None
+            raise ModelError(f"the base is an encoder ({kind}), which serves only finite outputs (enums, bools, "
+                             f"bounded ints, lists of enums, replies from a closed set), and field "
+                             f"'{unservable.field}' of {output} is not one: {unservable.why}",
+                             hint=unservable.hint or "use a causal LM base for it")
+        if heads.is_root:
+            return "classifier", heads, f"an encoder ({kind}) classifying {output}: {heads.heads[0].why}"
+        return "classifier", heads, f"an encoder ({kind}), one head per field: {heads.describe()}"
+    if option == "causal" and encoder:
+        raise ModelError(f"the base is an encoder ({kind}); it cannot generate text. "
+                         "Use a causal LM base, or family = \"classifier\" for a finite output")
+    why = (f"causal LM ({kind}): field '{unservable.field}' needs generation ({unservable.why})"
+           if unservable is not None else f"causal LM ({kind} is not an encoder)")
+    return "causal", None, why
 
 
 def base_weights(model, family: str, pooling: str):
@@ -226,10 +236,13 @@ class TunedModel:
     tokenizer: Any
     labels: list[str]
     dtype: str = "float32"
+    heads: Any = None  # targets.tune.heads.Heads of the classifier family
+    constraints: tuple[ir.Constraint, ...] = ()  # kept at prediction time by the classifier family
 
     def backend(self, identity: str):
         """The backend that runs this model (the same one an artifact loads into)."""
-        return make_backend(self.family, self.net, self.tokenizer, self.labels, identity, self.options)
+        return make_backend(self.family, self.net, self.tokenizer, self.heads, identity, self.options,
+                            self.constraints)
 
 
 def _trainable_fp32(peft_model) -> None:
@@ -239,7 +252,7 @@ def _trainable_fp32(peft_model) -> None:
             p.data = p.data.float()
 
 
-def build_tuned(base: Base, config, family: str, labels: list[str], o: TuneOptions, task: ir.Task,
+def build_tuned(base: Base, config, family: str, heads: Any, o: TuneOptions, task: ir.Task,
                 dtype: str = "float32") -> TunedModel:
     """Load the base in `dtype`, fingerprint it, and wrap it in a fresh peft adapter for `o.method`."""
     import torch
@@ -248,6 +261,7 @@ def build_tuned(base: Base, config, family: str, labels: list[str], o: TuneOptio
     from promptc.targets.tune.nets import MeanPoolClassifier, SeqClsClassifier
 
     torch.manual_seed(o.seed)
+    labels = heads.labels if heads is not None else []
     if family == "classifier":
         base_model, tok = load_encoder(base, len(labels), o.pooling, dtype, o.quantize)
         if o.pooling == "cls":
@@ -281,14 +295,15 @@ def build_tuned(base: Base, config, family: str, labels: list[str], o: TuneOptio
         net = SeqClsClassifier(pm)
     else:
         net = pm
-    return TunedModel(family, o, base, config, base_fp, pm, net, tok, labels, dtype)
+    return TunedModel(family, o, base, config, base_fp, pm, net, tok, labels, dtype, heads, task.constraints)
 
 
-def make_backend(family: str, model, tokenizer, labels: list[str], identity: str, o: TuneOptions):
+def make_backend(family: str, model, tokenizer, heads: Any, identity: str, o: TuneOptions,
+                 constraints: tuple[ir.Constraint, ...] = ()):
     if family == "classifier":
         from promptc.models.classifier import ClassifierBackend
 
-        return ClassifierBackend(model, tokenizer, labels, identity, o.max_length, o.virtual)
+        return ClassifierBackend(model, tokenizer, heads, identity, o.max_length, o.virtual, constraints)
     from promptc.models.hf import HFBackend
 
     # transformers 5.24 + peft 0.21 drop a prefix-tuning prefix under the default KV cache, so prefix

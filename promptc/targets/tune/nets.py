@@ -35,3 +35,35 @@ class SeqClsClassifier(torch.nn.Module):
 
     def forward(self, input_ids, attention_mask):
         return self.encoder(input_ids=input_ids, attention_mask=attention_mask).logits
+
+
+def heads_loss(logits, targets, heads, violations=None, weight: float = 0.0, constrained: list[str] | None = None):
+    """Summed loss over the batch of an encoder with several heads (targets/tune/heads.py), and how many
+    outputs were exactly right (every head's argmax, every multi-label member on the right side of 0).
+
+    single heads: cross-entropy; multi heads: binary cross-entropy per member. With `violations` (per item,
+    1.0 for each combination of the `constrained` heads' values that breaks a constraint, row-major in head
+    order) and `weight` > 0, the probability mass the heads put on breaking combinations is added: the
+    constraint-enforcing loss."""
+    import torch.nn.functional as F
+
+    total = logits.new_zeros(())
+    correct = torch.ones(logits.shape[0], dtype=torch.bool, device=logits.device)
+    probs = {}
+    for h in heads.heads:
+        z, t = logits[:, h.start:h.end], targets[:, h.start:h.end]
+        if h.kind == "single":
+            idx = t.argmax(-1)
+            total = total + F.cross_entropy(z, idx, reduction="sum")
+            correct &= z.argmax(-1) == idx
+            probs[h.field] = z.softmax(-1)
+        else:
+            total = total + F.binary_cross_entropy_with_logits(z, t, reduction="sum")
+            correct &= ((z > 0).to(t.dtype) == t).all(-1)
+    if violations is not None and weight > 0 and constrained:
+        joint = None
+        for f in constrained:
+            p = probs[f]
+            joint = p if joint is None else (joint.unsqueeze(-1) * p.unsqueeze(1)).reshape(p.shape[0], -1)
+        total = total + weight * (joint * violations).sum()
+    return total, int(correct.sum()), int(logits.shape[0])

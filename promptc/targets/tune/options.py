@@ -22,6 +22,7 @@ class TuneOptions:
     batch_size: int
     weight_decay: float
     seed: int
+    seeds: int
     val_split: float | None
     patience: int
     eval_every: int
@@ -45,6 +46,7 @@ class TuneOptions:
     grad_accum: int
     gradient_checkpointing: bool
     quantize: str
+    constraint_weight: float
     given: dict[str, Any] = field(default_factory=dict, compare=False)  # what the program (or overrides) set
 
     @classmethod

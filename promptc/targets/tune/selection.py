@@ -83,7 +83,9 @@ def _describe(val: list[Item], labels: list[str]) -> str:
 
 
 def _with(data: Dataset, train: list[Item], val: list[Item]) -> Dataset:
-    return Dataset(train, val, data.labels, data.secrets, data.excluded_tests)
+    from dataclasses import replace
+
+    return replace(data, train=train, val=val)
 
 
 def folds(items: list[Item], k: int, seed: int) -> list[tuple[list[Item], list[Item]]]:

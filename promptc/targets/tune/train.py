@@ -124,8 +124,15 @@ class Run:
         if self.family == "classifier":
             enc = tok([it.text for it in items], padding=True, truncation=True, max_length=max_len,
                       return_tensors="pt")
-            return (enc["input_ids"].to(dev), enc["attention_mask"].to(dev),
-                    torch.tensor([it.label for it in items], device=dev))
+            heads = self.data.heads
+            if heads is None or heads.is_root:
+                lab: Any = torch.tensor([it.label for it in items], device=dev)
+            else:  # a record: per-head targets, and the constraint-loss tables where there are some
+                width = len(next((it.violations for it in items if it.violations), []))
+                viol = (torch.tensor([it.violations or [0.0] * width for it in items], device=dev)
+                        if width else None)
+                lab = (torch.tensor([it.targets for it in items], device=dev), viol)
+            return enc["input_ids"].to(dev), enc["attention_mask"].to(dev), lab
         seqs, labels = [], []
         for it in items:
             p, t = self._causal_ids(it)
@@ -158,6 +165,11 @@ class Run:
         import torch.nn.functional as F
 
         model = model if model is not None else self.model
+        if self.family == "classifier" and isinstance(lab, tuple):
+            from promptc.targets.tune.nets import heads_loss
+
+            return heads_loss(model(ids, attn).float(), lab[0], self.data.heads, lab[1],
+                              self.options.constraint_weight, self.data.constrained)
         if self.family == "classifier":
             logits = model(ids, attn).float()
             return (F.cross_entropy(logits, lab, reduction="sum"), int((logits.argmax(-1) == lab).sum()),

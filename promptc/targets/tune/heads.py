@@ -1,0 +1,355 @@
+"""Output heads of the encoder family: which outputs an encoder can serve, and how its logits become a
+schema-valid output that keeps the task's constraints.
+
+An encoder (MiniLM, BERT, ...) reads the input once and predicts each finite part of the output with a
+head of its own, all on one shared body:
+
+- `single`: one value of a finite set: an enum, a bool, an optional of those (null is a learned value),
+  an `int` with `ge` and `le` and at most MAX_INT_VALUES values, or a **reply** (a `str` whose training
+  values come from a closed set: at most MAX_REPLIES distinct values, each seen at least MIN_REPLY_SEEN
+  times: the "suggested reply templates" of the seed);
+- `multi`: a `list[Enum]` with `max_len`, as multi-label classification (one sigmoid per member).
+
+All heads share one linear layer over the pooled body (their logits are slices of it), so an enum output
+is exactly the classifier promptc always had: one `single` head on the output itself.
+
+Decoding keeps constraints: the candidate outputs are enumerated best-first by joint probability (the
+heads are independent given the input, so a joint is a product), and the first that validates against
+the schema and satisfies every `constraint` wins. A declared constraint therefore never fails on output
+the model could have got right. It still fails when no candidate within MAX_CANDIDATES satisfies it, or
+when it depends only on the input (no choice of output helps); the reply then is the most probable one.
+
+This module imports no torch: planning runs before a model is loaded, decoding takes plain lists.
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from promptc import ir
+
+MAX_INT_VALUES = 20
+MAX_REPLIES = 30
+MIN_REPLY_SEEN = 2
+MAX_CANDIDATES = 4096  # outputs tried best-first before giving up on the constraints
+MAX_JOINT = 4096  # size of the joint over constrained heads for the constraint loss
+
+
+class Unservable(Exception):
+    """An output part no encoder head can serve; `field` names it, `why` says why and what to do."""
+
+    def __init__(self, field_name: str, why: str, hint: str = ""):
+        super().__init__(f"{field_name}: {why}")
+        self.field, self.why, self.hint = field_name, why, hint
+
+
+@dataclass(frozen=True)
+class Head:
+    """One head: the output field it predicts ("" for the output itself), its kind, its values (JSON
+    values, in a fixed order), where its logits start in the shared layer, and why it was chosen."""
+
+    field: str
+    kind: str  # "single" | "multi"
+    values: tuple[Any, ...]
+    start: int
+    why: str
+    min_items: int = 0
+    max_items: int = 0
+
+    @property
+    def size(self) -> int:
+        return len(self.values)
+
+    @property
+    def end(self) -> int:
+        return self.start + self.size
+
+    def label(self, i: int) -> str:
+        v = self.values[i]
+        name = v if isinstance(v, str) else json.dumps(v)
+        return name if not self.field else f"{self.field}={name}"
+
+    def as_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"field": self.field, "kind": self.kind, "values": list(self.values), "why": self.why}
+        if self.kind == "multi":
+            d.update(min_items=self.min_items, max_items=self.max_items)
+        return d
+
+
+@dataclass(frozen=True)
+class Heads:
+    """Every head of an output, and the output type they assemble into."""
+
+    heads: tuple[Head, ...]
+    output: ir.Type = field(compare=False)
+
+    @property
+    def size(self) -> int:
+        return sum(h.size for h in self.heads)
+
+    @property
+    def is_root(self) -> bool:
+        """A single head on the output itself: the plain classifier."""
+        return len(self.heads) == 1 and self.heads[0].field == ""
+
+    @property
+    def labels(self) -> list[str]:
+        """One name per logit (labels.json): the enum members for a plain classifier."""
+        return [h.label(i) for h in self.heads for i in range(h.size)]
+
+    def describe(self) -> str:
+        """One line: what each field is predicted as."""
+        return "; ".join(f"{h.field or 'output'}: {h.why}" for h in self.heads)
+
+    def as_list(self) -> list[dict[str, Any]]:
+        return [h.as_dict() for h in self.heads]
+
+    @classmethod
+    def from_list(cls, rows: list[dict[str, Any]], output: ir.Type) -> Heads:
+        heads, start = [], 0
+        for r in rows:
+            h = Head(r["field"], r["kind"], tuple(r["values"]), start, r.get("why", ""), r.get("min_items", 0),
+                     r.get("max_items", 0))
+            heads.append(h)
+            start += h.size
+        return cls(tuple(heads), output)
+
+    # ------------------------------------------------------------ targets
+    def encode(self, output: Any) -> list[float]:
+        """The training target of one output: one-hot per single head, multi-hot per multi head."""
+        out = [0.0] * self.size
+        for h in self.heads:
+            v = output if not h.field else (output or {}).get(h.field)
+            if h.kind == "single":
+                out[h.start + _index(h.values, v)] = 1.0
+            else:
+                for item in v or []:
+                    out[h.start + _index(h.values, item)] = 1.0
+        return out
+
+    def key(self, output: Any) -> str:
+        """A stable text of an output, for stratifying folds and counting labels."""
+        return json.dumps(output, sort_keys=True, ensure_ascii=False)
+
+    # ------------------------------------------------------------ decoding
+    def factors(self, logits: list[float]) -> list[list[tuple[float, int]]]:
+        """Per factor, (log-probability, option) sorted best first: a single head is one factor over
+        its values (log-softmax); a multi head is one yes/no factor per member (log-sigmoid)."""
+        out = []
+        for h in self.heads:
+            row = logits[h.start:h.end]
+            if h.kind == "single":
+                m = max(row)
+                z = m + math.log(sum(math.exp(x - m) for x in row))
+                out.append(sorted(((x - z, i) for i, x in enumerate(row)), key=lambda p: (-p[0], p[1])))
+            else:
+                for x in row:
+                    yes, no = _log_sigmoid(x), _log_sigmoid(-x)
+                    out.append(sorted([(yes, 1), (no, 0)], key=lambda p: (-p[0], -p[1])))
+        return out
+
+    def assemble(self, choice: list[int]) -> Any:
+        """The output for one option per factor."""
+        values: dict[str, Any] = {}
+        k = 0
+        for h in self.heads:
+            if h.kind == "single":
+                values[h.field] = h.values[choice[k]]
+                k += 1
+            else:
+                values[h.field] = [h.values[i] for i in range(h.size) if choice[k + i]]
+                k += h.size
+        if self.is_root:
+            return values[""]
+        rec = ir.strip_optional(self.output)
+        names = rec.field_names if isinstance(rec, ir.RecordT) else tuple(values)
+        return {n: values[n] for n in names if n in values}
+
+    def decode(self, logits: list[float], inputs: dict[str, Any] | None,
+               constraints: tuple[ir.Constraint, ...] = ()) -> tuple[Any, int]:
+        """The most probable output that is schema-valid and keeps every constraint (with `inputs`),
+        and how many candidates were tried; the most probable one when none within MAX_CANDIDATES is."""
+        from promptc.expr import constraint_failures
+        from promptc.schema import validate
+
+        factors = self.factors(logits)
+        first = None
+        for n, choice in enumerate(best_first(factors), start=1):
+            out = self.assemble(choice)
+            if first is None:
+                first = out
+            if validate(self.output, out):
+                continue
+            if constraints and inputs is not None and constraint_failures(constraints, {**inputs, "output": out}):
+                continue
+            return out, n
+        return first, MAX_CANDIDATES
+
+    def predict_text(self, logits: list[float], inputs: dict[str, Any] | None,
+                     constraints: tuple[ir.Constraint, ...] = ()) -> str:
+        """What the backend answers: the enum member for a plain classifier, else the record's JSON."""
+        out, _ = self.decode(logits, inputs, constraints)
+        return out if self.is_root and isinstance(out, str) else json.dumps(out, ensure_ascii=False)
+
+
+def best_first(factors: list[list[tuple[float, int]]]):
+    """Option choices (one option index per factor) in order of decreasing summed log-probability: the
+    k-best enumeration over a product of sorted lists (a heap over index vectors)."""
+    start = (0,) * len(factors)
+    heap = [(-sum(f[0][0] for f in factors), start)]
+    seen = {start}
+    count = 0
+    while heap and count < MAX_CANDIDATES:
+        neg, idx = heapq.heappop(heap)
+        count += 1
+        yield [factors[k][i][1] for k, i in enumerate(idx)]
+        for k, i in enumerate(idx):
+            if i + 1 < len(factors[k]):
+                nxt = idx[:k] + (i + 1,) + idx[k + 1:]
+                if nxt not in seen:
+                    seen.add(nxt)
+                    heapq.heappush(heap, (neg + factors[k][i][0] - factors[k][i + 1][0], nxt))
+
+
+def _log_sigmoid(x: float) -> float:
+    return -math.log1p(math.exp(-x)) if x >= 0 else x - math.log1p(math.exp(x))
+
+
+def _index(values: tuple[Any, ...], v: Any) -> int:
+    for i, x in enumerate(values):
+        if x == v and type(x) is type(v):
+            return i
+    raise KeyError(v)
+
+
+# ---------------------------------------------------------------- planning
+def plan(output: ir.Type, outputs: list[Any]) -> Heads:
+    """The heads that serve `output`, given the training outputs (for reply sets and seen labels).
+    Raises Unservable naming the first field no head can serve."""
+    t = ir.strip_optional(output)
+    if isinstance(t, ir.RecordT) and not isinstance(output, ir.OptionalT):
+        heads: list[Head] = []
+        start = 0
+        for name, ft in t.fields:
+            h = _head(name, ft, [o.get(name) if isinstance(o, dict) else None for o in outputs], start)
+            heads.append(h)
+            start += h.size
+        return Heads(tuple(heads), output)
+    h = _head("", output, outputs, 0)
+    if h.kind != "single":
+        raise Unservable("output", "a list output is served by a causal LM", "wrap it in a record field")
+    return Heads((h,), output)
+
+
+def _head(name: str, t: ir.Type, seen: list[Any], start: int) -> Head:
+    what = name or "output"
+    optional = isinstance(t, ir.OptionalT)
+    inner = ir.strip_optional(t)
+    null = (None,) if optional else ()
+    if isinstance(inner, ir.EnumT):
+        return Head(name, "single", (*inner.members, *null), start,
+                    f"enum {inner.name} ({len(inner.members)} labels{', or null' if optional else ''})")
+    if isinstance(inner, ir.BoolT):
+        return Head(name, "single", (False, True, *null), start, "bool" + (" or null" if optional else ""))
+    if isinstance(inner, ir.IntT):
+        if inner.ge is None or inner.le is None:
+            raise Unservable(what, "an int without both `ge` and `le` has no finite set of values",
+                             f"bound it, e.g. `{what}: int [ge=1, le=5]` (at most {MAX_INT_VALUES} values)")
+        lo, hi = math.ceil(inner.ge), math.floor(inner.le)
+        if hi - lo + 1 > MAX_INT_VALUES:
+            raise Unservable(what, f"an int in [{lo}, {hi}] has {hi - lo + 1} values; a class head takes at "
+                             f"most {MAX_INT_VALUES}", "narrow its ge/le, or use a causal LM base")
+        return Head(name, "single", (*range(lo, hi + 1), *null), start, f"int {lo}..{hi}")
+    if isinstance(inner, ir.ListT) and isinstance(ir.strip_optional(inner.item), ir.EnumT) and not optional:
+        item = ir.strip_optional(inner.item)
+        assert isinstance(item, ir.EnumT)
+        if inner.max_len is None:
+            raise Unservable(what, f"a multi-label list[{item.name}] needs `max_len`",
+                             f"declare it, e.g. `{what}: list[{item.name}] [max_len={len(item.members)}]`")
+        return Head(name, "multi", tuple(item.members), start, f"multi-label over {item.name} "
+                    f"({len(item.members)} labels, at most {inner.max_len})", inner.min_len or 0, inner.max_len)
+    if isinstance(inner, ir.StrT):
+        return _reply_head(name, what, seen, null, start)
+    raise Unservable(what, f"{t} is not a finite value (enum, bool, bounded int, list of enum, or a reply "
+                     "from a closed set)", "use a causal LM base for it")
+
+
+def _reply_head(name: str, what: str, seen: list[Any], null: tuple[Any, ...], start: int) -> Head:
+    counts = Counter(v for v in seen if isinstance(v, str))
+    rare = sum(1 for n in counts.values() if n < MIN_REPLY_SEEN)
+    if not counts or len(counts) > MAX_REPLIES or rare:
+        got = f"{len(counts)} distinct value{'s' if len(counts) != 1 else ''} in {len(seen)} examples"
+        if rare:
+            got += f", {rare} seen only once"
+        raise Unservable(what, f"free text ({got}); an encoder serves a str field only as a reply from a "
+                         f"closed set of at most {MAX_REPLIES} values, each seen at least {MIN_REPLY_SEEN} times",
+                         "reuse a small set of reply templates in the examples, or use a causal LM base")
+    order: dict[str, int] = {}
+    for v in seen:
+        if isinstance(v, str) and v not in order:
+            order[v] = len(order)
+    values = tuple(sorted(counts, key=lambda v: order[v]))
+    has_null = bool(null) and any(v is None for v in seen)
+    return Head(name, "single", (*values, *((None,) if has_null else ())), start,
+                f"reply from {len(values)} templates (each seen at least {min(counts.values())} times)")
+
+
+def unseen(heads: Heads, outputs: list[Any]) -> list[str]:
+    """Labels no training output has: the head can never learn to predict them."""
+    hits = [0.0] * heads.size
+    for o in outputs:
+        for i, x in enumerate(heads.encode(o)):
+            hits[i] += x
+    return [lb for lb, n in zip(heads.labels, hits) if n == 0]
+
+
+# ---------------------------------------------------------------- the constraint loss
+def constrained_fields(constraints: tuple[ir.Constraint, ...]) -> set[str]:
+    """The output fields the constraints read (`output.tag`, ...); "" when one reads the whole output."""
+    from promptc import expr
+
+    out: set[str] = set()
+
+    def walk(n: Any) -> None:
+        if isinstance(n, expr.Var) and n.root == "output":
+            out.add(str(n.parts[0]) if n.parts else "")
+        for child in getattr(n, "__slots__", ()):
+            v = getattr(n, child, None)
+            for c in (v if isinstance(v, tuple) else (v,)):
+                if isinstance(c, (expr.Var, expr.Fn, expr.Cmp, expr.Logic, expr.Neg, expr.When, expr.ListE)):
+                    walk(c)
+
+    for c in constraints:
+        walk(c.expr)
+    return out
+
+
+def violation_table(heads: Heads, constraints: tuple[ir.Constraint, ...], inputs: dict[str, Any],
+                    output: Any) -> tuple[list[Head], list[float]] | None:
+    """For the constraint loss: the single heads the constraints read and, over their joint (row-major
+    in head order), 1.0 where the combination breaks a constraint for these inputs (the other fields as
+    in `output`). None when there is nothing to enforce or the joint is over MAX_JOINT."""
+    from itertools import product
+
+    from promptc.expr import constraint_failures
+
+    read = constrained_fields(constraints)
+    hs = [h for h in heads.heads if h.kind == "single" and (h.field in read or "" in read)]
+    if not hs or heads.is_root:
+        return None
+    if math.prod(h.size for h in hs) > MAX_JOINT:
+        return None
+    table = []
+    for combo in product(*(range(h.size) for h in hs)):
+        cand = dict(output)
+        for h, i in zip(hs, combo):
+            cand[h.field] = h.values[i]
+        table.append(1.0 if constraint_failures(constraints, {**inputs, "output": cand}) else 0.0)
+    if not any(table):
+        return None
+    return hs, table
