@@ -279,6 +279,35 @@ the read, or give a fallback:
     Subject: {{ ticket.subject if ticket else "(none)" }}
     Subject: {{ ticket.subject | default("") }}
 """)
+TEMPLATE_TYPE: Final = _code("E315", "a template expression may fail for a valid input (a type error at render time)",
+                             "`{{ x - 1 }}` with `x: str`", """
+The checker gives every template expression a type from the task's declared inputs, and refuses an
+operator, test or filter whose operands may be of a type it fails on for some input the schema
+accepts: rendering would raise, in promptc and in the compiled prompt.jinja under plain jinja2.
+
+    {{ x - 1 }}                  x: str      '-' needs numbers on both sides
+    {{ n | join(", ") }}         n: int      join needs a list, string or record
+    {{ x | round }}              x: str      round needs a number
+    {{ x | int + "a" }}                      '+' needs two numbers, two strings or two lists
+    {{ a < b }}                  a: str, b: int   Python cannot order a string and a number
+    {{ n + 1 }}                  n: int?     the value may be null: guard it first
+    {{ items[0] }}               items: list[str]   the list may be empty: guard it with {% if items %}
+    {{ xs | map("upper") | length }}         a generator has no length: add | list first
+
+What is typed: constants, inputs (str, int, float, bool, enums, T?, list[T], records), `~` (always
+safe), arithmetic (numbers only; `+` also joins two strings or two lists; `/ // %` by a non-zero
+constant), comparisons (`<` only between numbers or between strings), `in`, `and or not`, `if/else`
+(a missing else is undefined), tests and the accepted filters with their argument types. A guard
+narrows a type: inside `{% if x %}` x is not null and, for a list, not empty; `x is not none` and
+`x | default(...)` do the same for null and undefined values.
+
+Numbers carry a bound on their size: an int past the float range cannot be converted to a float,
+a float past it may be inf (`| int` fails on inf), and an int of more than 4,300 digits cannot be
+printed. Declare ge/le bounds on an input to keep arithmetic on it in range.
+
+Fix: convert or guard the value, or declare the input with the type the template needs. `~`
+converts both sides to text: {{ "n=" ~ n }}.
+""")
 EMPTY_ENUM: Final = _code("E313", "enum has no members", "`enum Tag { }`", """
 An enum must have at least one member; a field of an empty enum could hold no value.
 """)

@@ -42,7 +42,25 @@ def check_template(cx: Context, lit: ast.Literal, env: dict[str, ir.Type]) -> An
             bound.add(n.name)
     scope: dict[str, ir.Type | None] = {**env}
     _TemplateWalker(cx, lit, jenv).visit(tree, scope, bound)
+    _check_types(cx, lit, jenv, tree, env, bound - _JINJA_GLOBALS)
     return tree
+
+
+def _check_types(cx: Context, lit: ast.Literal, jenv, tree, env: dict[str, ir.Type], stored: set[str]) -> None:
+    """Type every expression (template_types) and report those that may raise for a valid input (E315).
+    A line that already has an error (a name, a field, a null read, the subset) is not reported twice."""
+    from promptc.check.template_types import Typer
+
+    src = lit.span.source
+
+    def report(message: str, lineno: int, needle: str | None, hint: str | None) -> None:
+        span = template_span(lit, lineno, needle)
+        if any(d.is_error and d.span is not None and d.span.source is src and d.span.line == span.line
+               for d in cx.d.items):
+            return
+        cx.d.error(codes.TEMPLATE_TYPE, message, span, hint=hint)
+
+    Typer(report, env, stored, jenv.filters, jenv.tests).template(tree)
 
 
 def names(tree: Any) -> set[str]:

@@ -16,7 +16,7 @@ from promptc.errors import UsageError
 from promptc.models.base import Request
 from promptc.schema import json_schema
 from promptc.targets.model_card import write_model_card
-from promptc.targets.text.prompt import TextPrompt, check_inputs, text_prompt
+from promptc.targets.text.prompt import CompiledTemplate, TextPrompt, check_inputs, text_prompt
 
 KIND = "text"
 
@@ -66,17 +66,18 @@ class TextArtifact:
         return int(self.manifest["target"]["options"].get("max_new_tokens", 256))
 
     def requests(self, inputs: list[dict[str, Any]]) -> list[Request]:
-        from promptc.templating import environment
+        from promptc.schema import conform
 
         if "shots" in self.manifest.get("variables", []):
             raise UsageError("this artifact selects shots per input (select = \"similar\"); run it with "
                              "--target instead")
         msgs = json.loads((self.directory / "messages.json").read_text(encoding="utf-8"))
-        plain = environment().from_string((self.directory / "prompt.jinja").read_text(encoding="utf-8"))
-        tmpls = [(m["role"], environment().from_string(m["content"])) for m in msgs]
+        plain = CompiledTemplate((self.directory / "prompt.jinja").read_text(encoding="utf-8"))
+        tmpls = [(m["role"], CompiledTemplate(m["content"])) for m in msgs]
         out = []
         for i in inputs:
             check_inputs(self.task, i)
+            i = conform(self.task.input_type, i)
             out.append(Request([{"role": r, "content": t.render(i)} for r, t in tmpls], plain.render(i),
                                self.task.output))
         return out
