@@ -189,7 +189,7 @@ def _hashable(a: Alt) -> bool:
 def _printable(a: Alt) -> bool:
     """str(value) works: an int of more than 4,300 digits raises, so does undefined (strict)."""
     if a.kind == "int":
-        return a.mag <= MAX_INT_DIGITS - 1
+        return a.mag <= MAX_INT_DIGITS
     if a.kind == "undef":
         return False
     if a.kind in ("list", "gen", "dict", "tuple"):
@@ -204,7 +204,7 @@ def _jsonable(a: Alt) -> bool:
     if a.kind in ("str", "float", "bool", "none", "err"):
         return True
     if a.kind == "int":
-        return a.mag <= MAX_INT_DIGITS - 1
+        return a.mag <= MAX_INT_DIGITS
     if a.kind in ("list", "tuple"):
         return all(_jsonable(x) for t in [a.item or ERR, *a.parts] for x in t)
     if a.kind == "record" and a.record is not None:
