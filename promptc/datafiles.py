@@ -381,9 +381,8 @@ def json_mistake(text: str, e: json.JSONDecodeError) -> tuple[str, int, str]:
     at = text[pos:pos + 1]
     before = text[:pos].rstrip()
     one_per_line = 'each line is one JSON object: {"input": {...}, "output": ...}'
-    if "\ufeff" in text:
-        i = text.index("\ufeff")
-        return ("a byte-order mark (BOM) inside the file", i + 1,
+    if at == "\ufeff" or e.msg.startswith("Unexpected UTF-8 BOM"):  # not one inside a string value
+        return ("a byte-order mark (BOM) inside the file", pos + 1,
                 "a BOM is only dropped at the very start of a file; this one usually comes from joining files: "
                 "remove it, and save the file as UTF-8 without a BOM")
     if e.msg == "Extra data":
