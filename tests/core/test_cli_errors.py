@@ -66,3 +66,19 @@ def test_cli_error_golden(case: Path, tmp_path, capsys, monkeypatch):
 def test_every_case_has_its_golden_output():
     assert len(COMMANDS) >= 20
     assert {p.stem for p in CASES.glob("*.out")} == {p.stem for p in COMMANDS}
+
+
+def test_a_stale_tuned_artifact_names_the_tune_command(monkeypatch):
+    """The tuned half of stale_artifact (training one is too slow here): the manifest's kind and target
+    pick the command, and a directory other than out/TARGET is passed back with -o."""
+    from promptc.api import load
+    from promptc.execution import rebuild_hint
+
+    monkeypatch.chdir(CASES)
+    prog = load("prog.prompt").ir
+    assert rebuild_hint({"kind": "tune", "target": "soft"}, prog, Path("out/soft")) == \
+        "rebuild it: promptc tune prog.prompt --target soft"
+    assert rebuild_hint({"kind": "tune", "target": "soft"}, prog, Path("arts/v2")) == \
+        "rebuild it: promptc tune prog.prompt --target soft -o arts/v2"
+    assert rebuild_hint({"kind": "text", "target": {"name": "chat"}}, prog, Path("out/chat")) == \
+        "rebuild it: promptc compile prog.prompt --target chat"
