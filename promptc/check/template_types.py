@@ -401,6 +401,11 @@ class Typer:
                 self.quiet -= 1
             inner = _join(inner, after)
         after = self.loop_body(node, inner)
+        local = {n.name for n in node.target.find_all(nodes.Name)} | {"loop"}
+        after = {k: v for k, v in after.items()
+                 if not any(k == n or (k.startswith(_FACT) and re.match(re.escape(_FACT + n) + r"($|[.\[])", k))
+                            for n in local)}
+        after.update({k: scope[k] for k in local if k in scope})
         rest = self.body(node.else_, dict(scope))
         return _join(scope, after, rest)
 
@@ -429,7 +434,11 @@ class Typer:
                 self._refine(out, test.node, lambda a: a.kind != "none")
             return out
         for path in _not_null_paths(test):
-            out[_FACT + path] = frozenset(a for a in self._path_now(path, out) if a.kind not in ("none", "undef"))
+            try:
+                now = self._path_now(path, out)
+            except Problem:  # reported where the test is typed
+                continue
+            out[_FACT + path] = frozenset(a for a in now if a.kind not in ("none", "undef")) or ERR
         if _plain_path(test):  # truthy: not null, not undefined, and a list or str is not empty
             self._refine(out, test, lambda a: a.kind not in ("none", "undef", "lundef"), nonempty=True)
         if isinstance(test, nodes.Test) and test.name == "defined" and _plain_path(test.node):
