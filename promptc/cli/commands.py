@@ -304,6 +304,10 @@ def cmd_test(args: argparse.Namespace) -> int:
         tasks = [prog.task(prog.target(args.target).task)]
     if not tasks:
         raise UsageError(f"{args.file} declares no tests")
+    if args.baseline:  # a missing or foreign baseline is refused before any model call, not after the suite
+        from promptc.testing.baseline import load_baseline
+
+        load_baseline(args.baseline)
     reports = []
     for task in tasks:
         subject = make_subject(args, prog, task)

@@ -51,8 +51,11 @@ def load_baseline(path: str | Path) -> dict[str, Any]:
     try:
         doc = json.loads(p.read_text(encoding="utf-8"))
     except OSError as e:
+        from promptc.nearby import near_hint
+
         raise UsageError(f"cannot read the baseline {p}: {e.strerror}",
-                         hint="write one with promptc test --save-baseline FILE") from None
+                         hint=(near_hint(p) if isinstance(e, FileNotFoundError) else None)
+                         or "write one with promptc test --save-baseline FILE") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise UsageError(f"the baseline {p} is not valid JSON: {e}") from None
     version = doc.get("promptc_baseline") if isinstance(doc, dict) else None
