@@ -308,6 +308,16 @@ printed. Declare ge/le bounds on an input to keep arithmetic on it in range.
 Fix: convert or guard the value, or declare the input with the type the template needs. `~`
 converts both sides to text: {{ "n=" ~ n }}.
 """)
+ENCODER_CANNOT_SERVE: Final = _code("E316", "an encoder base cannot serve this output",
+                                    '`reply: str` with 12 different replies, `base = "minilm"`', """
+An encoder base (minilm, BERT, RoBERTa, ...) reads the input and predicts each output field with a head
+of its own, so it serves finite values only: an enum, a bool, an optional of those, an int with both
+`ge` and `le` (at most 20 values), a `list[Enum]` with `max_len` (multi-label), or a `str` whose training
+values come from a closed set of at most 30 replies, each seen at least twice (suggested reply
+templates). The message names the field that is none of these. Fix: bound the field (`ge`/`le`,
+`max_len`), reuse a small set of reply templates in the examples, or tune on a causal LM base (a hub id
+or a local directory) that generates the field.
+""")
 EMPTY_ENUM: Final = _code("E313", "enum has no members", "`enum Tag { }`", """
 An enum must have at least one member; a field of an empty enum could hold no value.
 """)
@@ -356,6 +366,12 @@ UNENFORCEABLE_PATTERN: Final = _code(
 Constrained decoding compiles output patterns to a grammar, which cannot express look-around or
 back-references. Such a pattern is dropped while decoding and checked after generation instead.
 Rewrite the pattern without the feature to have it enforced while decoding.
+""")
+UNSEEN_LABEL: Final = _code("W302", "a label the encoder heads can predict never appears in the training data",
+                            "`enum Tag { billing, bug, legal }` with no `legal` example", """
+An encoder's head has one output per value of its field, and learns each from the examples that carry
+it. A value no example carries is never learned, so the tuned model will not predict it. Add examples
+with it, or leave it out of the type.
 """)
 TEST_DUPLICATES_EXAMPLE: Final = _code("W401", "test input duplicates an example",
                                        "a case whose input is also an example", """

@@ -12,11 +12,13 @@ from promptc import jsonl
 from promptc.errors import UsageError
 
 PROGRAM = '''\
-# A starter promptc program: label the sentiment of a product review and say why.
-# `promptc check {name}.prompt` checks it; README.md lists the next commands.
+# A starter promptc program: label a product review's sentiment, what it is about, and whether
+# support should follow up. `promptc check {name}.prompt` checks it; README.md lists the next commands.
 program {name} "0.1.0"
 
 enum Sentiment {{ positive, negative, mixed }}
+
+enum Aspect {{ quality, delivery, price, service }}
 
 type Review {{
   text: str [min_len=1, max_len=2000]
@@ -24,7 +26,8 @@ type Review {{
 
 type Verdict {{
   sentiment: Sentiment
-  reason: str [min_len=1, max_len=200]  # one short sentence, quoted from the review where possible
+  aspect: Aspect
+  follow_up: bool  # should support contact the customer?
 }}
 
 task classify(review: Review) -> Verdict {{
@@ -32,30 +35,31 @@ task classify(review: Review) -> Verdict {{
   You label customer reviews. Judge only from the review's own words.
   """
   prompt """
-  Label the sentiment of this review and give a one-sentence reason.
+  Label the sentiment of this review, the aspect it is mostly about, and whether support should follow up.
   Review: {{{{ review.text }}}}
   """
   example "praise" {{
     input {{ review: {{ text: "Arrived early and works perfectly. Would buy again." }} }}
-    output {{ sentiment: positive, reason: "It arrived early and works perfectly." }}
+    output {{ sentiment: positive, aspect: quality, follow_up: false }}
   }}
   examples "data/reviews.jsonl"  # more examples, one JSON object per line
 
-  constraint no_links "the reason never contains a link": not (output.reason matches /https?:\\/\\//)
+  constraint unhappy "support follows up on every negative review": output.follow_up when output.sentiment == negative
 }}
 
 test classify {{
   case "a clear complaint" {{
     input {{ review: {{ text: "Broke after two days and support never answered." }} }}
     expect output.sentiment == negative
+    expect output.follow_up
   }}
   case "good and bad" {{
     input {{ review: {{ text: "Great screen, but the battery barely lasts a morning." }} }}
     expect output.sentiment in [mixed, negative]
   }}
-  property "a short reason for any review" {{
+  property "every negative review gets a follow-up" {{
     given review.text = text(min_len=1, max_len=200)
-    check len(output.reason) <= 200
+    check output.follow_up when output.sentiment == negative
     max_examples = 10
   }}
 }}
@@ -63,24 +67,43 @@ test classify {{
 # A prompt for any chat model, with two of the examples as shots.
 target text classify_chat for classify {{ format = "chat", shots = 2 }}
 
-# A LoRA adapter trained from the examples. `tiny-causal` is a built-in stand-in that proves the
-# pipeline offline; set `base` to a real model (a hub id or a local directory) for real use.
-target tune classify_lora for classify {{ method = "lora", base = "tiny-causal", epochs = 20 }}
+# Trained from the examples on MiniLM-L6, the real pretrained encoder that ships with promptc[tune]:
+# one shared body with a head per field (docs/tuning.md). For a generated output (free text), set `base`
+# to a causal LM (a hub id or a local directory).
+target tune classify_heads for classify {{ base = "minilm" }}
 '''
 
 EXAMPLES = [
     ({"text": "Terrible. The zip broke the first time I used it."},
-     {"sentiment": "negative", "reason": "The zip broke on first use."}),
+     {"sentiment": "negative", "aspect": "quality", "follow_up": True}),
     ({"text": "Exactly as described, fast delivery, lovely colour."},
-     {"sentiment": "positive", "reason": "It matched the description and arrived fast."}),
+     {"sentiment": "positive", "aspect": "delivery", "follow_up": False}),
     ({"text": "Comfortable to wear, though the sizing runs small."},
-     {"sentiment": "mixed", "reason": "It is comfortable but the sizing runs small."}),
+     {"sentiment": "mixed", "aspect": "quality", "follow_up": False}),
     ({"text": "Stopped charging within a week. Returned it."},
-     {"sentiment": "negative", "reason": "It stopped charging within a week."}),
+     {"sentiment": "negative", "aspect": "quality", "follow_up": True}),
     ({"text": "The best kettle I have owned: quiet and quick."},
-     {"sentiment": "positive", "reason": "It is quiet and quick."}),
+     {"sentiment": "positive", "aspect": "quality", "follow_up": False}),
     ({"text": "Nice design, but the lid leaks when you pour."},
-     {"sentiment": "mixed", "reason": "The design is nice but the lid leaks."}),
+     {"sentiment": "mixed", "aspect": "quality", "follow_up": False}),
+    ({"text": "The parcel came a week late and the box was crushed."},
+     {"sentiment": "negative", "aspect": "delivery", "follow_up": True}),
+    ({"text": "Good value for the money, cheaper than in the shops."},
+     {"sentiment": "positive", "aspect": "price", "follow_up": False}),
+    ({"text": "Far too expensive for what you get."},
+     {"sentiment": "negative", "aspect": "price", "follow_up": True}),
+    ({"text": "The help desk sorted out my problem in five minutes, very friendly."},
+     {"sentiment": "positive", "aspect": "service", "follow_up": False}),
+    ({"text": "Nobody answered my emails for two weeks."},
+     {"sentiment": "negative", "aspect": "service", "follow_up": True}),
+    ({"text": "Decent price, but delivery took longer than promised."},
+     {"sentiment": "mixed", "aspect": "delivery", "follow_up": False}),
+    ({"text": "Friendly staff, although they could not fix the fault."},
+     {"sentiment": "mixed", "aspect": "service", "follow_up": False}),
+    ({"text": "It works, but it costs twice what the old model did."},
+     {"sentiment": "mixed", "aspect": "price", "follow_up": False}),
+    ({"text": "Delivered the next morning, well packed."},
+     {"sentiment": "positive", "aspect": "delivery", "follow_up": False}),
 ]
 
 README = '''\
@@ -94,8 +117,8 @@ promptc fmt {name}.prompt                                    # the canonical lay
 promptc render {name}.prompt --target classify_chat \\
   --input '{{"review": {{"text": "Works well, but it is loud."}}}}'   # the exact prompt a model sees
 promptc test {name}.prompt --target classify_chat --model openai:MODEL@URL   # run the tests on a model
-promptc tune {name}.prompt --target classify_lora            # train the adapter, gated by the tests
-promptc test {name}.prompt --artifact out/classify_lora      # test the trained artifact
+promptc tune {name}.prompt --target classify_heads           # train on MiniLM, gated by the tests
+promptc test {name}.prompt --artifact out/classify_heads     # test the trained artifact
 ```
 
 Edit `{name}.prompt` in an editor with `promptc lsp` running (see docs/editors.md in promptc) to get these

@@ -33,6 +33,8 @@ def check_targets(cx: Context) -> None:
             _check_variants(cx, tg, opts)
         if opts is not None and not dup:
             cx.out.targets[tg.name.name] = ir.Target(kind, tg.name.name, tg.task.name, opts)
+        if opts is not None and kind == "tune" and tg.task.name in cx.out.tasks:
+            _check_heads(cx, tg, opts)
 
 
 def _check_variants(cx: Context, tg: ast.TargetDecl, opts: dict[str, Any]) -> None:
@@ -47,6 +49,36 @@ def _check_variants(cx: Context, tg: ast.TargetDecl, opts: dict[str, Any]) -> No
             cx.d.error(codes.BAD_OPTION_VALUE, f"task '{task.name.name}' has no {kind} variant '{want}'",
                        opt.value.span, hint=did_you_mean(want, names, "variants") if names else
                        f'declare one: {kind} variant "{want}" "..."')
+
+
+def _check_heads(cx: Context, tg: ast.TargetDecl, opts: dict[str, Any]) -> None:
+    """A tune target on an encoder base (known without loading it) must have an output its heads can
+    serve: the refusal `promptc tune` would make, here at the target, before any model loads."""
+    from promptc.heads import Unservable, known_encoder, plan, unseen
+    from promptc.options import TUNE_OPTIONS
+
+    base = opts.get("base", TUNE_OPTIONS["base"].default)
+    family = opts.get("family", "auto")
+    encoder = known_encoder(base, cx.src.path)
+    if family == "causal" or not (family == "classifier" or encoder):
+        return
+    task = cx.out.tasks[tg.task.name]
+    outputs = [ce.example.output for ce in task.examples]
+    at = next((o.value.span for o in tg.options if o.key.name in ("base", "family")), tg.name.span)
+    try:
+        heads = plan(task.output, outputs)
+    except Unservable as e:
+        what = f"base '{base}' is an encoder" if encoder else 'family = "classifier" is an encoder'
+        cx.d.error(codes.ENCODER_CANNOT_SERVE, f"{what}, which serves only finite outputs, and field '{e.field}' of "
+                   f"task '{tg.task.name}' is not one: {e.why}", at,
+                   hint=(e.hint + ", " if e.hint else "") + "or tune on a causal LM base (a hub id or a local "
+                   "directory) that generates it")
+        return
+    missing = unseen(heads, outputs)
+    if missing:
+        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        cx.d.warning(codes.UNSEEN_LABEL, f"no example of task '{tg.task.name}' has {shown}: the tuned heads "
+                     "never learn to predict it", at, hint="add examples that have it, or leave it out of the type")
 
 
 def options(cx: Context, kind: str, opts: tuple[ast.Option, ...]) -> dict[str, Any] | None:

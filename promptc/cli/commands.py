@@ -428,7 +428,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
     progress, stop = _train_progress(quiet)
     from promptc.workflows.tune import search, summary_lines, tune
 
-    overrides = {k: v for k, v in (("device", args.device), ("dtype", args.dtype)) if v is not None}
+    overrides = {k: v for k, v in (("device", args.device), ("dtype", args.dtype), ("seeds", args.seeds))
+                 if v is not None}
     common = dict(out=args.output, base=args.base, seed=args.seed, resume=args.resume, gate=not args.no_gate,
                   until_pass=args.until_pass, allow_secrets=args.allow_secrets, extra_examples=args.extra_examples,
                   json_log=json_log, progress=progress, overrides=overrides)
@@ -471,7 +472,7 @@ def _tune_argv(args: argparse.Namespace) -> list[str]:
     """This `promptc tune` command line without --processes: what each rank of a --processes run runs."""
     argv = ["tune", args.file, "--target", args.target]
     for flag, value in (("--base", args.base), ("-o", args.output), ("--seed", args.seed), ("--device", args.device),
-                        ("--dtype", args.dtype)):
+                        ("--dtype", args.dtype), ("--seeds", args.seeds)):
         if value is not None:
             argv += [flag, str(value)]
     for flag, on in (("--resume", args.resume), ("--no-gate", args.no_gate), ("--until-pass", args.until_pass),
@@ -693,6 +694,8 @@ def _register_tune(sub: argparse._SubParsersAction) -> None:
     tu.add_argument("-o", "--output", metavar="DIR", help="artifact directory (default: out/TARGET)")
     tu.add_argument("--resume", action="store_true", help="continue an interrupted run from its checkpoint")
     tu.add_argument("--seed", type=int, metavar="N", help="override the target's seed")
+    tu.add_argument("--seeds", type=int, metavar="N", help="train N seeds and keep the one with the best k-fold "
+                    "cross-validated score on the training data (overrides the target's `seeds`)")
     tu.add_argument("--no-gate", action="store_true", help="record the test results but do not fail on them")
     tu.add_argument("--until-pass", action="store_true", help="stop as soon as the test suite passes")
     tu.add_argument("--json-log", action="store_true", help="print one JSON line per evaluation to stdout")

@@ -1,5 +1,5 @@
 """A tuned encoder behind the backend protocol: the 'generation' is the predicted output, decoded from its
-heads (targets/tune/heads.py): the enum member for a plain classifier, the record's JSON otherwise. The
+heads (promptc/heads.py): the enum member for a plain classifier, the record's JSON otherwise. The
 task's constraints are kept at prediction time: the most probable output that satisfies them wins."""
 
 from __future__ import annotations

@@ -182,6 +182,15 @@ def peak_memory(device: str) -> int | None:
     return None
 
 
+def current_rss() -> int | None:
+    """This process's resident memory now, in bytes (Linux /proc; None elsewhere)."""
+    try:
+        with open("/proc/self/statm", encoding="ascii") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError, AttributeError):
+        return None
+
+
 def peak_rss() -> int:
     """This process's peak resident memory in bytes (Linux reports KiB, macOS bytes)."""
     import resource

@@ -29,6 +29,10 @@ class TuneResult:
     peak_rss: int = 0
     warnings: list[str] = field(default_factory=list)
     main: bool = True
+    # on the CPU: the process's memory when training starts (runtime, libraries and the loaded base) plus the
+    # estimate's optimiser state and activations: what the peak RSS is compared with (not recorded in the
+    # manifest: it varies between runs, and the same seed gives a byte-identical artifact)
+    process_estimate: int = 0
 
     @property
     def passed(self) -> bool:
@@ -54,7 +58,7 @@ class TuneJob:
     device: str
     dtype: str
     extra_examples: list[str]
-    heads: Any = None  # targets.tune.heads.Heads (the classifier family)
+    heads: Any = None  # promptc.heads.Heads (the classifier family)
     why: str = ""  # what method = "auto" / family = "auto" chose, field by field
 
 
@@ -103,6 +107,7 @@ def tune(program: ir.Program, target_name: str, *, out: str | Path | None = None
         job = replace(job, options=job.options.with_(seed=seeds_record["chosen"]))
     tuned = build_tuned(job.base, job.config, job.family, job.heads, job.options, job.task, job.dtype)
     estimate = check_memory(job, tuned, acc.num_processes)
+    process_estimate = _process_estimate(job, estimate)
     run = train(job, tuned, acc, until_pass=until_pass, json_log=json_log, progress=progress, fault=fault)
     seconds = time.perf_counter() - t_start
     acc.wait_for_everyone()  # every rank leaves training together; rank 0 alone gates and writes
@@ -112,7 +117,7 @@ def tune(program: ir.Program, target_name: str, *, out: str | Path | None = None
     manifest = write(job, tuned, run, report, status, estimate, acc.num_processes, search_record, seeds_record)
     shutil.rmtree(job.partial, ignore_errors=True)
     # wall time is reported, not recorded: the same seed gives a byte-identical artifact directory
-    return TuneResult(job.dest, manifest, report, seconds, peak_rss(), notes)
+    return TuneResult(job.dest, manifest, report, seconds, peak_rss(), notes, process_estimate=process_estimate)
 
 
 def plan_lines(job: TuneJob) -> list[str]:
@@ -144,10 +149,14 @@ def summary_lines(result: TuneResult) -> list[str]:
         lines.append(f"no validation split ({val.get('reason', 'none')}); final train accuracy "
                      f"{final['val_accuracy'] or 0:.3f}, loss {final['val_loss'] or 0:.4f}")
     peak = r.get("peak_memory") or result.peak_rss
+    model_est = (r.get("memory_estimate") or {}).get("total", 0)
+    if r.get("peak_memory") or not result.process_estimate:
+        memory = f"memory estimate {model_est / 2**20:.0f} MiB, peak {peak / 2**20:.0f} MiB"
+    else:  # like with like: the process's RSS against the process's estimate
+        memory = (f"memory estimate {result.process_estimate / 2**20:.0f} MiB for the process ({model_est / 2**20:.0f} "
+                  f"MiB of it the model's), peak {peak / 2**20:.0f} MiB (process RSS)")
     lines.append(f"on {r.get('device')} in {r.get('dtype')}, {r.get('processes', 1)} process"
-                 f"{'es' if r.get('processes', 1) != 1 else ''}; memory estimate "
-                 f"{(r.get('memory_estimate') or {}).get('total', 0) / 2**20:.0f} MiB, peak {peak / 2**20:.0f} MiB"
-                 f"{'' if r.get('peak_memory') else ' (process RSS)'}")
+                 f"{'es' if r.get('processes', 1) != 1 else ''}; {memory}")
     if m.search:
         b = m.search["best"]
         lines.append(f"search: best of {len(m.search['trials'])} trials is trial {b['trial']} "
@@ -213,6 +222,16 @@ def check_memory(job: TuneJob, tuned: Any, processes: int) -> Any:
                           quantize=o.quantize, checkpointing=o.gradient_checkpointing, device=job.device)
     check_fits(est, job.device)
     return est
+
+
+def _process_estimate(job: TuneJob, estimate: Any) -> int:
+    """On the CPU, what the process will hold at its peak: its resident memory now (the runtime and the loaded
+    base, measured) plus the trainable state and activations still to come (estimated). 0 elsewhere: on a GPU
+    the estimate and the peak are both the device's allocated memory."""
+    from promptc.models.device import current_rss
+
+    rss = current_rss() if job.device == "cpu" else None
+    return rss + estimate.optimizer + estimate.activations if rss else 0
 
 
 def _longest(job: TuneJob, tuned: Any) -> int:

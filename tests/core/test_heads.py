@@ -1,4 +1,4 @@
-"""The encoder family's heads (targets/tune/heads.py): which outputs they serve, how outputs become
+"""The encoder family's heads (promptc/heads.py): which outputs they serve, how outputs become
 targets, and best-first decoding that keeps the schema and the constraints. No model: logits are given."""
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import promptc
+from promptc import heads as H
 from promptc import ir
-from promptc.targets.tune import heads as H
 
 TAG = ir.EnumT("Tag", ("billing", "bug", "account"))
 URG = ir.EnumT("Urgency", ("low", "normal", "high"))

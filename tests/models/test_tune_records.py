@@ -200,17 +200,30 @@ def test_unservable_fields_are_refused_with_the_field_and_what_to_do(tmp_path, f
     path.write_text(text)
     if rows_fn:
         (tmp_path / "data.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows_fn(_rows())))
-    with pytest.raises(ModelError) as e:
-        tune(promptc.load(path).ir, "heads", out=tmp_path / "x", info=None)
-    msg = e.value.message + " " + (e.value.hint or "")
+    # refused by `promptc check`, located at the target's base, before any model loads (E316)
+    from promptc.compiler import compile_file
+
+    diags = [d for d in compile_file(path).diagnostics if d.code == "E316"]
+    assert len(diags) == 1 and diags[0].span.line == path.read_text().splitlines().index(
+        next(x for x in path.read_text().splitlines() if x.startswith("target tune heads"))) + 1
+    msg = diags[0].message + " " + (diags[0].hint or "")
     for w in words:
         assert w in msg, msg
+    # tune refuses too, for a base check cannot see into (a hub id): the same rule, once the config loads
+    from promptc.targets.tune.model import choose_family, load_config, resolve_base
+
+    path.write_text(path.read_text().replace('base = "minilm"', 'base = "tiny-causal"'))
+    output = promptc.load(path).ir.tasks["triage"].output
+    outputs = [json.loads(x)["output"] for x in (tmp_path / "data.jsonl").read_text().splitlines()]
+    with pytest.raises(ModelError) as e:
+        choose_family("auto", output, load_config(resolve_base("minilm")), outputs)
+    assert words[1] in e.value.message + " " + (e.value.hint or "")
 
 
 def test_free_text_makes_auto_choose_the_causal_family_naming_the_field(tmp_path):
     path = write_program(tmp_path, extra='target tune causal for triage { base = "tiny-causal", max_steps = 1 }\n')
-    text = path.read_text()
-    path.write_text(text)
+    # free text cannot tune on minilm (check refuses that target, E316): this program keeps the causal one
+    path.write_text("\n".join(x for x in path.read_text().splitlines() if not x.startswith("target tune heads")))
     (tmp_path / "data.jsonl").write_text("".join(
         json.dumps(dict(r, output=dict(r["output"], reply=f"reply number {i}"))) + "\n" for i, r in enumerate(_rows())))
     lines: list[str] = []
@@ -238,3 +251,35 @@ def test_seeds_are_chosen_by_cross_validation_on_training_data_only(tmp_path):
     plain = tune(prog, "heads", out=tmp_path / "plain", gate=False, info=None, seed=best["seed"])
     for f in ("adapter/adapter_model.safetensors", "head.safetensors"):
         assert (plain.directory / f).read_bytes() == (res.directory / f).read_bytes()
+
+
+def test_memory_estimate_is_within_1_5x_of_the_measured_peak(tmp_path):
+    """On the CPU the printed estimate is the process's (its RSS when training starts plus the optimiser
+    state and activations to come), compared with the process's peak RSS; run as a new process so the
+    peak is this run's alone."""
+    import os
+    import re
+    import subprocess
+    import sys
+
+    path = write_program(tmp_path, epochs=2)
+    r = subprocess.run([sys.executable, "-m", "promptc", "tune", str(path), "--target", "heads", "-o",
+                        str(tmp_path / "m"), "--no-gate"], capture_output=True, text=True, timeout=600,
+                       env={**os.environ, "PROMPTC_CACHE_DIR": str(tmp_path / "cache")})
+    assert r.returncode == 0, r.stderr
+    m = re.search(r"memory estimate (\d+) MiB for the process \((\d+) MiB of it the model's\), peak (\d+) MiB", r.stdout)
+    assert m, r.stdout
+    est, peak = int(m.group(1)), int(m.group(3))
+    assert peak / 1.5 <= est <= peak * 1.5, (est, peak)
+
+
+@pytest.mark.slow
+def test_init_starter_checks_formats_and_tunes_on_minilm_passing_its_gate(tmp_path):
+    from promptc.scaffold import init
+
+    init(tmp_path, "starter")
+    path = tmp_path / "starter.prompt"
+    assert main(["check", str(path)]) == 0 and main(["fmt", "--check", str(path)]) == 0
+    res = tune(promptc.load(path).ir, "classify_heads", out=tmp_path / "out", info=None)
+    assert res.manifest.family == "classifier" and res.manifest.base["id"] == "minilm"
+    assert res.manifest.status == "passed", res.manifest.tests

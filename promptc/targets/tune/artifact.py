@@ -119,7 +119,7 @@ class TunedManifest:
     files: dict[str, str] = field(default_factory=dict)
     search: dict[str, Any] | None = None  # `promptc tune --search`: every trial and the best
     seeds: dict[str, Any] | None = None  # `seeds = N`: every seed's cross-validated score and the chosen one
-    heads: list[dict[str, Any]] | None = None  # an encoder's heads of a record output (targets/tune/heads.py)
+    heads: list[dict[str, Any]] | None = None  # an encoder's heads of a record output (promptc/heads.py)
 
     # --- reading
     @classmethod
@@ -161,7 +161,7 @@ class TunedManifest:
 
     def output_heads(self, output: ir.Type) -> Any:
         """The classifier family's heads: recorded for a record output, one head on an enum output."""
-        from promptc.targets.tune.heads import Head, Heads
+        from promptc.heads import Head, Heads
 
         if self.heads:
             return Heads.from_list(self.heads, output)

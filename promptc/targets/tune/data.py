@@ -37,7 +37,7 @@ class Dataset:
     labels: list[str] = field(default_factory=list)
     secrets: list[str] = field(default_factory=list)  # "origin: kind" of every redacted secret
     excluded_tests: int = 0
-    heads: Any = None  # targets.tune.heads.Heads of an encoder (classifier) target
+    heads: Any = None  # promptc.heads.Heads of an encoder (classifier) target
     constrained: list[str] = field(default_factory=list)  # fields of the heads the constraint loss reads
 
     def digest(self) -> str:
@@ -192,7 +192,7 @@ def build_dataset(program: ir.Program, task: ir.Task, family: str, prompt, *, ex
                               answer_text(task.output, out), -1, ex.provenance))
     constrained: list[str] = []
     if family == "classifier" and task.constraints:
-        from promptc.targets.tune.heads import violation_table
+        from promptc.heads import violation_table
 
         for it in items:
             vt = violation_table(heads, task.constraints, it.input, it.output)

@@ -11,11 +11,10 @@ from typing import Any
 
 from promptc import ir
 from promptc.errors import ModelError
+from promptc.heads import ENCODER_TYPES
 from promptc.models.loading import hub_source, looks_like_path, quiet_transformers
 from promptc.targets.tune.options import TuneOptions
 
-ENCODER_TYPES = {"bert", "roberta", "distilbert", "deberta", "deberta-v2", "electra", "xlm-roberta", "mpnet",
-                 "albert", "camembert", "modernbert"}
 SOFT_METHODS = ("prompt_tuning", "prefix_tuning", "p_tuning")
 DEFAULT_LR = {"prompt_tuning": 3e-2, "prefix_tuning": 1e-2, "p_tuning": 1e-2, "lora": 2e-3, "ia3": 1e-2}
 # Adapter targets per architecture where ours differ from peft's (which adapts only GPT-2's c_attn):
@@ -74,10 +73,10 @@ def is_encoder(config) -> bool:
 
 
 def choose_family(option: str, output: ir.Type, config, outputs: list[Any] | None = None) -> tuple[str, Any, str]:
-    """(family, heads, why): `classifier` (an encoder with one head per output field, targets/tune/heads.py)
+    """(family, heads, why): `classifier` (an encoder with one head per output field, promptc/heads.py)
     when the base is an encoder and every part of the output is finite; otherwise `causal`. `why` is the one
     line `promptc tune` prints: what was chosen, field by field, or the field that forced a causal LM."""
-    from promptc.targets.tune.heads import Unservable, plan
+    from promptc.heads import Unservable, plan
 
     encoder = is_encoder(config)
     kind = f"'{config.model_type}'"
@@ -94,7 +93,7 @@ def choose_family(option: str, output: ir.Type, config, outputs: list[Any] | Non
             raise ModelError(f"the base is an encoder ({kind}), which serves only finite outputs (enums, bools, "
                              f"bounded ints, lists of enums, replies from a closed set), and field "
                              f"'{unservable.field}' of {output} is not one: {unservable.why}",
-                             hint=unservable.hint or "use a causal LM base for it")
+                             hint=(unservable.hint + ", " if unservable.hint else "") + "or use a causal LM base for it")
         if heads.is_root:
             return "classifier", heads, f"an encoder ({kind}) classifying {output}: {heads.heads[0].why}"
         return "classifier", heads, f"an encoder ({kind}), one head per field: {heads.describe()}"
@@ -236,7 +235,7 @@ class TunedModel:
     tokenizer: Any
     labels: list[str]
     dtype: str = "float32"
-    heads: Any = None  # targets.tune.heads.Heads of the classifier family
+    heads: Any = None  # promptc.heads.Heads of the classifier family
     constraints: tuple[ir.Constraint, ...] = ()  # kept at prediction time by the classifier family
 
     def backend(self, identity: str):

@@ -38,7 +38,7 @@ class SeqClsClassifier(torch.nn.Module):
 
 
 def heads_loss(logits, targets, heads, violations=None, weight: float = 0.0, constrained: list[str] | None = None):
-    """Summed loss over the batch of an encoder with several heads (targets/tune/heads.py), and how many
+    """Summed loss over the batch of an encoder with several heads (promptc/heads.py), and how many
     outputs were exactly right (every head's argmax, every multi-label member on the right side of 0).
 
     single heads: cross-entropy; multi heads: binary cross-entropy per member. With `violations` (per item,

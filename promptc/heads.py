@@ -29,10 +29,13 @@ import json
 import math
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from promptc import ir
 
+ENCODER_TYPES = {"bert", "roberta", "distilbert", "deberta", "deberta-v2", "electra", "xlm-roberta", "mpnet",
+                 "albert", "camembert", "modernbert"}
 MAX_INT_VALUES = 20
 MAX_REPLIES = 30
 MIN_REPLY_SEEN = 2
@@ -263,7 +266,7 @@ def _head(name: str, t: ir.Type, seen: list[Any], start: int) -> Head:
         lo, hi = math.ceil(inner.ge), math.floor(inner.le)
         if hi - lo + 1 > MAX_INT_VALUES:
             raise Unservable(what, f"an int in [{lo}, {hi}] has {hi - lo + 1} values; a class head takes at "
-                             f"most {MAX_INT_VALUES}", "narrow its ge/le, or use a causal LM base")
+                             f"most {MAX_INT_VALUES}", "narrow its ge/le")
         return Head(name, "single", (*range(lo, hi + 1), *null), start, f"int {lo}..{hi}")
     if isinstance(inner, ir.ListT) and isinstance(ir.strip_optional(inner.item), ir.EnumT) and not optional:
         item = ir.strip_optional(inner.item)
@@ -276,7 +279,7 @@ def _head(name: str, t: ir.Type, seen: list[Any], start: int) -> Head:
     if isinstance(inner, ir.StrT):
         return _reply_head(name, what, seen, null, start)
     raise Unservable(what, f"{t} is not a finite value (enum, bool, bounded int, list of enum, or a reply "
-                     "from a closed set)", "use a causal LM base for it")
+                     "from a closed set)")
 
 
 def _reply_head(name: str, what: str, seen: list[Any], null: tuple[Any, ...], start: int) -> Head:
@@ -288,7 +291,7 @@ def _reply_head(name: str, what: str, seen: list[Any], null: tuple[Any, ...], st
             got += f", {rare} seen only once"
         raise Unservable(what, f"free text ({got}); an encoder serves a str field only as a reply from a "
                          f"closed set of at most {MAX_REPLIES} values, each seen at least {MIN_REPLY_SEEN} times",
-                         "reuse a small set of reply templates in the examples, or use a causal LM base")
+                         "reuse a small set of reply templates in the examples")
     order: dict[str, int] = {}
     for v in seen:
         if isinstance(v, str) and v not in order:
@@ -353,3 +356,22 @@ def violation_table(heads: Heads, constraints: tuple[ir.Constraint, ...], inputs
     if not any(table):
         return None
     return hs, table
+
+
+def known_encoder(name: str, program_path: str | None = None) -> bool:
+    """Whether `base` is an encoder, known without loading a model (for `promptc check`): the built-in
+    minilm, or a local directory whose config.json names an encoder model type. Hub ids and anything
+    unreadable are not known (False): `promptc tune` decides for them once the config is loaded."""
+    if name == "minilm":
+        return True
+    if name == "tiny-causal":
+        return False
+    for root in ([Path(program_path).parent] if program_path else []) + [Path.cwd()]:
+        cfg = (root / name).expanduser() / "config.json"
+        try:
+            if cfg.is_file():
+                c = json.loads(cfg.read_text(encoding="utf-8"))
+                return c.get("model_type") in ENCODER_TYPES and not c.get("is_decoder", False)
+        except (OSError, ValueError, AttributeError):
+            return False
+    return False
