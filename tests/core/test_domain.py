@@ -248,3 +248,20 @@ def test_the_report_names_each_cut(tmp_path, monkeypatch):
                             'test echo { property "p" { check len(output) >= 0\n max_examples = 5 } }\n')
     full = bounded.task().test(model=_Echo(), cache=False)
     assert full.results[0].domain_cuts == [] and "cut:" not in to_text(full)
+
+
+def test_task_inputs_and_boundary_inputs_from_a_program():
+    import promptc
+
+    task = promptc.loads('enum E { a, b, c }\n'
+                         'task t(s: str [min_len=2, max_len=700], e: E, n: int? [ge=1, le=9]) -> str { prompt "{{ s }}" }\n'
+                         ).task()
+    sweep = task.boundary_inputs()
+    xs: list[Any] = []
+    for s in sweep:
+        _draw(s, 1, xs.append, shrink=False)
+    t = task.ir.input_type
+    assert len(sweep) == 3 and missing(t, xs) == {}
+    capped: list[Any] = []
+    _draw(task.inputs(max_text_len=50), 100, capped.append, shrink=False)
+    assert max(len(x["s"]) for x in capped) == 50
