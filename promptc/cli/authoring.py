@@ -8,6 +8,7 @@ from pathlib import Path
 
 from promptc.cli.output import EXIT_DIAGNOSTICS, EXIT_OK, emit_diagnostics
 from promptc.errors import UsageError
+from promptc.nearby import near_hint
 
 
 def _prompt_files(paths: list[str]) -> list[Path]:
@@ -57,6 +58,8 @@ def cmd_fmt(args: argparse.Namespace) -> int:
             continue
         except OSError as e:
             print(f"promptc: error: cannot read {path}: {e.strerror}", file=sys.stderr)
+            if isinstance(e, FileNotFoundError) and (hint := near_hint(path)):
+                print(f"  hint: {hint}", file=sys.stderr)
             failed += 1
             continue
         try:

@@ -67,9 +67,11 @@ def cmd_render(args: argparse.Namespace) -> int:
     prog = load_program(args.file)
     t = _text_target(prog, args.target, args)
     inputs = parse_json_arg(args.input, "--input")
-    if not isinstance(inputs, dict):
-        raise UsageError("--input must be a JSON object with one entry per task input")
     task = prog.task(t.task)
+    if not isinstance(inputs, dict):
+        shape = ", ".join(f'"{name}": ...' for name, _ in task.ir.input_type.fields)
+        raise UsageError("--input must be a JSON object with one entry per task input",
+                         hint=f"for task {task.name}: --input '{{{shape}}}'")
     try:
         out = task.render(inputs, target=args.target, format=args.format, tokenizer=args.tokenizer)
     except InputError as e:
@@ -215,7 +217,9 @@ def make_subject(args: argparse.Namespace, prog, task):
         return artifact_subject(args.artifact, prog.ir, task.ir, args.model, batch_size=args.batch_size,
                                 **placement, **decoding_overrides(args))
     if args.model is None:
-        raise UsageError("--model is required with --target (or give --artifact)")
+        raise UsageError("--model is required with --target (or give --artifact)",
+                         hint="--model SPEC: hf:<dir or hub id>, openai:<model>[@<base_url>] or tiny-causal; or "
+                              "--artifact DIR for a compiled or tuned artifact")
     if args.target:
         _text_target(prog, args.target, args)
     return text_subject(prog.ir, task.ir, args.target, args.model, batch_size=args.batch_size, **decoding_overrides(args))
