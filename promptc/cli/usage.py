@@ -54,10 +54,10 @@ def _setting_hint(command: str, key: str, value: str | None, args: argparse.Name
 def unknown_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace, extras: list[str]) -> int:
     """Arguments no option of the command takes: that command's usage, what was not understood, and what
     was probably meant."""
-    command = getattr(args, "command", None) or "check"
+    command = getattr(args, "command", None) or ""
     sub = _subparsers(parser).get(command, parser)
     sys.stderr.write(sub.format_usage())
-    prog = f"promptc {command}"
+    prog = f"promptc {command}".rstrip()
     flags = [(i, a) for i, a in enumerate(extras) if a.startswith("-") and a != "-"]
     if not flags:
         print(f"{prog}: error: unexpected argument{'s' if len(extras) > 1 else ''}: {' '.join(extras)}",
