@@ -346,7 +346,13 @@ class Typer:
             return self.assign(node.target, t, node, _join(scope, inner))
         if isinstance(node, nodes.FilterBlock):
             inner = self.body(node.body, dict(scope))
-            self.filter_chain(node.filter, STR, scope)
+            t = self.filter_chain(node.filter, STR, scope)
+            bad = frozenset(a for a in t if a.kind not in ("str", "err"))
+            if bad:  # jinja2 joins the block's result with the rest of the output, without str()
+                self.fail(Problem(f"a {{% filter %}} block must produce text, but '{src(node.filter)}' returns "
+                                  f"{show(bad)}", node.filter.name,
+                                  f"print the value instead: {{% set v %}}...{{% endset %}}{{{{ v | {node.filter.name} }}}}"),
+                          node)
             return _join(scope, inner)
         if isinstance(node, nodes.Scope):
             return _join(scope, self.body(node.body, dict(scope)))
@@ -713,10 +719,11 @@ class Typer:
                 r = range(*vals)
                 return one("list", item=num("int", _log(max((abs(v) for v in vals), default=0))), min_len=len(r))
             return ERR
-        if isinstance(f, nodes.Getattr) and f.attr == "cycle":
-            return union(*args) if args else ERR
-        if isinstance(f, nodes.Getattr) and f.attr == "changed":
-            return BOOL
+        if isinstance(f, nodes.Getattr) and f.attr in ("cycle", "changed"):
+            if node.kwargs or (f.attr == "cycle" and not args):
+                raise Problem(f"loop.{f.attr}(...) takes positional values" + (", at least one" if f.attr == "cycle"
+                                                                               else ""), f.attr, "loop.cycle('odd', 'even')")
+            return union(*args) if f.attr == "cycle" else BOOL
         return ERR  # refused by template_safety
 
     # ------------------------------------------------------------ filters and tests

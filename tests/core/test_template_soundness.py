@@ -42,7 +42,10 @@ FILTERS = ["upper", "lower", "length", "count", "first", "last", "join(', ')", "
            "reject('none')", "batch(2)", "wordcount", "tojson", "truncate(5)", "truncate(2)", "center(9)",
            "indent(2)", "wordwrap(10)", "replace('a', 'bb')", "filesizeformat", "items", "dictsort",
            "e", "urlencode", "sort(attribute='qty')", "map(attribute='name')", "join(',', attribute='name')",
-           "sum(attribute='qty')", "d(none)", "list | length", "pprint", "striptags", "float | int"]
+           "sum(attribute='qty')", "d(none)", "list | length", "pprint", "striptags", "float | int",
+           "groupby('name')", "dictsort(by='value')", "xmlattr", "slice(2)", "map('round')",
+           "select('divisibleby', 2)", "selectattr('qty', 'odd')", "rejectattr('price', 'none')", "batch(2, 0)",
+           "max(attribute='qty')", "unique(attribute='name')", "int(none)", "first | default('')"]
 TESTS = ["odd", "even", "none", "defined", "string", "number", "divisibleby(3)", "in([1, 2])", "lt(3)",
          "eq('a')", "sequence", "iterable", "mapping"]
 BINOPS = ["+", "-", "~", "==", "!=", "<", ">=", "in", "not in", "and", "or"]
@@ -83,7 +86,7 @@ def expressions(draw, depth: int = 0, names: tuple[str, ...] = ()) -> str:
 def templates(draw) -> str:
     parts = []
     for _ in range(draw(st.integers(1, 2))):
-        shape = draw(st.sampled_from(["out", "out", "if", "for", "set"]))
+        shape = draw(st.sampled_from(["out", "out", "if", "for", "set", "elif", "pairs", "block"]))
         if shape == "out":
             parts.append(f"{{{{ {draw(expressions())} }}}}")
         elif shape == "if":
@@ -91,8 +94,26 @@ def templates(draw) -> str:
         elif shape == "for":
             inner = draw(expressions(names=("v", "loop.index", "loop.first", "loop.previtem")))
             parts.append(f"{{% for v in {draw(expressions())} %}}{{{{ {inner} }}}};{{% endfor %}}")
-        else:
+        elif shape == "set":
             parts.append(f"{{% set v = {draw(expressions())} %}}{{{{ {draw(expressions(names=('v',)))} }}}}")
+        elif shape == "elif":
+            e = [draw(expressions()) for _ in range(4)]
+            parts.append(f"{{% if {e[0]} %}}{{{{ {e[1]} }}}}{{% elif {e[2]} %}}{{{{ {e[3]} }}}}{{% else %}}-{{% endif %}}")
+        elif shape == "pairs":
+            source = draw(st.sampled_from(["it | items", "it | dictsort", "items | groupby('name')",
+                                           "ls | batch(2)", "items", "range(3)", "ls | slice(2)"]))
+            inner = draw(expressions(names=("a", "w", "loop.cycle('x', 1)", "loop.nextitem", "w.list",
+                                            "a.grouper")))
+            target = draw(st.sampled_from(["a, w", "a"]))
+            parts.append(f"{{% for {target} in {source} %}}{{{{ {inner} }}}}{{% endfor %}}")
+        else:
+            f = draw(st.sampled_from(["upper", "truncate(9)", "indent(2)", "wordcount", "length", "int"]))
+            inner = draw(expressions())
+            which = draw(st.sampled_from(["filter", "set"]))
+            if which == "filter":
+                parts.append(f"{{% filter {f} %}}{{{{ {inner} }}}}{{% endfilter %}}")
+            else:
+                parts.append(f"{{% set v | {f} %}}{{{{ {inner} }}}}{{% endset %}}{{{{ {draw(expressions(names=('v',)))} }}}}")
     return "\n".join(parts)
 
 
