@@ -367,6 +367,8 @@ DEFAULT_MAX_TEXT = 200  # strings without max_len are drawn up to this many char
 DEFAULT_MAX_ITEMS = 5  # lists without max_len are drawn up to this many items
 SEGMENT = 256  # a string longer than this repeats a drawn run of up to SEGMENT characters (speed)
 RUN = 16  # a list longer than this repeats a drawn run of up to RUN items (speed)
+# (hypothesis draws at most 8,192 choices per input, one per character, so an input of a few long strings
+# drawn in full would overflow it; both runs are settable: Limits(text_run=, list_run=), --text-run/--list-run)
 FLOAT_MAX = 1.7976931348623157e308  # the largest finite double: the bounds of an unbounded float
 
 
@@ -374,10 +376,13 @@ FLOAT_MAX = 1.7976931348623157e308  # the largest finite double: the bounds of a
 class Limits:
     """Caps on drawn sizes. `max_text`/`max_list`: the longest string/list drawn, declared max_len or not
     (None: the declared max_len in full, and DEFAULT_MAX_TEXT/DEFAULT_MAX_ITEMS where none is declared).
-    A cap never goes below a declared min_len."""
+    A cap never goes below a declared min_len. `text_run`/`list_run`: past this length a string or list
+    repeats a drawn run of up to that many characters or items (None: SEGMENT, RUN)."""
 
     max_text: int | None = None
     max_list: int | None = None
+    text_run: int | None = None
+    list_run: int | None = None
 
 
 @dataclass
@@ -402,23 +407,31 @@ def _tile(n: int):
     return lambda s: (s * (n // max(1, len(s)) + 1))[:n]
 
 
-def _text_of_length(n: int, alphabet: str | None = None):
-    """Strings of exactly n characters; past SEGMENT a drawn run repeats, so hypothesis never needs more
-    than SEGMENT choices for one string (it draws at most 8,192 in all per example)."""
+def _text_of_length(n: int, alphabet: str | None = None, run: int = SEGMENT):
+    """Strings of exactly n characters; past `run` a drawn run repeats, so hypothesis never needs more
+    than `run` choices for one string (it draws at most 8,192 in all per example)."""
     from hypothesis import strategies as st
 
     chars = {} if alphabet is None else {"alphabet": alphabet}
-    if n <= SEGMENT:
+    if n <= run:
         return st.text(**chars, min_size=n, max_size=n)
-    return st.text(**chars, min_size=1, max_size=SEGMENT).map(_tile(n))
+    return st.text(**chars, min_size=1, max_size=max(1, run)).map(_tile(n))
 
 
-def _list_of_length(n: int, item):
+def _list_of_length(n: int, item, run: int = RUN):
     from hypothesis import strategies as st
 
-    if n <= RUN:
+    if n <= run:
         return st.lists(item, min_size=n, max_size=n)
-    return st.lists(item, min_size=1, max_size=RUN).map(_tile(n))
+    return st.lists(item, min_size=1, max_size=max(1, run)).map(_tile(n))
+
+
+def _run_cut(what: str, hi: int, run: int, path: tuple, cuts: list[str]) -> None:
+    """Name the repetition past `run` (content, not length: every length is still drawn)."""
+    if hi > run:
+        unit, flag = ("characters", "--text-run") if what == "str" else ("items", "--list-run")
+        cuts.append(f"{_where(path)}: past {run} {unit} a drawn run of up to {run} {unit} repeats "
+                    f"({flag} N draws longer runs)")
 
 
 def _bounded(lo: Any, hi: Any, general):
@@ -447,13 +460,13 @@ def _length_range(what: str, lo: int, declared: int | None, cap: int | None, def
     return declared
 
 
-def text_domain(lo: int, hi: int, alphabet: str | None = None) -> Domain:
+def text_domain(lo: int, hi: int, alphabet: str | None = None, run: int = SEGMENT) -> Domain:
     """Strings of lo..hi characters: any length in between, with lo and hi drawn on purpose."""
     from hypothesis import strategies as st
 
     lengths = _bounded(lo, hi, st.integers(lo, hi))
-    sweep = [_text_of_length(n, alphabet) for n in sorted({lo, hi})]
-    return Domain(lengths.flatmap(lambda n: _text_of_length(n, alphabet)), sweep)
+    sweep = [_text_of_length(n, alphabet, run) for n in sorted({lo, hi})]
+    return Domain(lengths.flatmap(lambda n: _text_of_length(n, alphabet, run)), sweep)
 
 
 def number_domain(kind: type, lo: Any, hi: Any) -> Domain:
@@ -497,7 +510,9 @@ class _Builder:
                 return Domain(st.from_regex(t.pattern, fullmatch=True).filter(lambda s: lo <= len(s) <= top))
             hi = _length_range("str", lo, t.max_len, self.limits.max_text, DEFAULT_MAX_TEXT, path, self.cuts,
                                "--max-text-len")
-            return text_domain(lo, hi)
+            run = self.limits.text_run or SEGMENT
+            _run_cut("str", hi, run, path, self.cuts)
+            return text_domain(lo, hi, None, run)
         if isinstance(t, ir.IntT):
             lo = max(math.ceil(t.ge), INT_MIN) if t.ge is not None else INT_MIN
             hi = min(math.floor(t.le), INT_MAX) if t.le is not None else INT_MAX
@@ -527,15 +542,17 @@ class _Builder:
         lo = t.min_len or 0
         hi = _length_range("list", lo, t.max_len, self.limits.max_list, DEFAULT_MAX_ITEMS, path, self.cuts,
                            "--max-list-len")
+        run = self.limits.list_run or RUN
+        _run_cut("list", hi, run, path, self.cuts)
         lengths = _bounded(lo, hi, st.integers(lo, hi))
-        general = lengths.flatmap(lambda n: _list_of_length(n, item.strategy))
+        general = lengths.flatmap(lambda n: _list_of_length(n, item.strategy, run))
         # the sweep: a list of each bound length, then more of the longest until every item bound was in one
         sweep: list[Any] = []
         used = 0
 
         def one(n: int) -> None:
             nonlocal used
-            k = min(n, RUN)
+            k = min(n, run)
             items = [item.sweep[(used + j) % len(item.sweep)] if item.sweep else item.strategy for j in range(k)]
             used += k
             sweep.append(st.tuples(*items).map(list).map(_tile(n)) if k else st.just([]))
@@ -570,9 +587,12 @@ def generator_domain(name: str, args: tuple, kwargs: dict[str, Any], limits: Lim
     if name == "text":
         lo = kwargs.get("min_len", 0)
         cuts: list[str] = []
-        hi = _length_range("str", lo, kwargs.get("max_len"), (limits or Limits()).max_text, DEFAULT_MAX_TEXT,
-                           path, cuts, "--max-text-len")
-        d = text_domain(lo, hi, kwargs.get("alphabet"))
+        lim = limits or Limits()
+        hi = _length_range("str", lo, kwargs.get("max_len"), lim.max_text, DEFAULT_MAX_TEXT, path, cuts,
+                           "--max-text-len")
+        run = lim.text_run or SEGMENT
+        _run_cut("str", hi, run, path, cuts)
+        d = text_domain(lo, hi, kwargs.get("alphabet"), run)
         d.cuts = cuts
         return d
     if name == "regex":

@@ -115,10 +115,18 @@ def _cap(text: str) -> int:
     return n
 
 
+def _run(text: str) -> int:
+    n = _cap(text)
+    if not 1 <= n <= 4096:  # hypothesis draws at most 8,192 choices per input
+        raise argparse.ArgumentTypeError(f"expected a run of 1 to 4096, got '{text}'")
+    return n
+
+
 def _limits(args: argparse.Namespace):
     from promptc.schema import Limits
 
-    return Limits(getattr(args, "max_text_len", None), getattr(args, "max_list_len", None))
+    return Limits(getattr(args, "max_text_len", None), getattr(args, "max_list_len", None),
+                  getattr(args, "text_run", None), getattr(args, "list_run", None))
 
 
 def _suite_args(p: argparse.ArgumentParser) -> None:
@@ -132,6 +140,10 @@ def _suite_args(p: argparse.ArgumentParser) -> None:
                         "200 where none is declared); the report names every cut")
     p.add_argument("--max-list-len", type=_cap, metavar="N",
                    help="draw property lists up to N items (default: the declared max_len; 5 where none is declared)")
+    p.add_argument("--text-run", type=_run, metavar="N",
+                   help="past N characters a drawn string repeats a run of up to N (default 256; speed)")
+    p.add_argument("--list-run", type=_run, metavar="N",
+                   help="past N items a drawn list repeats a run of up to N (default 16; speed)")
     p.add_argument("-k", metavar="PATTERN", help="run only tests whose name contains PATTERN (or matches a glob)")
     p.add_argument("--judge-model", metavar="SPEC", help="the model that answers judge(\"rubric\") checks")
     p.add_argument("--teacher", metavar="SPEC", help="the model that paraphrases for `perturb ... = paraphrase()`")

@@ -177,7 +177,7 @@ def test_lengths_spread_over_the_whole_range():
 
 def test_given_generators_sweep_their_bounds():
     t = ir.RecordT("In", (("s", ir.StrT()), ("k", ir.IntT()), ("c", ir.StrT())))
-    overrides = {("s",): generator_domain("text", (), {"min_len": 2, "max_len": 900}),
+    overrides = {("s",): generator_domain("text", (), {"min_len": 2, "max_len": 900}, None, ("s",)),
                  ("k",): generator_domain("ints", (3, 9), {}),
                  ("c",): generator_domain("one_of", ("x", "y", "z"), {})}
     dom = domain(t, overrides)
@@ -185,7 +185,8 @@ def test_given_generators_sweep_their_bounds():
     assert {len(x["s"]) for x in xs} >= {2, 900}
     assert {x["k"] for x in xs} >= {3, 9}
     assert {x["c"] for x in xs} == {"x", "y", "z"}
-    assert cuts == []
+    assert cuts == ["input.s: past 256 characters a drawn run of up to 256 characters repeats (--text-run N draws "
+                    "longer runs)"]
 
 
 def test_caps_are_settable_and_named():
@@ -265,3 +266,15 @@ def test_task_inputs_and_boundary_inputs_from_a_program():
     capped: list[Any] = []
     _draw(task.inputs(max_text_len=50), 100, capped.append, shrink=False)
     assert max(len(x["s"]) for x in capped) == 50
+
+
+def test_runs_are_settable_and_named():
+    t = ir.RecordT("In", (("s", ir.StrT(0, 600)), ("xs", ir.ListT(ir.IntT(0, 9), 0, 40))))
+    assert domain(t).cuts == [
+        "input.s: past 256 characters a drawn run of up to 256 characters repeats (--text-run N draws longer runs)",
+        "input.xs: past 16 items a drawn run of up to 16 items repeats (--list-run N draws longer runs)"]
+    dom = domain(t, limits=Limits(text_run=600, list_run=40))
+    assert dom.cuts == []
+    xs, _ = draw_inputs(dom, 30)
+    longest = max((x["s"] for x in xs), key=len)
+    assert len(longest) == 600 and longest[:256] != longest[256:512]  # no repetition at 256
