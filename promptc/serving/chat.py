@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import time
 import uuid
+import weakref
 from dataclasses import replace
 from typing import Any
 
@@ -165,6 +167,7 @@ class Chunker:
     def __init__(self, cid: str, created: int, model: str, include_usage: bool):
         self.head = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model}
         self.include_usage = include_usage
+        self._around: tuple[str, str] | None = None
 
     def __call__(self, choices: list[dict[str, Any]], usage: dict[str, int] | None = None) -> str:
         obj: dict[str, Any] = {**self.head, "choices": choices}
@@ -172,15 +175,64 @@ class Chunker:
             obj["usage"] = usage
         return f"data: {json.dumps(obj, ensure_ascii=False)}\n\n"
 
+    def content(self, text: str) -> str:
+        """The event of one piece of choice 0's content: the same JSON as __call__ makes, from a template
+        (a streamed reply sends one a token)."""
+        if self._around is None:
+            mark = "\x00promptc\x00"
+            whole = self([{"index": 0, "delta": {"content": mark}, "finish_reason": None}])
+            before, after = whole.split(json.dumps(mark, ensure_ascii=False))
+            self._around = (before, after)
+        return self._around[0] + json.dumps(text, ensure_ascii=False) + self._around[1]
+
 
 # ------------------------------------------------------------------ streaming token by token
+class Outbox:
+    """Pieces from an engine thread to the event loop: one wake-up of the loop for every piece waiting,
+    rather than one per piece (a batch with streamed rows makes a piece per streamed row per token, and a
+    wake-up is a write to the loop's self-pipe). Pieces keep their order, and all reach their queues
+    before the model call's result does: a flush is scheduled before the call returns."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop):
+        self.loop = loop
+        self.items: list[tuple[Pieces, str]] = []
+        self.lock = threading.Lock()
+        self.armed = False  # a flush is scheduled
+
+    def put(self, pieces: Pieces, text: str) -> None:
+        with self.lock:
+            self.items.append((pieces, text))
+            if self.armed:
+                return
+            self.armed = True
+        self.loop.call_soon_threadsafe(self.flush)
+
+    def flush(self) -> None:
+        with self.lock:
+            items, self.items, self.armed = self.items, [], False
+        for pieces, text in items:
+            pieces.queue.put_nowait(text)
+
+
+_outboxes: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Outbox] = weakref.WeakKeyDictionary()
+
+
+def outbox() -> Outbox:
+    """The running loop's outbox."""
+    loop = asyncio.get_running_loop()
+    box = _outboxes.get(loop)
+    if box is None:
+        box = _outboxes[loop] = Outbox(loop)
+    return box
+
+
 class Pieces:
     """The streamed reply of one job. Called on the engine thread with each new piece of text: it holds
     back as many characters as a stop string could still need, cuts at the first stop string (and asks
     the engine to stop generating), and hands the rest to the event loop's queue."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, stops: list[str]):
-        self.loop, self.stops = loop, stops
+    def __init__(self, box: Outbox, stops: list[str]):
+        self.box, self.stops = box, stops
         self.queue: asyncio.Queue[str | None] = asyncio.Queue()
         self.hold = max((len(x) for x in stops), default=1) - 1
         self.buf = ""
@@ -205,7 +257,7 @@ class Pieces:
 
     def _send(self, text: str) -> None:
         if text:
-            self.loop.call_soon_threadsafe(self.queue.put_nowait, text)
+            self.box.put(self, text)
 
     def expire(self) -> None:
         """On the event loop: end this stream with the drain's 503 (its generation stops at its next token)."""
@@ -226,7 +278,7 @@ async def stream_model(ctx: Ctx, s: Served, p: ChatParams, t0: float) -> Any:
     prompt, grammar, templated, max_tokens = await model_job(ctx, s, p)
     dec = Decoding(max_new_tokens=max_tokens, temperature=p.temperature, top_p=p.top_p, seed=p.seed,
                    constrained=grammar is not None, logit_bias=p.logit_bias)
-    pieces = Pieces(asyncio.get_running_loop(), p.stop)
+    pieces = Pieces(outbox(), p.stop)
     job = Job("text", (prompt, grammar, templated), dec, stream=pieces)
     future = s.engine.submit(job)
     future.add_done_callback(lambda f: pieces.queue.put_nowait(None))  # after every piece: they were queued first
@@ -245,7 +297,7 @@ async def stream_events(ctx: Ctx, p: ChatParams, s: Served, pieces: Pieces, job:
             pieces.expire()
         yield chunk([{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}])
         while (piece := await _next_piece(ctx, pieces, t0)) is not None:
-            yield chunk([{"index": 0, "delta": {"content": piece}, "finish_reason": None}])
+            yield chunk.content(piece)
         if pieces.expired:
             raise ctx.drain_error()
         g = future.result()
@@ -279,9 +331,26 @@ def _count_tokens(ctx: Ctx, future: asyncio.Future) -> None:
 
 
 async def _next_piece(ctx: Ctx, pieces: Pieces, t0: float) -> str | None:
-    left = ctx.opts.request_timeout - (time.perf_counter() - t0)
-    try:
-        return await asyncio.wait_for(pieces.queue.get(), max(0.0, left))
-    except TimeoutError:
-        raise APIError(504, f"the request took over {ctx.opts.request_timeout:g} s", type="timeout_error",
-                       code="timeout") from None
+    """The text that has arrived since the last event (one piece, or several joined when the loop was
+    busy: fewer, bigger events under load), or None at the end."""
+    q = pieces.queue
+    if q.empty():
+        left = ctx.opts.request_timeout - (time.perf_counter() - t0)
+        try:
+            async with asyncio.timeout(max(0.0, left)):  # no task per piece, as wait_for makes
+                first = await q.get()
+        except TimeoutError:
+            raise APIError(504, f"the request took over {ctx.opts.request_timeout:g} s", type="timeout_error",
+                           code="timeout") from None
+    else:
+        first = q.get_nowait()
+    if first is None:
+        return None
+    parts = [first]
+    while not q.empty():
+        nxt = q.get_nowait()
+        if nxt is None:  # the end: next time
+            q.put_nowait(None)
+            break
+        parts.append(nxt)
+    return "".join(parts)

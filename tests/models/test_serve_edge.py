@@ -52,14 +52,17 @@ def program():
     return res.program
 
 
+HTTP = httpx.Client(timeout=60)  # one keep-alive connection for the many small requests here (closed with the server)
+
+
 @pytest.fixture(scope="module")
 def server():
     reg = build_registry(model=M, targets=[(program(), "tag_text")], max_batch=32)
     with ServerThread(reg, opts=ServeOptions(header_timeout=0.5, slow_log_every=0.5)) as srv:
         yield srv
+    HTTP.close()
 
 
-HTTP = httpx.Client(timeout=60)  # one keep-alive connection for the many small requests here
 
 
 def post(server, body: dict) -> httpx.Response:
@@ -363,6 +366,12 @@ def start_cli_server(port: int, *extra: str) -> subprocess.Popen:
     return p
 
 
+def close_pipes(p: subprocess.Popen) -> None:
+    for f in (p.stdout, p.stderr):
+        if f is not None:
+            f.close()
+
+
 def test_sigterm_lets_in_flight_generations_finish_and_exits_0():
     port = free_port()
     p = start_cli_server(port)
@@ -404,7 +413,8 @@ def test_sigterm_lets_in_flight_generations_finish_and_exits_0():
     finally:
         if p.poll() is None:
             p.kill()
-    err = p.stderr.read() if p.stderr else ""
+        err = p.stderr.read() if p.stderr else ""
+        close_pipes(p)
     assert code == 0, err
     assert health in (503, None)
     for r in results[:4]:  # each complete
@@ -471,4 +481,5 @@ def test_thousands_of_idle_and_trickling_sockets_do_not_shut_out_a_real_client()
             s.close()
         p.send_signal(signal.SIGTERM)
         code = p.wait(timeout=60)
+        close_pipes(p)
     assert code == 0
