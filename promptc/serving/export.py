@@ -105,6 +105,8 @@ def export(artifact: str | Path, fmt: str, out: str | Path, *, name: str | None 
             for extra in ("head.safetensors", "labels.json"):
                 if (src / extra).is_file():
                     shutil.copy2(src / extra, tmp / extra)
+            if m.get("heads"):  # an encoder's record heads: which slice of the head's logits is which field
+                write_json(tmp / "heads.json", m["heads"])
         target = m.get("target")
         adapter_name = name or (target.get("name") if isinstance(target, dict) else target) or src.name
         command = None

@@ -164,6 +164,13 @@ def test_export_and_card_name_the_heads(trained, tmp_path):
     assert {"head.safetensors", "labels.json"} <= set(out.files)
     labels = json.loads((out.directory / "labels.json").read_text())
     assert "needs_human=true" in labels and "tag=billing" in labels
+    heads = json.loads((out.directory / "heads.json").read_text())
+    assert [h["field"] for h in heads] == ["tag", "urgency", "needs_human", "stars", "labels", "reply"]
+    assert sum(len(h["values"]) for h in heads) == len(labels)
+    from promptc.errors import UsageError
+
+    with pytest.raises(UsageError, match="causal models only"):
+        export(str(res.directory), "vllm", tmp_path / "vllm")
 
 
 def test_same_seed_same_record_artifact_and_resume(tmp_path):
@@ -283,3 +290,22 @@ def test_init_starter_checks_formats_and_tunes_on_minilm_passing_its_gate(tmp_pa
     res = tune(promptc.load(path).ir, "classify_heads", out=tmp_path / "out", info=None)
     assert res.manifest.family == "classifier" and res.manifest.base["id"] == "minilm"
     assert res.manifest.status == "passed", res.manifest.tests
+
+
+def test_record_artifact_depends_on_constraints_but_not_on_prose(trained, tmp_path):
+    """Rewording the prompt keeps the record artifact; changing a constraint (its loss read them) asks for a
+    rebuild that names the constraints."""
+    import shutil
+
+    from promptc.errors import ArtifactError
+
+    path, res, _ = trained
+    d = tmp_path / "p"
+    shutil.copytree(path.parent, d, ignore=shutil.ignore_patterns("art*"))
+    p = d / path.name
+    text = p.read_text()
+    p.write_text(text.replace('prompt "Triage: {{ text }}"', 'prompt "Please triage: {{ text }}"'))
+    assert promptc.load(p).task("triage").run({"text": "refund"}, artifact=res.directory, cache=False).ok
+    p.write_text(text.replace("when text matches /refund/", "when text matches /refund|money back/"))
+    with pytest.raises(ArtifactError, match="constraints"):
+        promptc.load(p).task("triage").load_artifact(res.directory)

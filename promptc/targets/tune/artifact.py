@@ -8,9 +8,11 @@ tampered files, and any pickle-format weights.
 What an artifact depends on (its dependency fingerprint, checked at load):
 - every family: the task's input and output schema, the examples it trained on (the declared ones that
   are not test inputs), and the base model (whose weights are checked separately, by hash);
-- a causal LM also reads the task prompt rendered with its inputs, so its prompt template counts too.
-A classifier never reads the prompt, so editing the prompt's prose (or the system text, constraints'
-wording or the tests) does not invalidate it.
+- a causal LM also reads the task prompt rendered with its inputs, so its prompt template counts too;
+- an encoder's record heads trained with the constraint loss, so their task's constraints count too.
+A classifier never reads the prompt, so editing the prompt's prose (or the system text, an enum
+classifier's constraints or the tests) does not invalidate it. An encoder keeps the constraints of the
+program it is loaded with at prediction time.
 """
 
 from __future__ import annotations
@@ -45,6 +47,9 @@ def dependencies(program: ir.Program, task: ir.Task, family: str, base_id: str) 
         "examples": [[ex.input, ex.output] for ex in examples],
         "base": base_id,
     }
+    if family == "classifier" and isinstance(task.output, ir.RecordT) and task.constraints:
+        # a record's heads trained with the constraint loss, which reads the constraints
+        deps["constraints"] = [c.source for c in task.constraints]
     if family == "causal":
         from promptc.targets.text.prompt import compile_text_target
 
