@@ -244,9 +244,9 @@ def test_user_property_suite_with_task_inputs():
         seen.append(inputs)
         assert len(inputs["ticket"]["subject"]) <= 120
         assert 1 <= len(inputs["ticket"]["body"]) <= 2000
-        reply = {"tag": "billing", "reply": "ok"}
+        reply = {"tag": "billing", "urgency": "low", "needs_human": False, "reply": "ok"}
         problems = task.check(inputs, reply)
-        assert problems == []  # a billing tag and a short reply break no constraint
+        assert problems == []  # a billing tag, low urgency and a short reply break no constraint
 
     prop()
     assert len(seen) == 30
