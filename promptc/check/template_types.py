@@ -162,6 +162,8 @@ def show(t: TT) -> str:
             w = f"a tuple of {len(a.parts)}"
         elif a.kind == "float" and a.mag > LOG_MAXF:
             w = "a float that may be inf or nan"
+        elif a.kind == "int" and a.mag > MAX_INT_DIGITS:
+            w = "an int of more than 4,300 digits (too long to print)"
         if w not in words:
             words.append(w)
     return " or ".join(words)
@@ -564,7 +566,8 @@ class Typer:
             raise Problem(f"'{src(node)}' may be undefined when the prompt is rendered"
                           + (f" ({why})" if why else ""), _needle(node), _hint_undef(node))
         self.need(t, _printable, node, f"a value {how}", "at most 4,300 digits",
-                  hint="keep numbers in the range of the declared inputs")
+                  hint="a number read from a string can have as many digits as the string: declare max_len on "
+                       "it, or declare the input as int")
 
     # ------------------------------------------------------------ paths
     def path(self, node: Any, scope: dict[str, TT]) -> TT:
@@ -751,7 +754,8 @@ class Typer:
         except (TypeError, ValueError):
             return {}
         params = list(sig.parameters.values())
-        if getattr(fn, "jinja_pass_arg", None) is not None:
+        # an async variant (list, slice, ...) wraps its sync function, whose own signature this is
+        if getattr(inspect.unwrap(fn), "jinja_pass_arg", None) is not None:
             params = params[1:]
         sig = sig.replace(parameters=params)
         try:
