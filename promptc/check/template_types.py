@@ -294,9 +294,10 @@ Report = Callable[[str, int, "str | None", "str | None"], None]
 class Typer:
     """Infers the type of every expression in a template and reports those that may raise."""
 
-    def __init__(self, report: Report, inputs: dict[str, ir.Type], stored: set[str], filters: dict,
-                 tests: dict):
+    def __init__(self, report: Report, inputs: dict[str, ir.Type], stored: set[str], env: Any):
         self.report = report
+        self.env = env
+        filters, tests = env.filters, env.tests
         self.inputs = {k: from_ir(t) for k, t in inputs.items() if k != "output"}
         self.stored = stored  # names some {% set %} or {% for %} assigns
         self.filters = filters
@@ -491,6 +492,8 @@ class Typer:
 
         if isinstance(node, nodes.Const):
             return of_const(node.value)
+        if isinstance(node, (nodes.BinExpr, nodes.UnaryExpr, nodes.Filter)):
+            self.folded(node)
         if isinstance(node, nodes.TemplateData):
             return STR
         if isinstance(node, (nodes.Name, nodes.Getattr, nodes.Getitem)):
@@ -542,6 +545,23 @@ class Typer:
         if isinstance(node, nodes.Call):
             return self.call(node, scope)
         return ERR  # refused by template_safety
+
+    def folded(self, node: Any) -> None:
+        """jinja2 computes a constant expression when it compiles the template and writes the value into
+        the code it generates: a float that is inf or nan becomes the name `inf` or `nan` there, which
+        raises NameError at render (an int of more than 4,300 digits cannot be written at all)."""
+        from jinja2 import nodes
+
+        try:
+            v = node.as_const(nodes.EvalContext(self.env))
+        except Exception:  # noqa: BLE001 - nodes.Impossible, or whatever the constant operation raises
+            return
+        if isinstance(v, float) and not math.isfinite(v):
+            raise Problem(f"'{src(node)}' is the constant {v}, which jinja2 cannot write into a compiled template",
+                          _OPS.get(type(node).__name__, getattr(node, "name", None)),
+                          "keep constants in the float range, or write the value as text: \"inf\"")
+        if isinstance(v, int) and not isinstance(v, bool) and abs(v) >= 10 ** MAX_INT_DIGITS:
+            raise Problem(f"'{src(node)}' is a constant of more than 4,300 digits", None, "use smaller constants")
 
     def need(self, t: TT, ok: Callable[[Alt], bool], node: Any, what: str, wants: str,
              needle: str | None = None, hint: str | None = None) -> None:

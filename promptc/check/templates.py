@@ -60,7 +60,7 @@ def _check_types(cx: Context, lit: ast.Literal, jenv, tree, env: dict[str, ir.Ty
             return
         cx.d.error(codes.TEMPLATE_TYPE, message, span, hint=hint)
 
-    Typer(report, env, stored, jenv.filters, jenv.tests).template(tree)
+    Typer(report, env, stored, jenv).template(tree)
 
 
 def names(tree: Any) -> set[str]:
