@@ -67,7 +67,7 @@ def tuned_row(path: Path, seed: int, weight: float, held: list[dict], tmp: Path)
     art = prog.task("triage").load_artifact(res.directory)
     backend = art.subject.backend
     task = prog.ir.tasks["triage"]
-    rows, _ = backend.logits([r.prompt for r in art.subject.requests([r["input"] for r in held])])
+    rows = backend.logits([r.prompt for r in art.subject.requests([r["input"] for r in held])])[0]
     heads = backend.heads
     raw = [heads.assemble([f[0][1] for f in heads.factors(lg)]) for lg in rows]
     decoded = [heads.decode(lg, r["input"], task.constraints)[0] for lg, r in zip(rows, held)]

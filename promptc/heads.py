@@ -57,12 +57,14 @@ class Head:
     values, in a fixed order), where its logits start in the shared layer, and why it was chosen."""
 
     field: str
-    kind: str  # "single" | "multi"
-    values: tuple[Any, ...]
+    kind: str  # "single" | "multi" | "span"
+    values: tuple[Any, ...]  # a span head has none: its value is copied from the input
     start: int
     why: str
     min_items: int = 0
     max_items: int = 0
+    source: str = ""  # span: the input field (a dotted path) whose text the value is copied from
+    nullable: bool = False  # span: null is a learned outcome (an optional field)
 
     @property
     def size(self) -> int:
@@ -81,6 +83,8 @@ class Head:
         d: dict[str, Any] = {"field": self.field, "kind": self.kind, "values": list(self.values), "why": self.why}
         if self.kind == "multi":
             d.update(min_items=self.min_items, max_items=self.max_items)
+        if self.kind == "span":
+            d.update(source=self.source, nullable=self.nullable)
         return d
 
 
@@ -94,6 +98,11 @@ class Heads:
     @property
     def size(self) -> int:
         return sum(h.size for h in self.heads)
+
+    @property
+    def spans(self) -> list[Head]:
+        """The span heads, in order: each predicts a start and an end token of its source field."""
+        return [h for h in self.heads if h.kind == "span"]
 
     @property
     def is_root(self) -> bool:
@@ -117,7 +126,7 @@ class Heads:
         heads, start = [], 0
         for r in rows:
             h = Head(r["field"], r["kind"], tuple(r["values"]), start, r.get("why", ""), r.get("min_items", 0),
-                     r.get("max_items", 0))
+                     r.get("max_items", 0), r.get("source", ""), r.get("nullable", False))
             heads.append(h)
             start += h.size
         return cls(tuple(heads), output)
@@ -128,6 +137,8 @@ class Heads:
         out = [0.0] * self.size
         for h in self.heads:
             v = output if not h.field else (output or {}).get(h.field)
+            if h.kind == "span":
+                continue
             if h.kind == "single":
                 out[h.start + _index(h.values, v)] = 1.0
             else:
@@ -140,13 +151,19 @@ class Heads:
         return json.dumps(output, sort_keys=True, ensure_ascii=False)
 
     # ------------------------------------------------------------ decoding
-    def factors(self, logits: list[float]) -> list[list[tuple[float, int]]]:
+    def factors(self, logits: list[float], spans: dict[str, list[tuple[float, Any]]] | None = None
+                ) -> list[list[tuple[float, int]]]:
         """Per factor, (log-probability, option) sorted best first: a single head is one factor over
-        its values (log-softmax); a multi head is one yes/no factor per member (log-sigmoid)."""
+        its values (log-softmax); a multi head is one yes/no factor per member (log-sigmoid); a span
+        head is one factor over its candidate spans (`spans[field]`: (log-probability, text or None),
+        best first; the option is the candidate's index)."""
         out = []
         for h in self.heads:
             row = logits[h.start:h.end]
-            if h.kind == "single":
+            if h.kind == "span":
+                cands = (spans or {}).get(h.field) or [(0.0, None)]
+                out.append([(lp, i) for i, (lp, _) in enumerate(cands)])
+            elif h.kind == "single":
                 m = max(row)
                 z = m + math.log(sum(math.exp(x - m) for x in row))
                 out.append(sorted(((x - z, i) for i, x in enumerate(row)), key=lambda p: (-p[0], p[1])))
@@ -156,12 +173,16 @@ class Heads:
                     out.append(sorted([(yes, 1), (no, 0)], key=lambda p: (-p[0], -p[1])))
         return out
 
-    def assemble(self, choice: list[int]) -> Any:
+    def assemble(self, choice: list[int], spans: dict[str, list[tuple[float, Any]]] | None = None) -> Any:
         """The output for one option per factor."""
         values: dict[str, Any] = {}
         k = 0
         for h in self.heads:
-            if h.kind == "single":
+            if h.kind == "span":
+                cands = (spans or {}).get(h.field) or [(0.0, None)]
+                values[h.field] = cands[choice[k]][1]
+                k += 1
+            elif h.kind == "single":
                 values[h.field] = h.values[choice[k]]
                 k += 1
             else:
@@ -174,16 +195,18 @@ class Heads:
         return {n: values[n] for n in names if n in values}
 
     def decode(self, logits: list[float], inputs: dict[str, Any] | None,
-               constraints: tuple[ir.Constraint, ...] = ()) -> tuple[Any, int]:
+               constraints: tuple[ir.Constraint, ...] = (),
+               spans: dict[str, list[tuple[float, Any]]] | None = None) -> tuple[Any, int]:
         """The most probable output that is schema-valid and keeps every constraint (with `inputs`),
-        and how many candidates were tried; the most probable one when none within MAX_CANDIDATES is."""
+        and how many candidates were tried; the most probable one when none within MAX_CANDIDATES is.
+        `spans` holds each span head's candidates (span_candidates)."""
         from promptc.expr import constraint_failures
         from promptc.schema import validate
 
-        factors = self.factors(logits)
+        factors = self.factors(logits, spans)
         first = None
         for n, choice in enumerate(best_first(factors), start=1):
-            out = self.assemble(choice)
+            out = self.assemble(choice, spans)
             if first is None:
                 first = out
             if validate(self.output, out):
@@ -194,9 +217,10 @@ class Heads:
         return first, MAX_CANDIDATES
 
     def predict_text(self, logits: list[float], inputs: dict[str, Any] | None,
-                     constraints: tuple[ir.Constraint, ...] = ()) -> str:
+                     constraints: tuple[ir.Constraint, ...] = (),
+                     spans: dict[str, list[tuple[float, Any]]] | None = None) -> str:
         """What the backend answers: the enum member for a plain classifier, else the record's JSON."""
-        out, _ = self.decode(logits, inputs, constraints)
+        out, _ = self.decode(logits, inputs, constraints, spans)
         return out if self.is_root and isinstance(out, str) else json.dumps(out, ensure_ascii=False)
 
 
@@ -231,15 +255,16 @@ def _index(values: tuple[Any, ...], v: Any) -> int:
 
 
 # ---------------------------------------------------------------- planning
-def plan(output: ir.Type, outputs: list[Any]) -> Heads:
-    """The heads that serve `output`, given the training outputs (for reply sets and seen labels).
+def plan(output: ir.Type, outputs: list[Any], inputs: list[dict[str, Any]] | None = None) -> Heads:
+    """The heads that serve `output`, given the training outputs (for reply sets and seen labels) and,
+    for span heads, the training inputs (a `str` field whose values are copied from one input field).
     Raises Unservable naming the first field no head can serve."""
     t = ir.strip_optional(output)
     if isinstance(t, ir.RecordT) and not isinstance(output, ir.OptionalT):
         heads: list[Head] = []
         start = 0
         for name, ft in t.fields:
-            h = _head(name, ft, [o.get(name) if isinstance(o, dict) else None for o in outputs], start)
+            h = _head(name, ft, [o.get(name) if isinstance(o, dict) else None for o in outputs], start, inputs)
             heads.append(h)
             start += h.size
         return Heads(tuple(heads), output)
@@ -249,7 +274,7 @@ def plan(output: ir.Type, outputs: list[Any]) -> Heads:
     return Heads((h,), output)
 
 
-def _head(name: str, t: ir.Type, seen: list[Any], start: int) -> Head:
+def _head(name: str, t: ir.Type, seen: list[Any], start: int, inputs: list[dict[str, Any]] | None = None) -> Head:
     what = name or "output"
     optional = isinstance(t, ir.OptionalT)
     inner = ir.strip_optional(t)
@@ -277,7 +302,21 @@ def _head(name: str, t: ir.Type, seen: list[Any], start: int) -> Head:
         return Head(name, "multi", tuple(item.members), start, f"multi-label over {item.name} "
                     f"({len(item.members)} labels, at most {inner.max_len})", inner.min_len or 0, inner.max_len)
     if isinstance(inner, ir.StrT):
-        return _reply_head(name, what, seen, null, start)
+        # copied from the input first (a span generalises to values never seen), then a closed reply set
+        partial: Unservable | None = None
+        if name and inputs is not None:
+            try:
+                span = _span_head(name, what, seen, inputs, optional, start)
+                if span is not None:
+                    return span
+            except Unservable as e:
+                partial = e
+        try:
+            return _reply_head(name, what, seen, null, start)
+        except Unservable:
+            if partial is not None:
+                raise partial from None
+            raise
     raise Unservable(what, f"{t} is not a finite value (enum, bool, bounded int, list of enum, or a reply "
                      "from a closed set)")
 
@@ -300,6 +339,109 @@ def _reply_head(name: str, what: str, seen: list[Any], null: tuple[Any, ...], st
     has_null = bool(null) and any(v is None for v in seen)
     return Head(name, "single", (*values, *((None,) if has_null else ())), start,
                 f"reply from {len(values)} templates (each seen at least {min(counts.values())} times)")
+
+
+MIN_SPAN_SHARE = 0.5  # below this share of values found in one input field, the field is free text
+
+
+def _span_head(name: str, what: str, seen: list[Any], inputs: list[dict[str, Any]], optional: bool,
+               start: int) -> Head | None:
+    """A span head when every non-null value is an exact substring of one input field (the field that holds
+    the most of them); an error when most but not all are (naming how many and one that is not); None when
+    too few are (free text)."""
+    pairs = [(v, layout(i)[2]) for v, i in zip(seen, inputs) if v is not None]
+    if not pairs:
+        return None
+    if any(v == "" for v, _ in pairs):
+        raise Unservable(what, "an empty string cannot be copied from the input (an empty span)",
+                         "make the field optional and use null for 'absent'")
+    counts: dict[str, int] = {}
+    for v, values in pairs:
+        for path, text in values.items():
+            if isinstance(v, str) and v in text:
+                counts[path] = counts.get(path, 0) + 1
+    if not counts:
+        return None
+    source = max(counts, key=lambda p: counts[p])  # the first such field wins a tie (schema order)
+    found, total = counts[source], len(pairs)
+    if found < total:
+        if found / total < MIN_SPAN_SHARE:
+            return None
+        missing = next(v for v, values in pairs if not (isinstance(v, str) and v in values.get(source, "")))
+        raise Unservable(what, f"{total - found} of {total} values are not copied from input '{source}' "
+                         f"(e.g. {json.dumps(missing, ensure_ascii=False)[:80]}); a span head copies text exactly",
+                         f"make the examples copy the text exactly as it appears in '{source}'")
+    others = sorted(p for p, n in counts.items() if p != source and n == total)
+    also = f"; also found in {', '.join(others)}, '{source}' is used" if others else ""
+    return Head(name, "span", (), start, f"span copied from {source} ({found} of {total} values found in it{also})"
+                + (", or null" if optional else ""), source=source, nullable=optional)
+
+
+def layout(inputs: dict[str, Any]) -> tuple[str, dict[str, tuple[int, int]], dict[str, str]]:
+    """The text an encoder reads (every input value, one per line, in schema order), where each scalar
+    input field lies in it (dotted path -> character range), and each string field's value."""
+    parts: list[str] = []
+    where: dict[str, tuple[int, int]] = {}
+    strings: dict[str, str] = {}
+    pos = 0
+
+    def walk(v: Any, path: str) -> None:
+        nonlocal pos
+        if isinstance(v, dict):
+            for k, x in v.items():
+                walk(x, f"{path}.{k}" if path else str(k))
+        elif isinstance(v, list):
+            for i, x in enumerate(v):
+                walk(x, f"{path}[{i}]")
+        elif v is not None:
+            s = str(v)
+            if parts:
+                pos += 1  # the newline before it
+            where[path] = (pos, pos + len(s))
+            if isinstance(v, str):
+                strings[path] = s
+            parts.append(s)
+            pos += len(s)
+
+    walk(inputs, "")
+    return "\n".join(parts), where, strings
+
+
+MAX_SPAN_TOKENS = 48  # the longest span a head proposes, in tokens
+SPAN_CANDIDATES = 20  # candidate spans per head kept for decoding
+
+
+def span_candidates(start: list[float], end: list[float], offsets: list[tuple[int, int]], text: str,
+                    char_range: tuple[int, int] | None, nullable: bool) -> list[tuple[float, Any]]:
+    """A span head's candidates for one input, best first: (log-probability, text copied exactly from the
+    source field, or None). Positions are the tokens inside the field (position 0, the [CLS] token, is
+    null); start and end are log-softmaxed over those positions, a span's score is their sum."""
+    allowed = [t for t, (a, b) in enumerate(offsets) if char_range and b > a and a >= char_range[0]
+               and b <= char_range[1]]
+    pos = allowed + ([0] if nullable or not allowed else [])
+
+    def logsm(row: list[float]) -> dict[int, float]:
+        m = max(row[t] for t in pos)
+        z = m + math.log(sum(math.exp(row[t] - m) for t in pos))
+        return {t: row[t] - z for t in pos}
+
+    ls, le = logsm(start), logsm(end)
+    cands: list[tuple[float, Any]] = []
+    if 0 in ls:
+        cands.append((ls[0] + le[0], None))
+    for i, s in enumerate(allowed):
+        for e in allowed[i:i + MAX_SPAN_TOKENS]:
+            cands.append((ls[s] + le[e], text[offsets[s][0]:offsets[e][1]]))
+    cands.sort(key=lambda c: -c[0])
+    out: list[tuple[float, Any]] = []
+    seen_text: set[Any] = set()
+    for lp, v in cands:
+        if v not in seen_text:
+            seen_text.add(v)
+            out.append((lp, v))
+        if len(out) == SPAN_CANDIDATES:
+            break
+    return out
 
 
 def unseen(heads: Heads, outputs: list[Any]) -> list[str]:

@@ -64,9 +64,11 @@ def _check_heads(cx: Context, tg: ast.TargetDecl, opts: dict[str, Any]) -> None:
         return
     task = cx.out.tasks[tg.task.name]
     outputs = [ce.example.output for ce in task.examples]
+    if not outputs:  # the data decides reply sets and spans; with none, `promptc tune` says it has no examples
+        return
     at = next((o.value.span for o in tg.options if o.key.name in ("base", "family")), tg.name.span)
     try:
-        heads = plan(task.output, outputs)
+        heads = plan(task.output, outputs, [ce.example.input for ce in task.examples])
     except Unservable as e:
         what = f"base '{base}' is an encoder" if encoder else 'family = "classifier" is an encoder'
         cx.d.error(codes.ENCODER_CANNOT_SERVE, f"{what}, which serves only finite outputs, and field '{e.field}' of "

@@ -31,24 +31,43 @@ class ClassifierBackend:
             return [request.prompt, json.dumps(request.inputs, sort_keys=True, ensure_ascii=False, default=str)]
         return request.prompt
 
-    def logits(self, texts: list[str]) -> tuple[list[list[float]], list[int]]:
-        """Every head's logits (one row per text) and each text's token count."""
+    def logits(self, texts: list[str], inputs: list[dict[str, Any] | None] | None = None
+               ) -> tuple[list[list[float]], list[int], list[dict[str, list[tuple[float, Any]]]]]:
+        """Every head's logits (one row per text), each text's token count, and each span head's candidate
+        spans per text (copied exactly from its source field: `inputs` say where that lies in the text)."""
         import torch
 
+        spans = bool(self.heads.spans)
         enc = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length,
-                             return_tensors="pt")
+                             return_tensors="pt", return_offsets_mapping=spans)
         dev = next(self.model.parameters()).device
         with torch.no_grad():
-            rows = self.model(enc["input_ids"].to(dev), enc["attention_mask"].to(dev)).float().cpu().tolist()
-        return rows, [int(n) for n in enc["attention_mask"].sum(1).tolist()]
+            out = self.model(enc["input_ids"].to(dev), enc["attention_mask"].to(dev))
+        logits, span_logits = out if isinstance(out, tuple) else (out, None)
+        rows = logits.float().cpu().tolist()
+        cands: list[dict[str, list[tuple[float, Any]]]] = [{} for _ in texts]
+        if span_logits is not None:
+            from promptc.heads import layout, span_candidates
+
+            sl = span_logits.float().cpu().tolist()
+            offsets = enc["offset_mapping"].tolist()
+            for i, text in enumerate(texts):
+                given = inputs[i] if inputs else None
+                where = layout(given)[1] if given is not None else {}
+                for j, h in enumerate(self.heads.spans):
+                    rng = where.get(h.source, (0, len(text)) if not where else None)
+                    cands[i][h.field] = span_candidates([t[2 * j] for t in sl[i]], [t[2 * j + 1] for t in sl[i]],
+                                                        [tuple(o) for o in offsets[i]], text, rng, h.nullable)
+        return rows, [int(n) for n in enc["attention_mask"].sum(1).tolist()], cands
 
     def generate(self, requests: list[Request], decoding: Decoding, sample: int = 0) -> list[Generation]:
         out: list[Generation] = []
         for i in range(0, len(requests), 32):
             chunk = requests[i:i + 32]
             t0 = time.perf_counter()
-            rows, lengths = self.logits([r.prompt for r in chunk])
-            texts = [self.heads.predict_text(row, r.inputs, self.constraints) for row, r in zip(rows, chunk)]
+            rows, lengths, spans = self.logits([r.prompt for r in chunk], [r.inputs for r in chunk])
+            texts = [self.heads.predict_text(row, r.inputs, self.constraints, sp)
+                     for row, r, sp in zip(rows, chunk, spans)]
             secs = (time.perf_counter() - t0) / len(chunk)
             out.extend(Generation(t, n + self.virtual, 1, secs, finish_reason="stop") for t, n in zip(texts, lengths))
         return out

@@ -195,9 +195,9 @@ def prepare(program: ir.Program, target_name: str, *, out: str | Path | None, ba
     b = resolve_base(o.base)
     config = load_config(b)
     extra = [ex for path in extra_examples for ex in load_extra(path, task)]
-    outputs = [ex.output for ex in program.without_test_inputs(task.name, list(task.examples) + extra,
-                                                                lambda ex: ex.input)]
-    family, heads, why = choose_family(o.family, task.output, config, outputs)
+    kept = program.without_test_inputs(task.name, list(task.examples) + extra, lambda ex: ex.input)
+    family, heads, why = choose_family(o.family, task.output, config, [ex.output for ex in kept],
+                                       [ex.input for ex in kept])
     o = o.resolved(family)
     prompt = compile_text_target(program, task.name, {"delimit": False})
     data = build_dataset(program, task, family, prompt, extra=extra, val_split=0.0, seed=o.seed,

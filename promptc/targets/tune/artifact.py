@@ -262,6 +262,12 @@ def write_tuned(dest: Path, tuned: Any, manifest: TunedManifest) -> TunedManifes
 
             save_file({k: v.detach().float().cpu().contiguous() for k, v in head.state_dict().items()},
                       str(tmp / "head.safetensors"))
+        span = getattr(tuned.net, "span", None)
+        if span is not None:  # span heads: start and end logits per token
+            from safetensors.torch import save_file
+
+            save_file({k: v.detach().float().cpu().contiguous() for k, v in span.state_dict().items()},
+                      str(tmp / "span.safetensors"))
         if tuned.labels:
             (tmp / "labels.json").write_text(json.dumps(tuned.labels), encoding="utf-8")
         manifest.adapter_hash = adapter_hash(tmp)
@@ -365,11 +371,16 @@ def load_tuned(directory: Path, manifest: dict[str, Any], program: ir.Program, t
     if m.family == "classifier" and o.pooling == "mean":
         from safetensors.torch import load_file
 
-        wrapped = MeanPoolClassifier(peft_model, config.hidden_size, len(labels), o.virtual)
+        n_spans = len(heads.spans) if heads is not None else 0
+        wrapped = MeanPoolClassifier(peft_model, config.hidden_size, len(labels), o.virtual, n_spans)
         head = load_file(str(d / "head.safetensors"))
         with torch.no_grad():
             wrapped.head.weight.copy_(head["weight"])
             wrapped.head.bias.copy_(head["bias"])
+            if wrapped.span is not None:
+                span = load_file(str(d / "span.safetensors"))
+                wrapped.span.weight.copy_(span["weight"])
+                wrapped.span.bias.copy_(span["bias"])
         runnable: Any = wrapped
     elif m.family == "classifier":
         runnable = SeqClsClassifier(peft_model)

@@ -28,6 +28,8 @@ class Item:
     provenance: dict[str, Any] | None = None
     targets: list[float] | None = None  # encoder heads of a record: one-hot / multi-hot per head
     violations: list[float] | None = None  # per combination of the constrained heads: 1.0 if it breaks one
+    spans: list[tuple[int, int] | None] | None = None  # per span head: the value's characters in `text`, or null
+    span_fields: list[tuple[int, int] | None] | None = None  # per span head: its source field's characters
 
 
 @dataclass
@@ -73,8 +75,11 @@ def flat_values(value: Any) -> list[str]:
 
 def classifier_text(inputs: dict[str, Any]) -> str:
     """A classifier reads the input values only (in schema order, one per line): the instructions
-    are the same for every example and only dilute a mean-pooled representation."""
-    return "\n".join(flat_values(inputs))
+    are the same for every example and only dilute a mean-pooled representation. (heads.layout also
+    says where each input field lies in it, for span heads.)"""
+    from promptc.heads import layout
+
+    return layout(inputs)[0]
 
 
 def causal_prompt(prompt, inputs: dict[str, Any]) -> str:
@@ -182,8 +187,11 @@ def build_dataset(program: ir.Program, task: ir.Task, family: str, prompt, *, ex
         if family == "classifier" and heads.is_root:
             items.append(Item(inp, out, ex.origin, classifier_text(inp), str(out), labels.index(out), ex.provenance))
         elif family == "classifier":
-            items.append(Item(inp, out, ex.origin, classifier_text(inp), heads.key(out), -1, ex.provenance,
-                              targets=heads.encode(out)))
+            it = Item(inp, out, ex.origin, classifier_text(inp), heads.key(out), -1, ex.provenance,
+                      targets=heads.encode(out))
+            if heads.spans:
+                it.spans, it.span_fields = span_targets(heads, inp, out)
+            items.append(it)
         else:
             from promptc.targets.text.prompt import answer_text
 
@@ -201,6 +209,24 @@ def build_dataset(program: ir.Program, task: ir.Task, family: str, prompt, *, ex
                 it.violations = vt[1]
     train, val = split(items, val_split, seed)
     return Dataset(train, val, labels, secrets, excluded, heads, constrained)
+
+
+def span_targets(heads: Any, inputs: dict[str, Any], output: Any
+                 ) -> tuple[list[tuple[int, int] | None], list[tuple[int, int] | None]]:
+    """Per span head: where the output's value lies in the encoder's text (the first occurrence in its
+    source field), or None for null; and where the source field lies."""
+    from promptc.heads import layout
+
+    _, where, strings = layout(inputs)
+    spans: list[tuple[int, int] | None] = []
+    fields: list[tuple[int, int] | None] = []
+    for h in heads.spans:
+        rng = where.get(h.source)
+        fields.append(rng)
+        v = (output or {}).get(h.field)
+        at = strings.get(h.source, "").find(v) if isinstance(v, str) and rng else -1
+        spans.append((rng[0] + at, rng[0] + at + len(v)) if at >= 0 and rng and isinstance(v, str) else None)
+    return spans, fields
 
 
 def split(items: list[Item], share: float, seed: int) -> tuple[list[Item], list[Item]]:

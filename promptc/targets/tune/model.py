@@ -72,7 +72,8 @@ def is_encoder(config) -> bool:
     return config.model_type in ENCODER_TYPES and not getattr(config, "is_decoder", False)
 
 
-def choose_family(option: str, output: ir.Type, config, outputs: list[Any] | None = None) -> tuple[str, Any, str]:
+def choose_family(option: str, output: ir.Type, config, outputs: list[Any] | None = None,
+                  inputs: list[dict[str, Any]] | None = None) -> tuple[str, Any, str]:
     """(family, heads, why): `classifier` (an encoder with one head per output field, promptc/heads.py)
     when the base is an encoder and every part of the output is finite; otherwise `causal`. `why` is the one
     line `promptc tune` prints: what was chosen, field by field, or the field that forced a causal LM."""
@@ -81,7 +82,7 @@ def choose_family(option: str, output: ir.Type, config, outputs: list[Any] | Non
     encoder = is_encoder(config)
     kind = f"'{config.model_type}'"
     try:
-        heads = plan(output, list(outputs or []))
+        heads = plan(output, list(outputs or []), inputs)
         unservable = None
     except Unservable as e:
         heads, unservable = None, e
@@ -288,8 +289,11 @@ def build_tuned(base: Base, config, family: str, heads: Any, o: TuneOptions, tas
     if init_ids:
         init_prompt_embeddings(pm, init_ids)
     _trainable_fp32(pm)
+    spans = len(heads.spans) if heads is not None else 0
+    if spans and o.pooling != "mean":
+        raise ModelError('span heads (fields copied from the input) read token states: they need pooling = "mean"')
     if family == "classifier" and o.pooling == "mean":
-        net: Any = MeanPoolClassifier(pm, config.hidden_size, len(labels), o.virtual)
+        net: Any = MeanPoolClassifier(pm, config.hidden_size, len(labels), o.virtual, spans)
     elif family == "classifier":
         net = SeqClsClassifier(pm)
     else:

@@ -122,16 +122,22 @@ class Run:
         max_len = self.options.max_length
         dev = self.accelerator.device
         if self.family == "classifier":
-            enc = tok([it.text for it in items], padding=True, truncation=True, max_length=max_len,
-                      return_tensors="pt")
             heads = self.data.heads
+            spans = bool(heads is not None and heads.spans)
+            enc = tok([it.text for it in items], padding=True, truncation=True, max_length=max_len,
+                      return_tensors="pt", return_offsets_mapping=spans)
             if heads is None or heads.is_root:
                 lab: Any = torch.tensor([it.label for it in items], device=dev)
             else:  # a record: per-head targets, and the constraint-loss tables where there are some
                 width = len(next((it.violations for it in items if it.violations), []))
                 viol = (torch.tensor([it.violations or [0.0] * width for it in items], device=dev)
                         if width else None)
-                lab = (torch.tensor([it.targets for it in items], device=dev), viol)
+                lab = (torch.tensor([it.targets for it in items], device=dev), viol, None, None)
+                if spans:
+                    from promptc.targets.tune.nets import span_tensors
+
+                    st, mask = span_tensors(items, heads, enc["offset_mapping"].tolist())
+                    lab = (lab[0], viol, st.to(dev), mask.to(dev))
             return enc["input_ids"].to(dev), enc["attention_mask"].to(dev), lab
         seqs, labels = [], []
         for it in items:
@@ -168,8 +174,10 @@ class Run:
         if self.family == "classifier" and isinstance(lab, tuple):
             from promptc.targets.tune.nets import heads_loss
 
-            return heads_loss(model(ids, attn).float(), lab[0], self.data.heads, lab[1],
-                              self.options.constraint_weight, self.data.constrained)
+            out = model(ids, attn)
+            logits, span_logits = (out[0], out[1].float()) if isinstance(out, tuple) else (out, None)
+            return heads_loss(logits.float(), lab[0], self.data.heads, lab[1], self.options.constraint_weight,
+                              self.data.constrained, span_logits, lab[2], lab[3])
         if self.family == "classifier":
             logits = model(ids, attn).float()
             return (F.cross_entropy(logits, lab, reduction="sum"), int((logits.argmax(-1) == lab).sum()),
