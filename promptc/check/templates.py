@@ -53,14 +53,26 @@ def _check_types(cx: Context, lit: ast.Literal, jenv, tree, env: dict[str, ir.Ty
 
     src = lit.span.source
 
-    def report(message: str, lineno: int, needle: str | None, hint: str | None) -> None:
+    def report(message: str, lineno: int, needle: str | None, hint: str | None, code: str = codes.TEMPLATE_TYPE) -> None:
         span = template_span(lit, lineno, needle)
         if any(d.is_error and d.span is not None and d.span.source is src and d.span.line == span.line
                for d in cx.d.items):
             return
-        cx.d.error(codes.TEMPLATE_TYPE, message, span, hint=hint)
+        cx.d.error(code, message, span, hint=hint)
 
     Typer(report, env, stored, jenv).template(tree)
+    # jinja2 refuses some parsed templates only when it compiles them ({% for loop in xs %})
+    from jinja2 import TemplateSyntaxError
+
+    assert isinstance(lit.value, str)
+    try:
+        jenv.compile(lit.value + "\n.")
+    except TemplateSyntaxError as e:
+        report(f"template error: {e.message}", e.lineno or 1, "loop" if "loop" in (e.message or "") else None,
+               "rename the variable" if "loop" in (e.message or "") else None, codes.TEMPLATE_SYNTAX)
+    except Exception as e:  # noqa: BLE001 - a limit of Python's compiler: the template could never render
+        report(f"template cannot be compiled: {type(e).__name__}: {e}", 1, None, "simplify the template",
+               codes.TEMPLATE_SYNTAX)
 
 
 def names(tree: Any) -> set[str]:

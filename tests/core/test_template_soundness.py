@@ -291,3 +291,15 @@ def test_a_failing_artifact_render_is_a_located_user_error(tmp_path):
     with pytest.raises(InputError) as e:
         art.requests([{"x": "abc"}])
     assert "x - 1" in str(e.value) and 'x = "abc"' in str(e.value)
+
+
+@pytest.mark.parametrize("template,code", [
+    ("{% set v = 1e308 / 0.5 %}{{ x }}", codes.TEMPLATE_TYPE),  # folded to inf: NameError 'inf' at render
+    ('{{ ("inf" | float) + x }}', codes.TEMPLATE_TYPE),
+    ("{% for loop in [1] %}{{ x }}{% endfor %}", codes.TEMPLATE_SYNTAX),  # jinja2 refuses it when compiling
+    ("{% filter length %}{{ x }}{% endfilter %}", codes.TEMPLATE_TYPE),  # the block's result is joined as text
+])
+def test_what_jinja2_does_when_compiling_is_checked(template, code):
+    with pytest.raises(Exception):  # noqa: B017 - any error: each fails in plain jinja2
+        jinja2.Environment().from_string(template).render(x=1)
+    assert [d.code for d in diag("x: int", template)] == [code]
