@@ -528,6 +528,8 @@ class Typer:
             left = self.expr(node.left, scope)
             self.truth(left, node.left)
             right = self.expr(node.right, self.narrow(node.left, scope, isinstance(node, nodes.And)))
+            if isinstance(node, nodes.Or):  # `a or b` is a only where a is true: never null or undefined
+                left = frozenset(a for a in left if a.kind not in ("none", "lundef"))
             return union(left, right)
         if isinstance(node, nodes.CondExpr):
             self.truth(self.expr(node.test, scope), node.test)
@@ -938,8 +940,8 @@ def _hint_undef(node: Any) -> str:
 def _hint_for(bad: frozenset, wants: str) -> str | None:
     ks = {a.kind for a in bad}
     if "none" in ks:
-        return "the value may be null: guard it ({% if x is not none %}...{% endif %}) or give a fallback " \
-               "(x if x is not none else 0)"
+        return "the value may be null: guard it ({% if x is not none %}...{% endif %}) or give a fallback: " \
+               "(x if x is not none else 0), x | default(0, true)"
     if ks & UNDEF:
         return HINT_UNDEF
     if "gen" in ks:
@@ -952,7 +954,8 @@ def _hint_for(bad: frozenset, wants: str) -> str | None:
 def _hint_arith(op: str, a: Alt, b: Alt) -> str | None:
     ks = {a.kind, b.kind}
     if "none" in ks:
-        return "the value may be null: guard it ({% if x is not none %}...{% endif %})"
+        return "the value may be null: guard it ({% if x is not none %}...{% endif %}) or give a fallback: " \
+               "(x if x is not none else 0), x | default(0, true)"
     if "str" in ks and op == "+":
         return "join text with ~ (it converts both sides): {{ a ~ b }}"
     if "str" in ks:
@@ -1139,7 +1142,8 @@ def _f_float(typer: Typer, c: _Call) -> TT:
 
 
 def _f_default(typer: Typer, c: _Call) -> TT:
-    kept = frozenset(a for a in c.s if a.kind not in UNDEF and a.kind != "err")
+    gone = UNDEF | {"err"} | ({"none"} if c.args.get("boolean") is True else set())  # boolean: falsy values too
+    kept = frozenset(a for a in c.s if a.kind not in gone)
     return union(kept, c.type("default_value"))
 
 
@@ -1147,7 +1151,7 @@ def _f_first_last(typer: Typer, c: _Call) -> TT:
     item = typer.iterable(c.s, c.node, f"given to '{c.name}'", reversible=c.name == "last", needle=c.name)
     if all(a.min_len > 0 or a.kind == "err" for a in c.s):
         return item
-    return union(item, one("undef", why=f"{c.name} of an empty {show(c.s)}"))
+    return union(item, one("undef", why=f"{c.name} of an empty sequence"))
 
 
 def _f_join(typer: Typer, c: _Call) -> TT:
@@ -1215,7 +1219,7 @@ def _f_minmax(typer: Typer, c: _Call) -> TT:
     typer.ordered(keys, keys, c.node, c.name)
     if all(a.min_len > 0 or a.kind == "err" for a in c.s):
         return items
-    return union(items, one("undef", why=f"{c.name} of an empty {show(c.s)}"))
+    return union(items, one("undef", why=f"{c.name} of an empty sequence"))
 
 
 def _f_sort(typer: Typer, c: _Call) -> TT:

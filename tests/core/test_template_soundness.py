@@ -45,7 +45,8 @@ FILTERS = ["upper", "lower", "length", "count", "first", "last", "join(', ')", "
            "sum(attribute='qty')", "d(none)", "list | length", "pprint", "striptags", "float | int",
            "groupby('name')", "dictsort(by='value')", "xmlattr", "slice(2)", "map('round')",
            "select('divisibleby', 2)", "selectattr('qty', 'odd')", "rejectattr('price', 'none')", "batch(2, 0)",
-           "max(attribute='qty')", "unique(attribute='name')", "int(none)", "first | default('')"]
+           "max(attribute='qty')", "unique(attribute='name')", "int(none)", "first | default('')",
+           "default(0, true)"]
 TESTS = ["odd", "even", "none", "defined", "string", "number", "divisibleby(3)", "in([1, 2])", "lt(3)",
          "eq('a')", "sequence", "iterable", "mapping"]
 BINOPS = ["+", "-", "~", "==", "!=", "<", ">=", "in", "not in", "and", "or"]
