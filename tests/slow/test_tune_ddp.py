@@ -49,8 +49,9 @@ def test_two_processes_match_one_with_the_same_global_batch(tmp_path):
 
 
 def test_record_heads_on_minilm_two_processes_match_one(tmp_path):
-    """The encoder family with a head per field (a record on MiniLM) under 2 processes: same losses, same
-    outputs. The constraint loss is on, so its tables travel through the sharded batches too."""
+    """The encoder family with a head per field (a record on MiniLM) under 2 processes: one artifact, the
+    same heads and schedule, losses within dropout noise, valid outputs. The constraint loss is on, so its
+    tables travel through the sharded batches too."""
     from tests.models.test_tune_records import write_program
 
     path = write_program(tmp_path, epochs=2)
@@ -65,10 +66,16 @@ def test_record_heads_on_minilm_two_processes_match_one(tmp_path):
     m1 = json.loads((tmp_path / "one" / "manifest.json").read_text())
     m2 = json.loads((tmp_path / "two" / "manifest.json").read_text())
     assert m1["heads"] == m2["heads"] and len(m1["heads"]) == 6
-    for a, b in zip(m1["training"]["curve"], m2["training"]["curve"]):
-        assert b["loss"] == pytest.approx(a["loss"], rel=1e-4)
+    # MiniLM keeps BERT's dropout (0.1) while training, and each rank draws its own masks for its half of
+    # the batch, so the runs agree to within dropout noise, not to float order as the dropout-free
+    # tiny-causal run above does
+    c1, c2 = m1["training"]["curve"], m2["training"]["curve"]
+    assert [r["step"] for r in c1] == [r["step"] for r in c2] == [3, 6]
+    for a, b in zip(c1, c2):
+        assert b["loss"] == pytest.approx(a["loss"], rel=0.05)
+        assert b["val_loss"] == pytest.approx(a["val_loss"], rel=0.05)
     prog = promptc.load(tmp_path / "p.prompt")
     inputs = [{"text": t} for t in ("refund my card", "the app crashes right now, we are blocked", "hello")]
-    out1 = [r.output for r in promptc.load_artifact(tmp_path / "one", prog).run(inputs, cache=False)]
-    out2 = [r.output for r in promptc.load_artifact(tmp_path / "two", prog).run(inputs, cache=False)]
-    assert out1 == out2
+    for art in ("one", "two"):
+        outs = promptc.load_artifact(tmp_path / art, prog).run(inputs, cache=False)
+        assert all(o.ok for o in outs) and outs[0].output["tag"] == "billing"  # the refund constraint holds
