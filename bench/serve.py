@@ -9,6 +9,13 @@
 - the mean batch size each engine ran at each concurrency (from the server's /metrics).
 
     .venv/bin/python bench/serve.py [--requests N]
+    .venv/bin/python bench/serve.py --part streams [--clients 100] [--streamed 0,0.2] [--stream-tokens 32]
+
+`--part streams` measures streamed and plain requests sharing the engine's batches: tiny-causal chat at
+`--clients` concurrent clients, with a share of the requests streamed (every k-th one), for each share in
+`--streamed`: requests/s, p50/p99 latency to the last byte, time to first token (the first content
+chunk of a streamed reply), the mean batch, and the server's CPU milliseconds a request (the bench's
+client shares the machine, so this says what the server itself spends). The aim (issue 29): 20% streamed costs at most 10% of the throughput of 0%.
 
 The classifier artifact is trained first (MiniLM, LoRA, one epoch: quality is not the point here).
 Both the server and the in-process baseline run torch on one thread (OMP_NUM_THREADS=1): on a shared
@@ -78,6 +85,97 @@ async def load(url: str, make_body, n: int, conc: int) -> tuple[float, list[floa
         return n / (time.perf_counter() - t0), lat
 
 
+async def mixed_load(url: str, n: int, conc: int, share: float, tokens: int) -> dict[str, float]:
+    """n chat requests at `conc` clients, a `share` of them streamed: requests/s, latency to the last byte
+    (p50, p99; all requests), time to first token (p50, p99; streamed requests only)."""
+    import json
+
+    import httpx
+
+    every = round(1 / share) if share > 0 else 0
+    lat: list[float] = []
+    ttft: list[float] = []
+    sem = asyncio.Semaphore(conc)
+    limits = httpx.Limits(max_connections=conc + 4, max_keepalive_connections=conc + 4)
+    async with httpx.AsyncClient(timeout=300, limits=limits) as h:
+        async def one(i: int, record: bool = True) -> None:
+            body = {"model": "tiny-causal", "max_tokens": tokens,
+                    "messages": [{"role": "user", "content": TEXTS[i % 4]}]}
+            async with sem:
+                t0 = time.perf_counter()
+                if every and i % every == 0:
+                    first = None
+                    async with h.stream("POST", url, json={**body, "stream": True}) as r:
+                        assert r.status_code == 200
+                        async for line in r.aiter_lines():
+                            if first is None and line.startswith("data: {"):
+                                d = json.loads(line[6:])
+                                if d["choices"] and d["choices"][0]["delta"].get("content"):
+                                    first = time.perf_counter() - t0
+                    if record and first is not None:
+                        ttft.append(first)
+                else:
+                    r = await h.post(url, json=body)
+                    assert r.status_code == 200, r.text[:300]
+                if record:
+                    lat.append(time.perf_counter() - t0)
+
+        await asyncio.gather(*(one(i, False) for i in range(min(conc, 16))))  # warm connections
+        t0 = time.perf_counter()
+        await asyncio.gather(*(one(i) for i in range(n)))
+        rps = n / (time.perf_counter() - t0)
+    out = {"rps": rps, "p50": statistics.median(lat), "p99": pct(lat, 99)}
+    if ttft:
+        out["ttft50"], out["ttft99"] = statistics.median(ttft), pct(ttft, 99)
+    return out
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU seconds of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def streams_part(args: argparse.Namespace) -> None:
+    py = sys.executable
+    port = free_port()
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    server = subprocess.Popen([py, "-m", "promptc", "serve", "--model", "tiny-causal", "--port", str(port),
+                               "--max-batch", str(args.max_batch)],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    shares = [float(x) for x in args.streamed.split(",")]
+    results: dict[float, list[dict[str, float]]] = {sh: [] for sh in shares}
+    try:
+        line = server.stdout.readline()
+        if "serving" not in line:
+            raise SystemExit(f"server did not start: {line}{server.stdout.read()}")
+        base = f"http://127.0.0.1:{port}/v1"
+        print(f"\ntiny-causal chat, {args.stream_tokens} new tokens, {args.clients} clients, {args.requests} "
+              f"requests a run, {args.rounds} rounds (shares interleaved)")
+        print(f"{'streamed':>8} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'ttft p50':>9} {'ttft p99':>9} {'batch':>6} {'srv cpu':>8}")
+        for _ in range(args.rounds):
+            for sh in shares:
+                before, cpu0 = batch_sizes(base), cpu_seconds(server.pid)
+                r = asyncio.run(mixed_load(f"{base}/chat/completions", args.requests, args.clients, sh,
+                                           args.stream_tokens))
+                r["batch"] = batch_mean(before, batch_sizes(base))
+                r["cpu"] = (cpu_seconds(server.pid) - cpu0) / args.requests
+                results[sh].append(r)
+                ttft = f"{r['ttft50'] * 1000:9.1f} {r['ttft99'] * 1000:9.1f}" if "ttft50" in r else f"{'-':>9} {'-':>9}"
+                print(f"{sh:8.0%} {r['rps']:8.1f} {r['p50'] * 1000:8.1f} {r['p99'] * 1000:8.1f} {ttft} "
+                      f"{r['batch']:6.1f} {r['cpu'] * 1000:8.1f}")
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+    if 0.0 in results and len(shares) > 1:
+        base_rps = statistics.median(r["rps"] for r in results[0.0])
+        for sh in shares:
+            if sh:
+                rps = statistics.median(r["rps"] for r in results[sh])
+                print(f"{sh:.0%} streamed: median requests/s {rps:.1f} against {base_rps:.1f} at 0% -> "
+                      f"{rps / base_rps:.2f}x (aim >= 0.90x)")
+
+
 def interleaved(subjects, in_process, n: int) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
     """Latencies of the same request in-process and served (one keep-alive connection), alternating."""
     import httpx
@@ -133,7 +231,16 @@ def main() -> None:
     os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = "1"  # before torch is imported
     ap = argparse.ArgumentParser()
     ap.add_argument("--requests", type=int, default=64, help="requests per concurrency level (default 64)")
+    ap.add_argument("--part", choices=("all", "streams"), default="all")
+    ap.add_argument("--clients", type=int, default=100, help="streams part: concurrent clients (default 100)")
+    ap.add_argument("--streamed", default="0,0.2", help="streams part: shares of streamed requests (default 0,0.2)")
+    ap.add_argument("--stream-tokens", type=int, default=32, help="streams part: new tokens a request (default 32)")
+    ap.add_argument("--rounds", type=int, default=3, help="streams part: runs of each share, interleaved (default 3)")
+    ap.add_argument("--max-batch", type=int, default=32, help="streams part: the server's --max-batch (default 32)")
     args = ap.parse_args()
+    if args.part == "streams":
+        streams_part(args)
+        return
     load1 = os.getloadavg()[0]
     py = sys.executable
     with tempfile.TemporaryDirectory() as tmp:

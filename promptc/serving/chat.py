@@ -188,30 +188,55 @@ class Chunker:
 
 # ------------------------------------------------------------------ streaming token by token
 class Outbox:
-    """Pieces from an engine thread to the event loop: one wake-up of the loop for every piece waiting,
-    rather than one per piece (a batch with streamed rows makes a piece per streamed row per token, and a
-    wake-up is a write to the loop's self-pipe). Pieces keep their order, and all reach their queues
-    before the model call's result does: a flush is scheduled before the call returns."""
+    """Pieces from an engine thread to the event loop, collected by the loop every `every` seconds while a
+    stream is open, rather than a wake-up per piece or per decoding step: a wake-up from another thread is
+    a write to the loop's self-pipe, and on the engine thread that syscall gives the GIL away to the busy
+    event loop, so every decoding step with a streamed row paid a GIL hand-off (py-spy on bench/serve.py
+    --part streams --stream-tokens 128: 21% of the engine thread's samples inside call_soon_threadsafe; none
+    with wake-ups at most every `every`, and the model's forward pass went from 38% to 59% of the samples).
+    A piece waits at most `every` (5 ms);
+    a piece that comes after a quiet spell wakes the loop at once. Pieces keep their order, and each is
+    its own event; a stream's end is queued after a flush, so its last pieces come first."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop):
-        self.loop = loop
+    def __init__(self, loop: asyncio.AbstractEventLoop, every: float = 0.005):
+        self.loop, self.every = loop, every
         self.items: list[tuple[Pieces, str]] = []
         self.lock = threading.Lock()
+        self.open = 0  # streams open: the collector runs while there are any
+        self.collector: asyncio.Task | None = None
+        self.woken = 0.0  # when the loop last took the pieces (time.monotonic)
         self.armed = False  # a flush is scheduled
 
     def put(self, pieces: Pieces, text: str) -> None:
+        """On the engine thread: a piece after a quiet spell wakes the loop at once (a slow model, or one
+        stream, streams token by token); within `every` of the last flush it waits for the collector."""
         with self.lock:
             self.items.append((pieces, text))
-            if self.armed:
+            if self.armed or time.monotonic() - self.woken < self.every:
                 return
             self.armed = True
         self.loop.call_soon_threadsafe(self.flush)
 
     def flush(self) -> None:
+        """On the loop."""
         with self.lock:
             items, self.items, self.armed = self.items, [], False
+            self.woken = time.monotonic()
         for pieces, text in items:
             pieces.queue.put_nowait(text)
+
+    def opened(self) -> None:
+        self.open += 1
+        if self.collector is None or self.collector.done():
+            self.collector = self.loop.create_task(self._collect())
+
+    def closed(self) -> None:
+        self.open -= 1
+
+    async def _collect(self) -> None:
+        while self.open > 0:
+            await asyncio.sleep(self.every)
+            self.flush()
 
 
 _outboxes: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Outbox] = weakref.WeakKeyDictionary()
@@ -281,7 +306,14 @@ async def stream_model(ctx: Ctx, s: Served, p: ChatParams, t0: float) -> Any:
     pieces = Pieces(outbox(), p.stop)
     job = Job("text", (prompt, grammar, templated), dec, stream=pieces)
     future = s.engine.submit(job)
-    future.add_done_callback(lambda f: pieces.queue.put_nowait(None))  # after every piece: they were queued first
+    pieces.box.opened()
+
+    def ended(f: asyncio.Future) -> None:  # generated, failed or cancelled: the last pieces, then the end
+        pieces.box.flush()
+        pieces.box.closed()
+        pieces.queue.put_nowait(None)
+
+    future.add_done_callback(ended)
     future.add_done_callback(lambda f: _count_tokens(ctx, f))  # counted even when the client left mid-stream
     return StreamingResponse(stream_events(ctx, p, s, pieces, job, t0), media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
@@ -331,26 +363,14 @@ def _count_tokens(ctx: Ctx, future: asyncio.Future) -> None:
 
 
 async def _next_piece(ctx: Ctx, pieces: Pieces, t0: float) -> str | None:
-    """The text that has arrived since the last event (one piece, or several joined when the loop was
-    busy: fewer, bigger events under load), or None at the end."""
+    """The next piece, or None at the end."""
     q = pieces.queue
-    if q.empty():
-        left = ctx.opts.request_timeout - (time.perf_counter() - t0)
-        try:
-            async with asyncio.timeout(max(0.0, left)):  # no task per piece, as wait_for makes
-                first = await q.get()
-        except TimeoutError:
-            raise APIError(504, f"the request took over {ctx.opts.request_timeout:g} s", type="timeout_error",
-                           code="timeout") from None
-    else:
-        first = q.get_nowait()
-    if first is None:
-        return None
-    parts = [first]
-    while not q.empty():
-        nxt = q.get_nowait()
-        if nxt is None:  # the end: next time
-            q.put_nowait(None)
-            break
-        parts.append(nxt)
-    return "".join(parts)
+    if not q.empty():
+        return q.get_nowait()
+    left = ctx.opts.request_timeout - (time.perf_counter() - t0)
+    try:
+        async with asyncio.timeout(max(0.0, left)):  # no task per piece, as wait_for makes
+            return await q.get()
+    except TimeoutError:
+        raise APIError(504, f"the request took over {ctx.opts.request_timeout:g} s", type="timeout_error",
+                       code="timeout") from None
