@@ -741,8 +741,8 @@ class Typer:
             vals = [_const_value(a)[1] for a in node.args]
             if all(isinstance(v, int) and not isinstance(v, bool) for v in vals) and 1 <= len(vals) <= 3 \
                     and (len(vals) < 3 or vals[2] != 0):
-                r = range(*vals)
-                return one("list", item=num("int", _log(max((abs(v) for v in vals), default=0))), min_len=len(r))
+                r = range(*vals)  # len() overflows a C ssize_t for 2**63 items (refused by template_safety)
+                return one("list", item=num("int", _log(max((abs(v) for v in vals), default=0))), min_len=1 if r else 0)
             return ERR
         if isinstance(f, nodes.Getattr) and f.attr in ("cycle", "changed"):
             if node.kwargs or (f.attr == "cycle" and not args):

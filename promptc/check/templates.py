@@ -64,9 +64,8 @@ def _check_types(cx: Context, lit: ast.Literal, jenv, tree, env: dict[str, ir.Ty
     # jinja2 refuses some parsed templates only when it compiles them ({% for loop in xs %})
     from jinja2 import TemplateSyntaxError
 
-    assert isinstance(lit.value, str)
     try:
-        jenv.compile(lit.value + "\n.")
+        jenv.compile(tree)  # the tree already parsed (as lit.value + "\n."); jinja2 generates its code
     except TemplateSyntaxError as e:
         report(f"template error: {e.message}", e.lineno or 1, "loop" if "loop" in (e.message or "") else None,
                "rename the variable" if "loop" in (e.message or "") else None, codes.TEMPLATE_SYNTAX)
