@@ -288,6 +288,8 @@ class HFBackend:
         import threading
 
         self._load_lock = threading.Lock()
+        # set by a server that is shutting down: a running generation ends at its next token
+        self.stop_event: threading.Event | None = None
 
     def _load(self) -> None:
         with self._load_lock:
@@ -434,12 +436,15 @@ class HFBackend:
                                # processor) and before temperature and top-p, so a masked token stays out
                                sequence_bias={(t,): b for t, b in decoding.logit_bias} or None)
         streamer = _Streamer(tok, eos, on_text) if on_text is not None else None
+        criteria: list[Any] = [streamer] if streamer is not None else []
+        if self.stop_event is not None:
+            criteria.append(_StopOn(self.stop_event))
         t0 = time.perf_counter()
         with torch.no_grad(), torch.random.fork_rng(devices=[]):
             torch.manual_seed(decoding.seed * 1_000_003 + sample)
             out = self.model.generate(input_ids=input_ids, attention_mask=attn, generation_config=cfg,
                                       logits_processor=processors, streamer=streamer,
-                                      stopping_criteria=StoppingCriteriaList([streamer]) if streamer else None)
+                                      stopping_criteria=StoppingCriteriaList(criteria) if criteria else None)
         elapsed = time.perf_counter() - t0
         guide_rows = self.last_guide.rows if self.last_guide is not None else [None] * len(ids)
         gens = []
@@ -530,6 +535,18 @@ class _Streamer:
 
         return torch.tensor([rs is not None and rs.stop for rs in self.rows], dtype=torch.bool,
                             device=input_ids.device)
+
+
+class _StopOn:
+    """A stopping criterion: every row ends once the event is set."""
+
+    def __init__(self, event: Any):
+        self.event = event
+
+    def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+        import torch
+
+        return torch.full((input_ids.shape[0],), self.event.is_set(), dtype=torch.bool, device=input_ids.device)
 
 
 def _finish(stopped: bool, row: _Row | None) -> str:

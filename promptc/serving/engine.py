@@ -13,6 +13,7 @@ waits on one: they run on the engine's own thread.
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -58,12 +59,19 @@ class Engine:
         self.task: asyncio.Task | None = None
         self.batches = 0
         self.running = 0  # jobs in the model call now running
+        self.abort = threading.Event()
 
     def start(self) -> None:
         self.queue = asyncio.Queue()
         self.task = asyncio.get_running_loop().create_task(self._loop())
+        self.abort.clear()
+        if hasattr(self.backend, "stop_event"):
+            self.backend.stop_event = self.abort
 
     async def stop(self) -> None:
+        # a model call still running (its requests were answered by the drain) ends at its next token, so
+        # the process does not wait for the rest of it
+        self.abort.set()
         if self.task is not None:
             self.task.cancel()
             try:

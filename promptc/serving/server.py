@@ -242,6 +242,10 @@ def make_server(app: Any, host: str, port: int, opts: ServeOptions) -> Any:
                 t1 = time.monotonic()
                 while ctx.pending and time.monotonic() - t1 < 5 and not self.force_exit:
                     await asyncio.sleep(0.05)
+                running = sum(e.running for e in ctx.reg.engines)
+                if running:  # Engine.stop (at the lifespan's end) ends them at their next token
+                    log.warning("promptc serve: stopping the model calls still running (%d jobs, already answered)",
+                                running)
 
     return Server()
 

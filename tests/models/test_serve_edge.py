@@ -427,6 +427,59 @@ def test_sigterm_lets_in_flight_generations_finish_and_exits_0():
     assert "draining" in err
 
 
+def test_sigterm_past_the_graceful_timeout_answers_503s_stops_the_model_and_exits_1():
+    port = free_port()
+    p = start_cli_server(port, "--graceful-timeout", "1")
+    url = f"http://127.0.0.1:{port}/v1/chat/completions"
+    body = {"model": M, "messages": U, "max_tokens": 3000}  # minutes of generation on this model
+    try:
+        async def main():
+            async with httpx.AsyncClient(timeout=120) as h:
+                started = asyncio.Event()
+
+                async def streamed():
+                    async with h.stream("POST", url, json={**body, "stream": True}) as r:
+                        events = []
+                        async for line in r.aiter_lines():
+                            if line.startswith("data: "):
+                                events.append(line[6:])
+                                started.set()  # the role chunk: the stream is open (queued behind the plain one)
+                        return r.status_code, events
+
+                async def batches() -> float:
+                    text = (await h.get(f"http://127.0.0.1:{port}/metrics")).text
+                    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                               if line.startswith("promptc_batch_size_count"))
+
+                tasks = [asyncio.create_task(h.post(url, json=body))]
+                while await batches() < 1:  # the plain request's model call has started
+                    await asyncio.sleep(0.05)
+                tasks.append(asyncio.create_task(streamed()))
+                await asyncio.wait_for(started.wait(), 60)
+                p.send_signal(signal.SIGTERM)
+                t0 = time.monotonic()
+                results = await asyncio.gather(*tasks)
+                return results, time.monotonic() - t0
+
+        (plain, (status, events)), answered = asyncio.run(main())
+        t0 = time.monotonic()
+        code = p.wait(timeout=60)
+        exited = time.monotonic() - t0
+    finally:
+        if p.poll() is None:
+            p.kill()
+        err = p.stderr.read() if p.stderr else ""
+        close_pipes(p)
+    assert plain.status_code == 503 and plain.headers["retry-after"] == "1", plain.text
+    assert plain.json()["error"]["code"] == "server_shutting_down"
+    assert status == 200 and events[-1] == "[DONE]" and json.loads(events[-2])["error"]["type"] == "server_error"
+    # the running model call was stopped, not awaited (3,000 tokens took 4-120 s here, with the machine's load)
+    assert answered < 15 and exited < 15, (answered, exited)
+    assert code == 1, err
+    assert "did not finish within 1 s" in err and "Traceback" not in err and "CancelledError" not in err, err
+    assert "stopping the model calls still running (1 jobs" in err, err
+
+
 # ------------------------------------------------------------------ 4,000 hostile sockets (slow)
 @pytest.mark.slow
 def test_thousands_of_idle_and_trickling_sockets_do_not_shut_out_a_real_client():
