@@ -181,6 +181,18 @@ def test_logit_bias_composes_with_the_grammar_and_is_checked(server):
         assert e.value.body["param"] == "logit_bias"
 
 
+def test_the_openai_backend_passes_logit_bias_through_to_the_server(server):
+    from promptc import ir
+    from promptc.models import Decoding, Request, load_backend
+
+    remote = load_backend(f"openai:{M}@{server.url}", retries=0)
+    z = token_id(server, "z")
+    req = Request([{"role": "user", "content": "hi"}], "hi", ir.StrT())
+    (g,) = remote.generate([req], Decoding(max_new_tokens=5, logit_bias=((z, 100.0),)))
+    assert g.error is None and g.text == "zzzzz", (g.error, g.text)
+    assert "logit_bias" not in Decoding().key() and Decoding(logit_bias=((z, 1.0),)).key()["logit_bias"]
+
+
 # ------------------------------------------------------------------ sockets, deadlines, capacity
 def read_response(sock: socket.socket) -> bytes:
     """One whole HTTP response with a Content-Length."""
