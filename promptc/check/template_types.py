@@ -452,6 +452,10 @@ class Typer:
             self._refine(out, test, lambda a: a.kind not in ("none", "undef", "lundef"), nonempty=True)
         if isinstance(test, nodes.Test) and test.name == "defined" and _plain_path(test.node):
             self._refine(out, test.node, lambda a: a.kind not in UNDEF)
+        at_least = _length_bound(test)  # `xs | length > 2`: xs has at least 3 items
+        if at_least is not None:
+            path_node, n = at_least
+            self._refine(out, path_node, lambda a: a.kind not in ("none", "undef", "lundef"), min_len=n)
         return out
 
     def _path_now(self, path: str, scope: dict[str, TT]) -> TT:
@@ -463,7 +467,8 @@ class Typer:
         tree = _parse_path(path)
         return self.path(tree, scope) if isinstance(tree, (nodes.Name, nodes.Getattr, nodes.Getitem)) else ERR
 
-    def _refine(self, scope: dict[str, TT], node: Any, keep: Callable[[Alt], bool], nonempty: bool = False) -> None:
+    def _refine(self, scope: dict[str, TT], node: Any, keep: Callable[[Alt], bool], nonempty: bool = False,
+                min_len: int = 0) -> None:
         path = _path_of(node)
         if path is None:
             return
@@ -474,8 +479,9 @@ class Typer:
             except Problem:
                 return
         alts = [a for a in t if keep(a)]
-        if nonempty:
-            alts = [Alt(a.kind, a.item, max(a.min_len, 1), a.mag, a.record, a.parts, a.names)
+        if nonempty or min_len:
+            n = max(min_len, 1 if nonempty else 0)
+            alts = [Alt(a.kind, a.item, max(a.min_len, n), a.mag, a.record, a.parts, a.names)
                     if a.kind in ("list", "str") else a for a in alts]
         scope[_FACT + path] = frozenset(alts) or ERR
 
@@ -508,8 +514,10 @@ class Typer:
             vals = [self.expr(p.value, scope) for p in node.items]
             for k, p in zip(keys, node.items):
                 self.need(k, _hashable, p.key, "a dict key", "str, number, bool or null")
+            known = [p.key.value for p in node.items if isinstance(p.key, nodes.Const) and isinstance(p.key.value, str)]
+            names = tuple(known) if len(known) == len(node.items) else (_UNKNOWN_KEY,)
             return one("dict", item=union(*keys) if keys else ERR, parts=(union(*vals) if vals else ERR,),
-                       min_len=len(keys))
+                       min_len=min(len(keys), 1), names=names)
         if isinstance(node, nodes.Concat):
             for n in node.nodes:
                 self.printed(self.expr(n, scope), n, "joined with ~")
@@ -639,7 +647,11 @@ class Typer:
                 raise Problem(f"'{src(node)}' reads the dict method '{key}', not the field '{key}'", key,
                               f"write {src(node.node)}['{key}']")
             return from_ir(ft)
-        if a.kind == "dict" and not by_attr and key is not None:
+        if a.kind == "dict" and key is not None:
+            if by_attr and hasattr(dict, key):
+                raise Problem(f"'{src(node)}' reads the dict method '{key}'", key, f"write {src(node.node)}['{key}']")
+            if key in a.names:
+                return a.parts[0]
             return union(a.parts[0], one("undef", why=f"the dict may have no key {key!r}"))
         if a.kind in ("list", "str", "tuple") and isinstance(key, int) and not isinstance(key, bool):
             item = a.parts[key] if a.kind == "tuple" and -len(a.parts) <= key < len(a.parts) else \
@@ -859,6 +871,7 @@ class Typer:
 
 
 _FACT = "\0fact:"
+_UNKNOWN_KEY = "\0?"  # a dict literal's key that is not a constant string
 
 
 class _Dyn:
@@ -899,6 +912,21 @@ def _join(base: dict[str, TT], *scopes: dict[str, TT]) -> dict[str, TT]:
             ts.append(one("undef", why=f"'{k}' may not be set here"))
         out[k] = union(*ts)
     return out
+
+
+def _length_bound(test: Any) -> tuple[Any, int] | None:
+    """(path, n) when `test` is `path | length > k` (or >= k, or count): where it holds, path has n items."""
+    from jinja2 import nodes
+
+    if not (isinstance(test, nodes.Compare) and len(test.ops) == 1 and test.ops[0].op in ("gt", "gteq")):
+        return None
+    f, k = test.expr, test.ops[0].expr
+    if not (isinstance(f, nodes.Filter) and f.name in ("length", "count") and not f.args and f.node is not None
+            and _plain_path(f.node) and isinstance(k, nodes.Const) and isinstance(k.value, int)
+            and not isinstance(k.value, bool)):
+        return None
+    n = k.value + 1 if test.ops[0].op == "gt" else k.value
+    return (f.node, n) if 0 < n <= 10_000 else None
 
 
 def _bind(scope: dict[str, TT], name: str, t: TT) -> dict[str, TT]:
@@ -1296,6 +1324,9 @@ def _f_select(typer: Typer, c: _Call) -> TT:
             return ERR  # refused or E205 by the other walks
     else:
         typer.truth(keys, node)
+    if not c.name.endswith("attr") and ((c.name == "select" and not rest) or (c.name == "reject" and rest
+                                                                             and rest[0].value == "none")):
+        items = frozenset(a for a in items if a.kind != "none") or ERR  # the items kept are not null
     return one("gen", item=items)
 
 
@@ -1355,11 +1386,8 @@ def _f_groupby(typer: Typer, c: _Call) -> TT:
 def _f_xmlattr(typer: Typer, c: _Call) -> TT:
     k, v = _mapping(typer, c)
     for a in c.s:
-        if a.kind == "dict":
-            for key in getattr(c.node.node, "items", []):
-                kv = getattr(key.key, "value", None)
-                if not isinstance(kv, str) or re.search(r"[\s/>=]", kv):
-                    raise Problem("xmlattr needs constant keys without spaces, '/', '>' or '='", c.name, None)
+        if a.kind == "dict" and any(kv == _UNKNOWN_KEY or re.search(r"[\s/>=]", kv) for kv in a.names):
+            raise Problem("xmlattr needs constant keys without spaces, '/', '>' or '='", c.name, None)
     typer.need(v, _printable, c.node, "the filter 'xmlattr'", "printable values", c.name)
     return STR
 

@@ -35,7 +35,8 @@ def program(template: str) -> str:
 # ------------------------------------------------------------------ generated templates
 VARS = ["s", "t", "i", "k", "f", "b", "e", "oi", "os", "ls", "li", "lf", "ne", "it", "oit", "items",
         "it.name", "it.qty", "it.price", "oit.name", "ls[0]", "ne[0]", "li[-1]", "items[0].qty", "ls[1:3]"]
-CONSTS = ["1", "0", "2.5", "-3", '"a"', '""', '"inf"', "true", "none", "[1, 2]", '["x"]', "[]", "1e308"]
+CONSTS = ["1", "0", "2.5", "-3", '"a"', '""', '"inf"', "true", "none", "[1, 2]", '["x"]', "[]", "1e308",
+          "{'k': 1, 'a b': s}", "{'k': i}"]
 FILTERS = ["upper", "lower", "length", "count", "first", "last", "join(', ')", "round", "round(1, 'floor')",
            "int", "float", "abs", "sum", "max", "min", "sort", "list", "string", "default('d')", "default(0)",
            "trim", "title", "capitalize", "reverse", "unique", "map('upper')", "map('int')", "select('odd')",
@@ -87,7 +88,7 @@ def expressions(draw, depth: int = 0, names: tuple[str, ...] = ()) -> str:
 def templates(draw) -> str:
     parts = []
     for _ in range(draw(st.integers(1, 2))):
-        shape = draw(st.sampled_from(["out", "out", "if", "for", "set", "elif", "pairs", "block"]))
+        shape = draw(st.sampled_from(["out", "out", "if", "for", "set", "elif", "pairs", "block", "guard"]))
         if shape == "out":
             parts.append(f"{{{{ {draw(expressions())} }}}}")
         elif shape == "if":
@@ -95,6 +96,10 @@ def templates(draw) -> str:
         elif shape == "for":
             inner = draw(expressions(names=("v", "loop.index", "loop.first", "loop.previtem")))
             parts.append(f"{{% for v in {draw(expressions())} %}}{{{{ {inner} }}}};{{% endfor %}}")
+        elif shape == "guard":
+            xs, k = draw(st.sampled_from(["ls", "li", "items", "s", "ne", "oi"])), draw(st.integers(0, 2))
+            op = draw(st.sampled_from([">", ">="]))
+            parts.append(f"{{% if {xs} | length {op} {k} %}}{{{{ {xs}[{k}] }}}}{{% endif %}}")
         elif shape == "set":
             parts.append(f"{{% set v = {draw(expressions())} %}}{{{{ {draw(expressions(names=('v',)))} }}}}")
         elif shape == "elif":
