@@ -222,6 +222,7 @@ def test_killed_process_resumes_bit_identical(tmp_path):
         lines += json.loads(line)["step"] > 0
     proc.kill()
     proc.wait()
+    proc.stdout.close()  # else its pipe is left to the garbage collector: a ResourceWarning, an error here
     assert (tmp_path / "k.partial" / "checkpoint").is_dir() and not (tmp_path / "k").exists()
     res = subprocess.run(cmd + ["-o", str(tmp_path / "k"), "--resume"], env=env, capture_output=True, text=True,
                          timeout=600)

@@ -97,3 +97,38 @@ def _program_text() -> str:
     return RECORD + '\ntarget tune t for pick { method = "lora", r = 4, alpha = 8, base = "tiny-causal", ' \
                     'max_steps = 4, batch_size = 3, val_split = 0.0, patience = 0, max_new_tokens = 48  }\n'
 
+
+
+def test_a_signed_tuned_artifact_loads_and_a_hand_edited_verdict_is_caught(tmp_path, capsys):
+    """Issue 23 item 2 on a real tuned artifact: signing adds two files that loading accepts; a hand edit of
+    the gate verdict leaves every file hash intact but breaks the signature, so `artifacts list` never shows
+    it as passed, and `verify` exits 1."""
+    pytest.importorskip("model_signing", reason="the [sign] extra is not installed")
+    import json
+
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from promptc.cli import main
+    from promptc.signing import MODIFIED, SIGNED, integrity, sign
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    priv, pub = tmp_path / "k.pem", tmp_path / "k.pub"
+    priv.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                       serialization.NoEncryption()))
+    pub.write_bytes(key.public_key().public_bytes(serialization.Encoding.PEM,
+                                                  serialization.PublicFormat.SubjectPublicKeyInfo))
+    prog = program_with(METHODS["lora"])
+    tune(prog.ir, "t", out=tmp_path / "a", gate=False)
+    assert sign(tmp_path / "a", priv).state == SIGNED
+    assert promptc.load_artifact(tmp_path / "a", prog).run({"word": "apple"}).ok  # the signature files are fine
+    status = json.loads((tmp_path / "a" / "manifest.json").read_text())["status"]
+    assert integrity(tmp_path / "a", pub).state == SIGNED
+    path = tmp_path / "a" / "manifest.json"
+    path.write_text(path.read_text().replace(f'"status": "{status}"', '"status": "passed"'))
+    assert integrity(tmp_path / "a", pub).state == MODIFIED
+    capsys.readouterr()
+    assert main(["artifacts", "list", str(tmp_path / "a"), "--key", str(pub)]) == 0
+    row = capsys.readouterr().out.splitlines()[1]
+    assert "MODIFIED" in row and "passed" not in row
+    assert main(["artifacts", "verify", str(tmp_path / "a"), "--key", str(pub)]) == 1
