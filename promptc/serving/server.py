@@ -242,6 +242,14 @@ def make_server(app: Any, host: str, port: int, opts: ServeOptions) -> Any:
                 t1 = time.monotonic()
                 while ctx.pending and time.monotonic() - t1 < 5 and not self.force_exit:
                     await asyncio.sleep(0.05)
+                if ctx.pending:  # answered, but the client does not read: close its connection rather than
+                    # leave uvicorn to cancel the request (a cancelled request logs a traceback)
+                    log.warning("promptc serve: closing %d connections whose clients do not read their answer",
+                                ctx.pending)
+                    for conn in list(self.server_state.connections):
+                        transport = getattr(conn, "transport", None)
+                        if transport is not None and not transport.is_closing():
+                            transport.close()
                 running = sum(e.running for e in ctx.reg.engines)
                 if running:  # Engine.stop (at the lifespan's end) ends them at their next token
                     log.warning("promptc serve: stopping the model calls still running (%d jobs, already answered)",
