@@ -156,19 +156,18 @@ def values(t: ir.Type) -> st.SearchStrategy:
     raise AssertionError(t)
 
 
-def render_both(prog: promptc.api.Program, inputs: dict) -> None:
-    """Render through promptc and through plain jinja2 (the compiled prompt.jinja); both must succeed."""
+def render_both(prog: promptc.Program, inputs: dict) -> None:
+    """Render through promptc and through plain jinja2 (the compiled prompt.jinja): both succeed, alike."""
     task = prog.task("t")
-    task.render(inputs)
+    ours = task.render(inputs)
     tp = text_prompt(prog.ir, "t")
-    jinja2.Environment().from_string(tp.artifact_template()).render(conform(task.ir.input_type, inputs))
+    plain = jinja2.Environment().from_string(tp.artifact_template()).render(conform(task.ir.input_type, inputs))
+    assert ours == plain
 
 
-def accepted(template: str) -> promptc.api.Program | None:
+def accepted(template: str) -> promptc.Program | None:
     result = compile_text(program(template))
-    if not result.ok:
-        return None
-    return promptc.loads(program(template))
+    return promptc.Program(result) if result.ok else None
 
 
 @settings(max_examples=400, deadline=None, database=None, derandomize=True,
