@@ -27,6 +27,7 @@ from __future__ import annotations
 import heapq
 import json
 import math
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,6 +66,7 @@ class Head:
     max_items: int = 0
     source: str = ""  # span: the input field (a dotted path) whose text the value is copied from
     nullable: bool = False  # span: null is a learned outcome (an optional field)
+    number: str = ""  # span: "int" or "float" when the copied text is parsed to a number
 
     @property
     def size(self) -> int:
@@ -84,7 +86,7 @@ class Head:
         if self.kind == "multi":
             d.update(min_items=self.min_items, max_items=self.max_items)
         if self.kind == "span":
-            d.update(source=self.source, nullable=self.nullable)
+            d.update(source=self.source, nullable=self.nullable, number=self.number)
         return d
 
 
@@ -126,7 +128,7 @@ class Heads:
         heads, start = [], 0
         for r in rows:
             h = Head(r["field"], r["kind"], tuple(r["values"]), start, r.get("why", ""), r.get("min_items", 0),
-                     r.get("max_items", 0), r.get("source", ""), r.get("nullable", False))
+                     r.get("max_items", 0), r.get("source", ""), r.get("nullable", False), r.get("number", ""))
             heads.append(h)
             start += h.size
         return cls(tuple(heads), output)
@@ -284,6 +286,14 @@ def _head(name: str, t: ir.Type, seen: list[Any], start: int, inputs: list[dict[
                     f"enum {inner.name} ({len(inner.members)} labels{', or null' if optional else ''})")
     if isinstance(inner, ir.BoolT):
         return Head(name, "single", (False, True, *null), start, "bool" + (" or null" if optional else ""))
+    if isinstance(inner, (ir.IntT, ir.FloatT)) and name and inputs is not None:
+        kind = "int" if isinstance(inner, ir.IntT) else "float"
+        finite = kind == "int" and inner.ge is not None and inner.le is not None and \
+            math.floor(inner.le) - math.ceil(inner.ge) + 1 <= MAX_INT_VALUES
+        if not finite:  # a number written in the input: a span parsed to the number
+            span = _span_head(name, what, seen, inputs, optional, start, kind)
+            if span is not None:
+                return span
     if isinstance(inner, ir.IntT):
         if inner.ge is None or inner.le is None:
             raise Unservable(what, "an int without both `ge` and `le` has no finite set of values",
@@ -344,11 +354,42 @@ def _reply_head(name: str, what: str, seen: list[Any], null: tuple[Any, ...], st
 MIN_SPAN_SHARE = 0.5  # below this share of values found in one input field, the field is free text
 
 
+NUMBER = re.compile(r"(?<![\w.,-])[-+]?(?:\d{1,3}(?:[,' ]\d{3})+|\d+)(?:\.\d+)?(?![\w]|[.,]\d)")
+
+
+def parse_number(text: str, kind: str) -> int | float | None:
+    """A number as written in text ("1,500.00", "1 500", "-3"), as an int or a float; None if it is not one."""
+    t = text.strip().replace(",", "").replace("'", "").replace(" ", "")
+    try:
+        v = float(t)
+    except ValueError:
+        return None
+    if not math.isfinite(v):
+        return None
+    if kind == "int":
+        return int(v) if v.is_integer() and "." not in t else None
+    return v
+
+
+def find_value(v: Any, text: str, number: str = "") -> tuple[int, int] | None:
+    """Where `v` is written in `text`: the first exact occurrence of a string, or the first number literal
+    that parses to `v`; None when it is not there."""
+    if not number:
+        at = text.find(v) if isinstance(v, str) and v else -1
+        return (at, at + len(v)) if at >= 0 else None
+    for m in NUMBER.finditer(text):
+        got = parse_number(m.group(0), number)
+        if got is not None and isinstance(v, (int, float)) and not isinstance(v, bool) and got == v:
+            lead = len(m.group(0)) - len(m.group(0).lstrip())
+            return m.start() + lead, m.end() - (len(m.group(0)) - len(m.group(0).rstrip()))
+    return None
+
+
 def _span_head(name: str, what: str, seen: list[Any], inputs: list[dict[str, Any]], optional: bool,
-               start: int) -> Head | None:
-    """A span head when every non-null value is an exact substring of one input field (the field that holds
-    the most of them); an error when most but not all are (naming how many and one that is not); None when
-    too few are (free text)."""
+               start: int, number: str = "") -> Head | None:
+    """A span head when every non-null value is copied from one input field (the field that holds the most
+    of them): an exact substring, or for a number a literal that parses to it; an error when most but not
+    all are (naming how many and one that is not); None when too few are (free text)."""
     pairs = [(v, layout(i)[2]) for v, i in zip(seen, inputs) if v is not None]
     if not pairs:
         return None
@@ -358,7 +399,7 @@ def _span_head(name: str, what: str, seen: list[Any], inputs: list[dict[str, Any
     counts: dict[str, int] = {}
     for v, values in pairs:
         for path, text in values.items():
-            if isinstance(v, str) and v in text:
+            if find_value(v, text, number) is not None:
                 counts[path] = counts.get(path, 0) + 1
     if not counts:
         return None
@@ -367,14 +408,15 @@ def _span_head(name: str, what: str, seen: list[Any], inputs: list[dict[str, Any
     if found < total:
         if found / total < MIN_SPAN_SHARE:
             return None
-        missing = next(v for v, values in pairs if not (isinstance(v, str) and v in values.get(source, "")))
+        missing = next(v for v, values in pairs if find_value(v, values.get(source, ""), number) is None)
         raise Unservable(what, f"{total - found} of {total} values are not copied from input '{source}' "
                          f"(e.g. {json.dumps(missing, ensure_ascii=False)[:80]}); a span head copies text exactly",
                          f"make the examples copy the text exactly as it appears in '{source}'")
     others = sorted(p for p, n in counts.items() if p != source and n == total)
     also = f"; also found in {', '.join(others)}, '{source}' is used" if others else ""
-    return Head(name, "span", (), start, f"span copied from {source} ({found} of {total} values found in it{also})"
-                + (", or null" if optional else ""), source=source, nullable=optional)
+    what_kind = f"{number} written in" if number else "span copied from"
+    return Head(name, "span", (), start, f"{what_kind} {source} ({found} of {total} values found in it{also})"
+                + (", or null" if optional else ""), source=source, nullable=optional, number=number)
 
 
 def layout(inputs: dict[str, Any]) -> tuple[str, dict[str, tuple[int, int]], dict[str, str]]:
@@ -412,10 +454,11 @@ SPAN_CANDIDATES = 20  # candidate spans per head kept for decoding
 
 
 def span_candidates(start: list[float], end: list[float], offsets: list[tuple[int, int]], text: str,
-                    char_range: tuple[int, int] | None, nullable: bool) -> list[tuple[float, Any]]:
+                    char_range: tuple[int, int] | None, nullable: bool, number: str = "") -> list[tuple[float, Any]]:
     """A span head's candidates for one input, best first: (log-probability, text copied exactly from the
-    source field, or None). Positions are the tokens inside the field (position 0, the [CLS] token, is
-    null); start and end are log-softmaxed over those positions, a span's score is their sum."""
+    source field, or None; for a number head the number the text parses to, skipping text that is not
+    one). Positions are the tokens inside the field (position 0, the [CLS] token, is null); start and end
+    are log-softmaxed over those positions, a span's score is their sum."""
     allowed = [t for t, (a, b) in enumerate(offsets) if char_range and b > a and a >= char_range[0]
                and b <= char_range[1]]
     pos = allowed + ([0] if nullable or not allowed else [])
@@ -431,7 +474,10 @@ def span_candidates(start: list[float], end: list[float], offsets: list[tuple[in
         cands.append((ls[0] + le[0], None))
     for i, s in enumerate(allowed):
         for e in allowed[i:i + MAX_SPAN_TOKENS]:
-            cands.append((ls[s] + le[e], text[offsets[s][0]:offsets[e][1]]))
+            piece = text[offsets[s][0]:offsets[e][1]]
+            value = parse_number(piece, number) if number else piece
+            if value is not None:
+                cands.append((ls[s] + le[e], value))
     cands.sort(key=lambda c: -c[0])
     out: list[tuple[float, Any]] = []
     seen_text: set[Any] = set()

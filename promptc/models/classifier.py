@@ -57,7 +57,8 @@ class ClassifierBackend:
                 for j, h in enumerate(self.heads.spans):
                     rng = where.get(h.source, (0, len(text)) if not where else None)
                     cands[i][h.field] = span_candidates([t[2 * j] for t in sl[i]], [t[2 * j + 1] for t in sl[i]],
-                                                        [tuple(o) for o in offsets[i]], text, rng, h.nullable)
+                                                        [tuple(o) for o in offsets[i]], text, rng, h.nullable,
+                                                        h.number)
         return rows, [int(n) for n in enc["attention_mask"].sum(1).tolist()], cands
 
     def generate(self, requests: list[Request], decoding: Decoding, sample: int = 0) -> list[Generation]:

@@ -142,3 +142,31 @@ def test_predict_text_is_json_for_records_and_the_member_for_enums():
     text = hs.predict_text([0.0] * 11, None)
     assert set(json.loads(text)) == {"tag", "urgency", "needs_human", "reply"}
     assert H.plan(TAG, []).predict_text([0.0, 2.0, 1.0], None) == "bug"
+
+
+@pytest.mark.parametrize("text, kind, value, where", [
+    ("Total due: 1,500.00 EUR.", "float", 1500.0, "1,500.00"),
+    ("pay 42 now", "int", 42, "42"),
+    ("pay 42.50 now", "int", 42, None),  # 42.50 is not the int 42
+    ("ref 2024-03-01, 7 items", "int", 7, "7"),
+    ("no numbers here", "float", 3.0, None),
+])
+def test_numbers_written_in_the_input_are_found_as_written(text, kind, value, where):
+    got = H.find_value(value, text, kind)
+    assert (text[got[0]:got[1]] if got else None) == where
+    if where:
+        assert H.parse_number(where, kind) == value
+
+
+def test_span_candidates_copy_exact_text_and_offer_null_for_optional_fields():
+    text = "x\nInvoice from ACME GmbH total 12.50"
+    # tokens: [CLS], "x", then the field's tokens by character offsets
+    offsets = [(0, 0), (0, 1), (2, 9), (10, 14), (15, 19), (20, 24), (25, 30), (31, 36)]
+    start = [0.0, 0.0, 0.0, 0.0, 5.0, 0.0, 0.0, 0.0]
+    end = [0.0, 0.0, 0.0, 0.0, 0.0, 5.0, 0.0, 0.0]
+    cands = H.span_candidates(start, end, offsets, text, (2, 36), nullable=True)
+    assert cands[0][1] == "ACME GmbH" and any(v is None for _, v in cands)
+    assert all(v is None or v in text[2:36] for _, v in cands)
+    nums = H.span_candidates([0, 0, 0, 0, 0, 0, 0, 5.0], [0, 0, 0, 0, 0, 0, 0, 5.0], offsets, text, (2, 36),
+                             nullable=False, number="float")
+    assert nums[0][1] == 12.5 and all(isinstance(v, float) for _, v in nums)

@@ -36,7 +36,8 @@ def rows(n: int, seed: int) -> list[dict]:
         d = f"2024-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}"
         text = rng.choice(TEMPLATES if dated else NODATE).format(v=v, d=d, t=t, c=c)
         out.append({"input": {"text": text},
-                    "output": {"vendor": v, "date": d if dated else None, "total": t, "currency": c}})
+                    "output": {"vendor": v, "date": d if dated else None, "total": t, "currency": c,
+                               "amount": float(t.replace(",", ""))}})
     return out
 
 
@@ -47,6 +48,7 @@ type Invoice {
   date: str? [pattern=/\\d{4}-\\d{2}-\\d{2}/]
   total: str [max_len=20]
   currency: Currency
+  amount: float [ge=0]
 }
 task extract(text: str [max_len=400]) -> Invoice {
   prompt "Extract: {{ text }}"
@@ -77,7 +79,8 @@ def test_plan_finds_the_copied_fields_and_says_so():
     hs = plan(prog.ir.tasks["extract"].output, [r["output"] for r in data], [r["input"] for r in data])
     kinds = {h.field: (h.kind, h.source) for h in hs.heads}
     assert kinds == {"vendor": ("span", "text"), "date": ("span", "text"), "total": ("span", "text"),
-                     "currency": ("single", "")}
+                     "currency": ("single", ""), "amount": ("span", "text")}
+    assert "amount: float written in text (24 of 24 values found in it)" in hs.describe()
     assert "span copied from text (24 of 24 values found in it)" in hs.describe()
     assert next(h for h in hs.heads if h.field == "date").nullable
 
@@ -105,6 +108,8 @@ def test_span_heads_learn_to_copy_exact_substrings_and_null(tmp_path):
         for f in ("vendor", "total"):
             assert o.output[f] in h["input"]["text"]  # copied exactly, by construction
     exact = {f: sum(o.output[f] == h["output"][f] for o, h in zip(outs, held)) / len(held)
-             for f in ("vendor", "date", "total", "currency")}
+             for f in ("vendor", "date", "total", "currency", "amount")}
     assert exact["vendor"] >= 0.75 and exact["total"] >= 0.75 and exact["date"] >= 0.75, exact
+    assert exact["amount"] >= 0.75, exact  # the number written in the text, parsed
+    assert all(isinstance(o.output["amount"], float) for o in outs)
     assert res.manifest.status == "passed", res.manifest.tests

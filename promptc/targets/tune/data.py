@@ -223,9 +223,11 @@ def span_targets(heads: Any, inputs: dict[str, Any], output: Any
     for h in heads.spans:
         rng = where.get(h.source)
         fields.append(rng)
+        from promptc.heads import find_value
+
         v = (output or {}).get(h.field)
-        at = strings.get(h.source, "").find(v) if isinstance(v, str) and rng else -1
-        spans.append((rng[0] + at, rng[0] + at + len(v)) if at >= 0 and rng and isinstance(v, str) else None)
+        at = find_value(v, strings.get(h.source, ""), h.number) if v is not None and rng else None
+        spans.append((rng[0] + at[0], rng[0] + at[1]) if at and rng else None)
     return spans, fields
 
 
