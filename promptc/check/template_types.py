@@ -429,8 +429,6 @@ class Typer:
         """The scope where `test` is true (holds) or false: paths proved not null, lists not empty."""
         from jinja2 import nodes
 
-        from promptc.check.templates import _not_null_paths
-
         out = dict(scope)
         if isinstance(test, nodes.Not):
             return self.narrow(test.node, scope, not holds)
@@ -442,7 +440,7 @@ class Typer:
             if isinstance(test, nodes.Test) and test.name == "none" and _plain_path(test.node):
                 self._refine(out, test.node, lambda a: a.kind != "none")
             return out
-        for path in _not_null_paths(test):
+        for path in not_null_paths(test):
             try:
                 now = self._path_now(path, out)
             except Problem:  # reported where the test is typed
@@ -937,14 +935,59 @@ def _bind(scope: dict[str, TT], name: str, t: TT) -> dict[str, TT]:
     return out
 
 
+def path_text(node: Any) -> str | None:
+    """`x.a[0].b` as text, or None for anything that is not a plain path."""
+    from jinja2 import nodes
+
+    parts: list[str] = []
+    while isinstance(node, (nodes.Getattr, nodes.Getitem)):
+        if isinstance(node, nodes.Getattr):
+            parts.append(f".{node.attr}")
+        elif isinstance(node.arg, nodes.Const):
+            parts.append(f"[{node.arg.value!r}]")
+        else:
+            return None
+        node = node.node
+    if not isinstance(node, nodes.Name):
+        return None
+    return node.name + "".join(reversed(parts))
+
+
+def not_null_paths(test: Any) -> list[str]:
+    """The paths a test proves not null where it holds: `x`, `x.a`, `x is not none`, `x is defined`,
+    `x and ...`, `x.a | length > 0` is not counted (it would fail on null anyway)."""
+    from jinja2 import nodes
+
+    if isinstance(test, nodes.And):
+        return not_null_paths(test.left) + not_null_paths(test.right)
+    if isinstance(test, nodes.Not) and isinstance(test.node, nodes.Test) and test.node.name == "none":
+        test = test.node.node
+    elif isinstance(test, nodes.Test) and test.name in ("defined", "string", "mapping", "sequence", "number",
+                                                        "integer", "float", "true", "iterable"):
+        test = test.node
+    elif isinstance(test, nodes.Compare) and len(test.ops) == 1 and test.ops[0].op == "ne" \
+            and isinstance(test.ops[0].expr, nodes.Const) and test.ops[0].expr.value is None:
+        test = test.expr
+    path = path_text(test)
+    if path is None:
+        return []
+    out = [path]  # and every prefix: `x.a` being set means `x` is too
+    cut = len(path)
+    while True:
+        i = max(path.rfind(".", 0, cut), path.rfind("[", 0, cut))
+        if i <= 0:
+            break
+        out.append(path[:i])
+        cut = i
+    return out
+
+
 def _plain_path(node: Any) -> bool:
     return _path_of(node) is not None
 
 
 def _path_of(node: Any) -> str | None:
-    from promptc.check.templates import _path_text
-
-    return _path_text(node)
+    return path_text(node)
 
 
 def _parse_path(path: str) -> Any:

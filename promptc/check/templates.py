@@ -11,6 +11,8 @@ from typing import Any
 
 from promptc import ast, codes, ir
 from promptc.check.context import Context
+from promptc.check.template_types import not_null_paths as _not_null_paths
+from promptc.check.template_types import path_text as _path_text
 from promptc.diagnostics import did_you_mean
 from promptc.source import Span
 
@@ -245,53 +247,6 @@ class _TemplateWalker:
 
 _NARROWED = "\0not-null:"  # scope keys that no template name can clash with
 _DEFAULTED = "\0defaulted"
-
-
-def _path_text(node) -> str | None:
-    """`x.a[0].b` as text, or None for anything that is not a plain path."""
-    from jinja2 import nodes
-
-    parts: list[str] = []
-    while isinstance(node, (nodes.Getattr, nodes.Getitem)):
-        if isinstance(node, nodes.Getattr):
-            parts.append(f".{node.attr}")
-        elif isinstance(node.arg, nodes.Const):
-            parts.append(f"[{node.arg.value!r}]")
-        else:
-            return None
-        node = node.node
-    if not isinstance(node, nodes.Name):
-        return None
-    return node.name + "".join(reversed(parts))
-
-
-def _not_null_paths(test) -> list[str]:
-    """The paths a test proves not null where it holds: `x`, `x.a`, `x is not none`, `x is defined`,
-    `x and ...`, `x.a | length > 0` is not counted (it would fail on null anyway)."""
-    from jinja2 import nodes
-
-    if isinstance(test, nodes.And):
-        return _not_null_paths(test.left) + _not_null_paths(test.right)
-    if isinstance(test, nodes.Not) and isinstance(test.node, nodes.Test) and test.node.name == "none":
-        test = test.node.node
-    elif isinstance(test, nodes.Test) and test.name in ("defined", "string", "mapping", "sequence", "number",
-                                                        "integer", "float", "true", "iterable"):
-        test = test.node
-    elif isinstance(test, nodes.Compare) and len(test.ops) == 1 and test.ops[0].op == "ne" \
-            and isinstance(test.ops[0].expr, nodes.Const) and test.ops[0].expr.value is None:
-        test = test.expr
-    path = _path_text(test)
-    if path is None:
-        return []
-    out = [path]  # and every prefix: `x.a` being set means `x` is too
-    cut = len(path)
-    while True:
-        i = max(path.rfind(".", 0, cut), path.rfind("[", 0, cut))
-        if i <= 0:
-            break
-        out.append(path[:i])
-        cut = i
-    return out
 
 
 def template_span(lit: ast.Literal, lineno: int, needle: str | None) -> Span:
