@@ -575,6 +575,7 @@ def test_promptc_serve_command_binds_localhost_and_serves(tmp_path):
     finally:
         p.terminate()
         p.wait(timeout=30)
+        p.stdout.close()  # (pytest turns the ResourceWarning of an unclosed pipe into an error)
 
 
 def test_text_artifacts_carry_a_model_card_and_diff_by_option(tmp_path, capsys):
