@@ -43,7 +43,10 @@ def summary(d: Path, key: str | None = None) -> dict[str, Any]:
             "name": (target.get("name") if isinstance(target, dict) else target) or d.name,
             "program": prog.get("name"), "version": prog.get("version"), "task": (m.get("task") or {}).get("name"),
             "method": m.get("method") or ("text" if m.get("kind") == "text" else None),
-            "base": base.get("id"), "status": m.get("status") or ("compiled" if m.get("kind") == "text" else None),
+            "base": base.get("id"),
+            # a MODIFIED artifact's own word about its gate is not repeated anywhere, JSON included
+            "status": None if integ.state == "MODIFIED" else m.get("status") or ("compiled" if m.get("kind") == "text"
+                                                                                 else None),
             "gate": gate(m, integ), "integrity": integ.json(),
             "tests": tests.get("summary") if integ.state != "MODIFIED" else None, "trainable_parameters": m.get("trainable_parameters"),
             "adapter_hash": m.get("adapter_hash"), "data_hash": (m.get("data") or {}).get("hash")}
@@ -80,8 +83,6 @@ def show_text(d: str, fmt: str = "text", key: str | None = None) -> str:
 
     m = read_manifest(d)
     integ = integrity(Path(d), key, m)
-    if fmt == "json":
-        return json.dumps({"summary": summary(Path(d), key), "manifest": m}, indent=2, ensure_ascii=False)
     shown = dict(m)
     if "status" in m:
         shown["status"] = gate(m, integ)
@@ -89,6 +90,8 @@ def show_text(d: str, fmt: str = "text", key: str | None = None) -> str:
         shown["tests"] = {**m["tests"], "gate": gate(m, integ)} if integ.state != "MODIFIED" else \
             {"summary": "not shown: the artifact was modified", "min_pass": m["tests"].get("min_pass"),
              "gate": gate(m, integ)}
+    if fmt == "json":  # the manifest as it may be shown: the gate marked as in the text card
+        return json.dumps({"summary": summary(Path(d), key), "manifest": shown}, indent=2, ensure_ascii=False)
     return f"integrity: {integ.words()}\n\n" + model_card(shown).rstrip()
 
 

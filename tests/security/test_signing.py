@@ -91,6 +91,9 @@ def test_hand_edited_verdict_of_a_signed_artifact_is_modified_never_passed(tmp_p
     assert main(["artifacts", "show", str(d)]) == 0
     shown = capsys.readouterr().out
     assert shown.startswith("integrity: MODIFIED") and "passed" not in shown
+    for action in ("show", "list"):  # JSON repeats no claim of a modified manifest either
+        assert main(["artifacts", action, str(d), "--format", "json"]) == 0
+        assert '"passed"' not in capsys.readouterr().out
     assert main(["artifacts", "verify", str(d), "--key", str(pub)]) == 1
     err = capsys.readouterr().err
     assert "MODIFIED" in err and "manifest.json" in err and "Traceback" not in err
