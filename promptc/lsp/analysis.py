@@ -901,9 +901,15 @@ def _recheck_one_task(previous: Analysis | None, chunks: list[Chunk], program: a
     examples = _example_paths(program, units, doc)
     shifts = sorted((a.line, a.line + a.text.count("\n"), b.line - a.line)
                     for a, b in zip(previous.chunks, chunks) if a.text == b.text and a.line != b.line)
+    # a target's verdict on its task's outputs (E316, W302) reads the task's examples: in the unit's
+    # unchanged targets it is checked again too
+    old_unit = {id(c.src) for c in previous.chunks if c.unit in units}
+    new_unit = {id(c.src) for c in chunks if c.unit in units}
     kept = []
     for d in previous.diagnostics:
         if d.span is not None and (id(d.span.source) in old_srcs or d.span.path in examples):
+            continue
+        if d.span is not None and d.code in _TASK_READING and id(d.span.source) in old_unit:
             continue
         if d.span is not None and id(d.span.source) in moved:
             d = _moved(d, *moved[id(d.span.source)])
@@ -916,7 +922,10 @@ def _recheck_one_task(previous: Analysis | None, chunks: list[Chunk], program: a
             d for d in program.decls if isinstance(d, (ast.EnumDecl, ast.TypeDecl)) or _unit_of(d) in units))
         check(sub, doc, fresh)
     return kept + [d for d in fresh.items if d.span is None or id(d.span.source) in new_srcs
-                   or d.span.path in examples]
+                   or d.span.path in examples or (d.code in _TASK_READING and id(d.span.source) in new_unit)]
+
+
+_TASK_READING = {codes.ENCODER_CANNOT_SERVE, codes.UNSEEN_LABEL}
 
 
 def _moved(d: Diagnostic, chunk: Chunk, delta: int) -> Diagnostic:

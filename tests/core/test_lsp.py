@@ -24,14 +24,18 @@ from tests.conftest import PROGRAMS  # noqa: E402
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
-TRIAGE = (PROGRAMS / "triage.prompt").read_text(encoding="utf-8")
+# a fixed triage program (tests/cases/lsp_triage.prompt, programs/triage.prompt as it was when these tests
+# were written) with its own examples file: stable text whose positions the tests below name, while
+# programs/triage.prompt grows with the product
+TRIAGE = (PROGRAMS.parent / "tests" / "cases" / "lsp_triage.prompt").read_text(encoding="utf-8")
+REFERENCE_DATA = PROGRAMS.parent / "tests" / "cases" / "reference_triage.jsonl"
 
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
     d = tmp_path_factory.mktemp("lsp")
     (d / "data").mkdir()
-    shutil.copy(PROGRAMS / "data" / "triage.jsonl", d / "data" / "triage.jsonl")
+    shutil.copy(REFERENCE_DATA, d / "data" / "triage.jsonl")
     (d / "data" / "bad.jsonl").write_text(
         '{"input": {"ticket": {"subject": "s", "body": "b"}}, "output": {"tag": "billing", "reply": "ok"}}\n'
         '{"input": {"ticket": {"subject": "s", "body": "b"}}, "output": {"tag": "refund", "reply": "ok"}}\n',

@@ -56,7 +56,7 @@ def test_declarations_split_at_top_level_keywords_only():
 
 def test_a_syntax_error_keeps_the_last_good_analysis(tmp_path):
     path = str(tmp_path / "t.prompt")
-    text = (PROGRAMS / "triage.prompt").read_text(encoding="utf-8")
+    text = (PROGRAMS.parent / "tests" / "cases" / "lsp_triage.prompt").read_text(encoding="utf-8")  # fixed text
     good = analyze(path, text)
     bad = analyze(path, text.replace("type Triage {", "type Triage {{"), good)
     assert not bad.syntax_ok and [d.code for d in bad.diagnostics] == ["E102"]

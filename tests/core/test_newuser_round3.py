@@ -251,7 +251,9 @@ class _Teacher:
                 if fail_on is None or fail_on in body:
                     status, obj = 404, {"error": {"message": "The model 'gtp' does not exist", "code": "model_not_found"}}
                 else:
-                    content = json.dumps({"tag": "billing", "reply": "Sorry, we refunded it."})
+                    content = json.dumps({"tag": "billing", "urgency": "normal", "needs_human": False, "reply": (
+                        "Thanks for telling us about this charge. Our billing team will correct it within two "
+                        "business days.")})
                     status, obj = 200, {"id": "c", "object": "chat.completion", "created": 0, "model": "m",
                                         "choices": [{"index": 0, "finish_reason": "stop",
                                                      "message": {"role": "assistant", "content": content}}],
