@@ -318,6 +318,14 @@ templates). The message names the field that is none of these. Fix: bound the fi
 `max_len`), reuse a small set of reply templates in the examples, or tune on a causal LM base (a hub id
 or a local directory) that generates the field.
 """)
+FAMILY_NOT_FOR_BASE: Final = _code("E317", "the tune target's family does not fit its base",
+                                   '`family = "classifier"` with `base = "tiny-causal"`', """
+`family = "classifier"` trains heads on an encoder, so it needs an encoder base (minilm, BERT, ...);
+`family = "causal"` generates text, which an encoder cannot. `promptc check` says so when it knows the
+base without loading it (the built-in bases, or a local directory's config.json); for a hub id
+`promptc tune` says so once the config is loaded. Leave `family` unset ("auto") to have it follow the
+base.
+""")
 EMPTY_ENUM: Final = _code("E313", "enum has no members", "`enum Tag { }`", """
 An enum must have at least one member; a field of an empty enum could hold no value.
 """)

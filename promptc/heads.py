@@ -546,20 +546,26 @@ def violation_table(heads: Heads, constraints: tuple[ir.Constraint, ...], inputs
     return hs, table
 
 
-def known_encoder(name: str, program_path: str | None = None) -> bool:
-    """Whether `base` is an encoder, known without loading a model (for `promptc check`): the built-in
-    minilm, or a local directory whose config.json names an encoder model type. Hub ids and anything
-    unreadable are not known (False): `promptc tune` decides for them once the config is loaded."""
+def known_kind(name: str, program_path: str | None = None) -> str | None:
+    """"encoder" or "causal" when `base` is known without loading a model (for `promptc check`): the
+    built-in minilm and tiny-causal, or a local directory whose config.json names its model type. None for
+    hub ids and anything unreadable: `promptc tune` decides for them once the config is loaded."""
     if name == "minilm":
-        return True
+        return "encoder"
     if name == "tiny-causal":
-        return False
+        return "causal"
     for root in ([Path(program_path).parent] if program_path else []) + [Path.cwd()]:
         cfg = (root / name).expanduser() / "config.json"
         try:
             if cfg.is_file():
                 c = json.loads(cfg.read_text(encoding="utf-8"))
-                return c.get("model_type") in ENCODER_TYPES and not c.get("is_decoder", False)
+                enc = c.get("model_type") in ENCODER_TYPES and not c.get("is_decoder", False)
+                return "encoder" if enc else "causal"
         except (OSError, ValueError, AttributeError):
-            return False
-    return False
+            return None
+    return None
+
+
+def known_encoder(name: str, program_path: str | None = None) -> bool:
+    """Whether `base` is known to be an encoder without loading it (see known_kind)."""
+    return known_kind(name, program_path) == "encoder"

@@ -54,12 +54,24 @@ def _check_variants(cx: Context, tg: ast.TargetDecl, opts: dict[str, Any]) -> No
 def _check_heads(cx: Context, tg: ast.TargetDecl, opts: dict[str, Any]) -> None:
     """A tune target on an encoder base (known without loading it) must have an output its heads can
     serve: the refusal `promptc tune` would make, here at the target, before any model loads."""
-    from promptc.heads import Unservable, known_encoder, plan, unseen
+    from promptc.heads import Unservable, known_kind, plan, unseen
     from promptc.options import TUNE_OPTIONS
 
     base = opts.get("base", TUNE_OPTIONS["base"].default)
     family = opts.get("family", "auto")
-    encoder = known_encoder(base, cx.src.path)
+    kind = known_kind(base, cx.src.path)
+    encoder = kind == "encoder"
+    fam = next((o.value.span for o in tg.options if o.key.name == "family"), tg.name.span)
+    if family == "classifier" and kind == "causal":
+        cx.d.error(codes.FAMILY_NOT_FOR_BASE, f'family = "classifier" needs an encoder base, and \'{base}\' is a causal '
+                   "LM", fam, hint='use an encoder base (base = "minilm", or a BERT-like directory), or leave family '
+                   'unset ("auto")')
+        return
+    if family == "causal" and encoder:
+        cx.d.error(codes.FAMILY_NOT_FOR_BASE, f"family = \"causal\" generates text, and '{base}' is an encoder, which "
+                   "cannot", fam, hint='leave family unset ("auto") to train heads on the encoder, or use a causal '
+                   "LM base (a hub id or a local directory)")
+        return
     if family == "causal" or not (family == "classifier" or encoder):
         return
     task = cx.out.tasks[tg.task.name]
