@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 
-.PHONY: demo test test-slow lint wheel-smoke bench clean
+.PHONY: demo test test-slow test-nightly lint wheel-smoke bench clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -27,6 +27,10 @@ test: $(STAMP)
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow
+
+# the longest runs, too long for CI's slow step (the 50,000-mutant fuzz)
+test-nightly: $(STAMP)
+	$(BIN)/python -m pytest -q -m nightly
 
 lint: $(STAMP)
 	$(BIN)/ruff check promptc tests bench

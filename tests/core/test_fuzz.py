@@ -342,7 +342,14 @@ def test_mutated_programs_never_crash():
 
 
 @pytest.mark.slow
+def test_mutated_programs_never_crash_20k():
+    """20,000 mutants (another seed), raw Unicode included: 0 internal errors. CI's slow step."""
+    _fuzz(20_000, seed=1111)
+
+
+@pytest.mark.nightly
 def test_mutated_programs_never_crash_50k():
-    """50,000 mutants (another seed), raw Unicode included: 0 internal errors. About 1 minute on the
-    2-core machine (measured), well inside CI's slow step."""
-    _fuzz(50_000, seed=1111)
+    """50,000 mutants (a third seed): 0 internal errors. Nightly, not in CI's slow step: on the shared 2-core
+    machine it took 12.4 minutes under pytest and 6.5 standalone (6.4 minutes of CPU, about 8 ms a mutant,
+    most of it checking templates)."""
+    _fuzz(50_000, seed=5555)
