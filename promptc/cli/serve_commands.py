@@ -69,6 +69,27 @@ def _load_ir(path: str):
     return result.program
 
 
+def regate(directory: str, program: Any, manifest: dict[str, Any]) -> str:
+    """An unsigned tuned artifact's gate verdict cannot be trusted (a hand edit of its manifest leaves no
+    trace), so `promptc serve` runs the program's tests on it again and reports that verdict, never the
+    recorded one; a failing artifact is served with a warning, as a failed one always was. Returns the
+    verdict: passed or failed."""
+    from promptc.execution import artifact_subject
+    from promptc.testing.suite import run_suite
+
+    task = program.tasks[(manifest.get("task") or {}).get("name")]
+    report = run_suite(program, task, artifact_subject(directory, program, task), cache=None)
+    need = float((manifest.get("options") or {}).get("min_pass", 1.0))
+    share = report.passed / max(1, len(report.results) - report.skipped)
+    verdict = "passed" if share >= need - 1e-12 else "failed"
+    print(f"promptc: artifact {directory} is unsigned, so its gate ran again instead of being read: "
+          f"{report.summary_line()} -> {verdict}", file=sys.stderr)
+    if verdict == "failed":
+        failing = ", ".join(r.name for r in report.results if r.status == "failed")
+        print(f"promptc: warning: artifact {directory} fails its gate now ({failing})", file=sys.stderr)
+    return verdict
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     import os
 
@@ -116,11 +137,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
         m = read_manifest(d)
         from promptc.signing import check_before_serving
 
-        check_before_serving(d, m, args.verify_key)
+        integ = check_before_serving(d, m, args.verify_key)
         want = (m.get("program") or {}).get("name")
         match = [p for p in programs.values() if p.name == want]
         if not match:
             raise UsageError(f"artifact {d} was built from program '{want}'", hint="give its source with --program FILE")
+        if m.get("kind") == "tune" and integ.state != "signed":
+            regate(d, match[0], m)
         (text_artifacts if m.get("kind") == "text" else tuned).append((d, match[0]))
     reg = build_registry(model=args.model, targets=targets, text_artifacts=text_artifacts, tuned=tuned,
                          window=args.batch_window_ms / 1000.0, max_batch=args.max_batch)

@@ -309,3 +309,31 @@ def test_record_artifact_depends_on_constraints_but_not_on_prose(trained, tmp_pa
     p.write_text(text.replace("when text matches /refund/", "when text matches /refund|money back/"))
     with pytest.raises(ArtifactError, match="constraints"):
         promptc.load(p).task("triage").load_artifact(res.directory)
+
+
+def test_compare_shows_the_record_artifact_beside_another(trained, capsys, tmp_path):
+    import shutil
+
+    path, res, _ = trained
+    other = tmp_path / "copy"
+    shutil.copytree(res.directory, other)
+    assert main(["compare", str(path), str(res.directory), str(other)]) == 0
+    out = capsys.readouterr().out
+    assert "tests passed" in out and "1/1" in out and "minilm + lora" in out
+
+
+def test_serve_runs_an_unsigned_artifacts_gate_again_instead_of_reading_it(trained, tmp_path, capsys):
+    """A hand-edited verdict in an unsigned manifest leaves no trace, so serve re-runs the gate."""
+    import shutil
+
+    from promptc.cli.serve_commands import regate
+
+    path, res, _ = trained
+    art = tmp_path / "edited"
+    shutil.copytree(res.directory, art)
+    m = json.loads((art / "manifest.json").read_text())
+    m["status"], m["tests"]["gate"] = "failed", "failed"  # forged downwards: the re-run ignores it
+    (art / "manifest.json").write_text(json.dumps(m))
+    prog = promptc.load(path).ir
+    assert regate(str(art), prog, m) == "passed"
+    assert "gate ran again instead of being read: 1 passed, 0 failed -> passed" in capsys.readouterr().err
