@@ -95,9 +95,9 @@ TUNE_OPTIONS: dict[str, OptionSpec] = {o.name: o for o in (
                "split over grad_accum and processes", min=1),
     OptionSpec("gradient_checkpointing", "bool", False, "recompute activations in the backward pass to save "
                "memory on large bases"),
-    OptionSpec("constraint_weight", "float", 1.0, "encoder heads of a record: weight of the probability mass "
-               "the heads put on combinations that break a constraint, added to the loss (0: the constraints "
-               "only filter predictions)", min=0),
+    OptionSpec("constraint_weight", "float", 0.0, "encoder heads of a record: weight of the probability mass "
+               "the heads put on combinations that break a constraint, added to the loss (0, the default: the "
+               "constraints only filter predictions; measured in docs/tuning.md, the loss did not win)", min=0),
     OptionSpec("quantize", "str", "none", "load the base in 4 or 8 bits for QLoRA (bitsandbytes; needs CUDA)",
                ("none", "4bit", "8bit"), methods=("lora",)),
 )}

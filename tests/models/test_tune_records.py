@@ -65,7 +65,7 @@ test triage {
     expect output.tag == bug
   }
 }
-target tune heads for triage { base = "minilm", epochs = EPOCHS, lr = 0.004 }
+target tune heads for triage { base = "minilm", epochs = EPOCHS, lr = 0.004, constraint_weight = 1.0 }
 """
 
 

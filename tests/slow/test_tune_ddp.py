@@ -55,9 +55,10 @@ def test_record_heads_on_minilm_two_processes_match_one(tmp_path):
     from tests.models.test_tune_records import write_program
 
     path = write_program(tmp_path, epochs=2)
-    text = path.read_text().replace('target tune heads for triage { base = "minilm", epochs = 2, lr = 0.004 }',
-                                    'target tune d for triage { base = "minilm", max_steps = 6, batch_size = 6, '
-                                    'eval_every = 3, patience = 0, lr = 0.004 }')
+    text = path.read_text().replace(
+        'target tune heads for triage { base = "minilm", epochs = 2, lr = 0.004, constraint_weight = 1.0 }',
+        'target tune d for triage { base = "minilm", max_steps = 6, batch_size = 6, eval_every = 3, patience = 0, '
+        'lr = 0.004, constraint_weight = 1.0 }')
     (tmp_path / "p.prompt").write_text(text, encoding="utf-8")
     one = _tune(tmp_path, "one")
     assert one.returncode == 0, one.stderr

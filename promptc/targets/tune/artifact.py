@@ -9,7 +9,8 @@ What an artifact depends on (its dependency fingerprint, checked at load):
 - every family: the task's input and output schema, the examples it trained on (the declared ones that
   are not test inputs), and the base model (whose weights are checked separately, by hash);
 - a causal LM also reads the task prompt rendered with its inputs, so its prompt template counts too;
-- an encoder's record heads trained with the constraint loss, so their task's constraints count too.
+- an encoder's record heads trained with the constraint loss (`constraint_weight` > 0) read the task's
+  constraints, so they count too.
 A classifier never reads the prompt, so editing the prompt's prose (or the system text, an enum
 classifier's constraints or the tests) does not invalidate it. An encoder keeps the constraints of the
 program it is loaded with at prediction time.
@@ -36,7 +37,8 @@ FINGERPRINT_VERSION = 1
 
 
 # ---------------------------------------------------------------- the dependency fingerprint
-def dependencies(program: ir.Program, task: ir.Task, family: str, base_id: str) -> dict[str, Any]:
+def dependencies(program: ir.Program, task: ir.Task, family: str, base_id: str,
+                 constrained: bool = False) -> dict[str, Any]:
     """What a tuned artifact of `task` depends on (see the module docstring), as plain JSON values."""
     from promptc.schema import json_schema
 
@@ -47,7 +49,7 @@ def dependencies(program: ir.Program, task: ir.Task, family: str, base_id: str) 
         "examples": [[ex.input, ex.output] for ex in examples],
         "base": base_id,
     }
-    if family == "classifier" and isinstance(task.output, ir.RecordT) and task.constraints:
+    if constrained and family == "classifier" and isinstance(task.output, ir.RecordT) and task.constraints:
         # a record's heads trained with the constraint loss, which reads the constraints
         deps["constraints"] = [c.source for c in task.constraints]
     if family == "causal":
@@ -61,12 +63,18 @@ def _digest(value: Any) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True, ensure_ascii=False, default=str).encode()).hexdigest()
 
 
-def dependency_fingerprint(program: ir.Program, task: ir.Task, family: str, base_id: str) -> dict[str, Any]:
+def dependency_fingerprint(program: ir.Program, task: ir.Task, family: str, base_id: str,
+                           constrained: bool = False) -> dict[str, Any]:
     """{"version", "covers", "hash", "parts"}: recorded in the manifest, recomputed and compared at load.
     `parts` holds one hash per dependency, so a refusal can name the ones that changed."""
-    deps = dependencies(program, task, family, base_id)
+    deps = dependencies(program, task, family, base_id, constrained)
     return {"version": FINGERPRINT_VERSION, "covers": sorted(deps), "hash": _digest(deps),
             "parts": {k: _digest(v) for k, v in sorted(deps.items())}}
+
+
+def _constrained(manifest: dict[str, Any]) -> bool:
+    """Whether the artifact trained with the constraint loss (so its constraints are a dependency)."""
+    return float((manifest.get("options") or {}).get("constraint_weight") or 0) > 0
 
 
 def changed_dependencies(manifest: dict[str, Any], program: ir.Program, task: ir.Task) -> list[str] | None:
@@ -76,7 +84,7 @@ def changed_dependencies(manifest: dict[str, Any], program: ir.Program, task: ir
     if not isinstance(dep, dict) or dep.get("version") != FINGERPRINT_VERSION or not isinstance(dep.get("parts"), dict):
         return None
     base_id = (manifest.get("base") or {}).get("id", "")
-    now = dependency_fingerprint(program, task, manifest.get("family", ""), base_id)["parts"]
+    now = dependency_fingerprint(program, task, manifest.get("family", ""), base_id, _constrained(manifest))["parts"]
     recorded = dep["parts"]
     return sorted(k for k in set(now) | set(recorded) if now.get(k) != recorded.get(k))
 
@@ -87,7 +95,8 @@ def dependencies_unchanged(manifest: dict[str, Any], program: ir.Program, task: 
     if not isinstance(dep, dict) or dep.get("version") != FINGERPRINT_VERSION:
         return False
     base_id = (manifest.get("base") or {}).get("id", "")
-    return dependency_fingerprint(program, task, manifest.get("family", ""), base_id)["hash"] == dep.get("hash")
+    return dependency_fingerprint(program, task, manifest.get("family", ""), base_id,
+                                  _constrained(manifest))["hash"] == dep.get("hash")
 
 
 # ---------------------------------------------------------------- the manifest
@@ -222,7 +231,8 @@ class TunedManifest:
                       "curve": [{k: r[k] for k in ("step", "loss", "val_loss", "val_accuracy")} for r in curve]},
             tests=_tests_section(report, o, status),
             resources=resources,
-            depends=dependency_fingerprint(program, task, tuned.family, tuned.base.name),
+            depends=dependency_fingerprint(program, task, tuned.family, tuned.base.name,
+                                           tuned.options.constraint_weight > 0),
             versions=_versions(),
             search=search,
             seeds=seeds,
