@@ -12,7 +12,7 @@ programs/route.prompt (its examples, 5 gate cases, tests/cases/route_heldout.jso
   on the same examples (test inputs excluded, as promptc excludes them), judged by promptc's own gate: the
   same suite runs against a backend that answers SetFit's label.
 
-SetFit is an optional dependency of this bench only (`pip install setfit`); without it its rows are skipped.
+SetFit is an optional dependency of this bench only (`pip install ".[bench]"`); without it its rows are skipped.
 Usage: python bench/encoder.py [--seeds 5] [--cases sentiment,route] [--n 3] [--skip-setfit] [--skip-select]
 """
 
