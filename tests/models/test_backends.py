@@ -249,9 +249,10 @@ def test_task_run_api(tmp_path, monkeypatch):
     task = promptc.load(PROGRAMS / "triage.prompt").task("triage")
     r = task.run({"ticket": {"subject": "a", "body": "b"}}, target="triage_chat", model="tiny-causal",
                  max_new_tokens=120)
-    assert r.ok and set(r.output) == {"tag", "reply"}
-    assert task.check({"ticket": {"subject": "a", "body": "refund me"}}, {"tag": "bug", "reply": "x"}) == [
+    assert r.ok and set(r.output) == {"tag", "urgency", "needs_human", "reply"}
+    out = {"tag": "bug", "urgency": "low", "needs_human": False, "reply": "x"}
+    assert task.check({"ticket": {"subject": "a", "body": "refund me"}}, out) == [
         "constraint 'refunds' (refund requests are billing) failed: output.tag == billing when ticket.body "
         'matches /refund|charged/i -- ticket.body = "refund me"; output.tag = "bug"']
-    assert task.check({"ticket": {"subject": "a", "body": "b"}}, {"tag": "nope", "reply": "x"})[0].startswith(
+    assert task.check({"ticket": {"subject": "a", "body": "b"}}, {**out, "tag": "nope"})[0].startswith(
         "schema: output.tag:")
