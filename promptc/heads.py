@@ -287,13 +287,19 @@ def _head(name: str, t: ir.Type, seen: list[Any], start: int, inputs: list[dict[
     if isinstance(inner, ir.BoolT):
         return Head(name, "single", (False, True, *null), start, "bool" + (" or null" if optional else ""))
     if isinstance(inner, (ir.IntT, ir.FloatT)) and name and inputs is not None:
+        # a number written in the input is copied as a span and parsed (it generalises to values never seen);
+        # a bounded int that is not always written there (a rating the model infers) is a class head below
         kind = "int" if isinstance(inner, ir.IntT) else "float"
         finite = kind == "int" and inner.ge is not None and inner.le is not None and \
             math.floor(inner.le) - math.ceil(inner.ge) + 1 <= MAX_INT_VALUES
-        if not finite:  # a number written in the input: a span parsed to the number
+        try:
             span = _span_head(name, what, seen, inputs, optional, start, kind)
-            if span is not None:
-                return span
+        except Unservable:
+            if not finite:
+                raise
+            span = None
+        if span is not None:
+            return span
     if isinstance(inner, ir.IntT):
         if inner.ge is None or inner.le is None:
             raise Unservable(what, "an int without both `ge` and `le` has no finite set of values",
@@ -302,7 +308,8 @@ def _head(name: str, t: ir.Type, seen: list[Any], start: int, inputs: list[dict[
         if hi - lo + 1 > MAX_INT_VALUES:
             raise Unservable(what, f"an int in [{lo}, {hi}] has {hi - lo + 1} values; a class head takes at "
                              f"most {MAX_INT_VALUES}", "narrow its ge/le")
-        return Head(name, "single", (*range(lo, hi + 1), *null), start, f"int {lo}..{hi}")
+        return Head(name, "single", (*range(lo, hi + 1), *null), start,
+                    f"int {lo}..{hi}" + (" or null" if optional else ""))
     if isinstance(inner, ir.ListT) and isinstance(ir.strip_optional(inner.item), ir.EnumT) and not optional:
         item = ir.strip_optional(inner.item)
         assert isinstance(item, ir.EnumT)

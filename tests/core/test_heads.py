@@ -170,3 +170,15 @@ def test_span_candidates_copy_exact_text_and_offer_null_for_optional_fields():
     nums = H.span_candidates([0, 0, 0, 0, 0, 0, 0, 5.0], [0, 0, 0, 0, 0, 0, 0, 5.0], offsets, text, (2, 36),
                              nullable=False, number="float")
     assert nums[0][1] == 12.5 and all(isinstance(v, float) for _, v in nums)
+
+
+def test_a_bounded_int_written_in_the_input_is_copied_and_one_inferred_is_a_class():
+    t = ir.RecordT("R", (("seats", ir.OptionalT(ir.IntT(ge=1, le=10))), ("stars", ir.IntT(ge=1, le=5))))
+    inputs = [{"m": f"we need {n} seats, great service"} for n in (2, 4, 7)]
+    outputs = [{"seats": n, "stars": s} for n, s in ((2, 5), (4, 4), (7, 5))]
+    hs = H.plan(t, outputs, inputs)
+    assert [(h.field, h.kind) for h in hs.heads] == [("seats", "span"), ("stars", "single")]
+    assert hs.heads[0].number == "int" and "int written in m (3 of 3" in hs.heads[0].why
+    assert hs.heads[1].why == "int 1..5"
+    none_written = H.plan(t, outputs, [{"m": "x"}] * 3)
+    assert none_written.heads[0].why == "int 1..10 or null"
