@@ -3,6 +3,7 @@ hypothesis strategies. Field constraints feed all of them, so the three never di
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from dataclasses import dataclass, field
@@ -634,13 +635,44 @@ def engine_unsupported(pattern: str) -> str | None:
 # What Python's `re` means by a class escape, written so that llguidance (Rust regex syntax, Unicode
 # classes) means the same: Python's \s also matches the separators \x1c-\x1f, which Rust's does not, and
 # Python's \w is exactly letters, numbers and '_', where Rust's adds combining marks and connector
-# punctuation. (\d is Unicode Nd in both.) Without this the decoder could write a character the output
-# validator then refuses.
-_SPACE, _WORD = r"\s\x1c-\x1f", r"\p{L}\p{N}_"
+# punctuation. \d and \w are spelled as explicit ranges from Python's own Unicode database
+# (_python_digits, _python_word): the engine's Unicode tables are newer. Without this the decoder could write
+# a character the output validator then refuses.
+_SPACE = r"\s\x1c-\x1f"
 _ENGINE_ESCAPES = {  # escape -> (outside a class, inside a class)
     "s": (f"[{_SPACE}]", _SPACE), "S": (f"[^{_SPACE}]", f"[^{_SPACE}]"),
-    "w": (f"[{_WORD}]", _WORD), "W": (f"[^{_WORD}]", f"[^{_WORD}]"),
 }
+
+
+def _ranges(member) -> str:
+    """Every code point `member` accepts, as explicit class ranges for the engine."""
+    import sys
+
+    ranges: list[tuple[int, int]] = []
+    for cp in range(sys.maxunicode + 1):
+        if member(chr(cp)):
+            if ranges and ranges[-1][1] == cp - 1:
+                ranges[-1] = (ranges[-1][0], cp)
+            else:
+                ranges.append((cp, cp))
+    return "".join(f"\\x{{{a:x}}}-\\x{{{b:x}}}" for a, b in ranges)
+
+
+@functools.lru_cache(maxsize=1)
+def _python_digits() -> str:
+    """Python's \\d as explicit ranges (category Nd in this Python's Unicode database). Both engines say
+    "Unicode Nd", but Rust's tables are newer: llguidance wrote U+1CCF1 (a digit since Unicode 16) for
+    /\\d{2}/, which Python 3.11 (Unicode 14) refuses (found by the 2,000-draw property test)."""
+    import unicodedata
+
+    return _ranges(lambda ch: unicodedata.category(ch) == "Nd")
+
+
+@functools.lru_cache(maxsize=1)
+def _python_word() -> str:
+    """Python's \\w as explicit ranges (alphanumerics in this Python's Unicode database, and '_'): Rust's
+    \\p{L}\\p{N} are newer (the same U+1CCF1)."""
+    return _ranges(lambda ch: ch.isalnum() or ch == "_")
 
 
 def engine_pattern(pattern: str) -> str:
@@ -653,7 +685,11 @@ def engine_pattern(pattern: str) -> str:
         c = pattern[i]
         if c == "\\" and i + 1 < n:
             e = pattern[i + 1]
-            out.append(_ENGINE_ESCAPES[e][in_class] if e in _ENGINE_ESCAPES else pattern[i:i + 2])
+            if e in "dDwW":
+                members = _python_digits() if e in "dD" else _python_word()
+                out.append(members if in_class and e in "dw" else f"[{'^' if e in 'DW' else ''}{members}]")
+            else:
+                out.append(_ENGINE_ESCAPES[e][in_class] if e in _ENGINE_ESCAPES else pattern[i:i + 2])
             i += 2
             continue
         if in_class:
