@@ -234,9 +234,13 @@ def test_slow_heads_are_closed_at_the_deadline_and_counted(server, caplog):
         s.close()
     assert max(closed_at) < 3, max(closed_at)  # at the 0.5 s deadline (with slack for a busy machine)
     assert server.server.edge.slow_heads_total - before == 81
-    time.sleep(1.2)  # the log line (every 0.5 s in this test; every minute by default)
-    assert "closed 81 connections in the last 0.5 s that sent no complete request head within 0.5 s" in \
-        caplog.text, caplog.text
+    time.sleep(1.2)  # the log lines (every 0.5 s in this test; every minute by default)
+    # the closings may straddle two report intervals (13 then 68 on a busy machine): the lines add up to 81
+    import re
+
+    counts = [int(n) for n in re.findall(r"closed (\d+) connections in the last 0\.5 s that sent no complete "
+                                         r"request head within 0\.5 s", caplog.text)]
+    assert counts and sum(counts) == 81, caplog.text
 
 
 def test_capacity_is_requests_not_sockets_and_answers_an_openai_429():
